@@ -1,0 +1,272 @@
+"""Reading and writing images, label stacks and tables.
+
+This is the only module of cytotrail that touches files. Every writer is atomic: it writes
+to a temporary file beside the target and renames it into place, so that an interrupted
+job never leaves a half-written file that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "InputError",
+    "atomic_path",
+    "read_image",
+    "read_labels",
+    "read_table",
+    "write_image",
+    "write_json",
+    "write_labels",
+    "write_table",
+]
+
+_AXES_BY_NDIM = {2: "YX", 3: None, 4: "TCYX"}
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the file, sample or config key at fault."""
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------
+# images
+
+
+def _tiff_axes_and_channels(tif):
+    """Axes string and OME channel names (or None) of an open TiffFile."""
+    series = tif.series[0]
+    axes = series.axes.upper().replace("Q", "")  # tifffile writes Q for unknown axes
+    names = None
+    if tif.is_ome:
+        import xml.etree.ElementTree as ET
+
+        root = ET.fromstring(tif.ome_metadata)
+        channels = [el for el in root.iter() if el.tag.endswith("}Channel")]
+        found = [c.get("Name") for c in channels]
+        if found and all(found):
+            names = found
+    return axes, names
+
+
+def read_image(path, *, axes=None, channel_names=None):
+    """Read a TIFF/OME-TIFF as a (T, C, Y, X) array with its channel names.
+
+    Parameters
+    ----------
+    path : str or Path
+        TIFF or OME-TIFF file with axes TCYX, CYX, TYX or YX.
+    axes : str, optional
+        Axes of the stored array, e.g. ``"TYX"``, when the file does not record them
+        (a plain 3-D TIFF is ambiguous between CYX and TYX).
+    channel_names : sequence of str, optional
+        Names for the channels, overriding the OME metadata.
+
+    Returns
+    -------
+    image : (T, C, Y, X) ndarray
+        Pixel data in its stored dtype.
+    names : list of str
+        One name per channel: from ``channel_names``, the OME metadata, or ``ch0, ch1, ...``.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            stored_axes, ome_names = _tiff_axes_and_channels(tif)
+            data = tif.series[0].asarray()
+    except Exception as err:  # tifffile raises many types for corrupt files
+        raise InputError(f"cannot read image {path}: not a readable TIFF ({err})") from err
+
+    axes = (axes or "").upper() or _guess_axes(stored_axes, data.ndim, path)
+    if len(axes) != data.ndim:
+        raise InputError(
+            f"image {path} has {data.ndim} dimensions {data.shape} but axes {axes!r}; "
+            "expected TCYX, CYX, TYX or YX"
+        )
+    if set(axes) - set("TCYX") or len(set(axes)) != len(axes) or not axes.endswith("YX"):
+        raise InputError(f"image {path}: unsupported axes {axes!r}; expected TCYX, CYX, TYX or YX")
+    for ax in "TC":
+        if ax not in axes:
+            data = data[np.newaxis]
+            axes = ax + axes
+    order = [axes.index(ax) for ax in "TCYX"]
+    data = np.transpose(data, order)
+
+    n_channels = data.shape[1]
+    if channel_names is not None:
+        names = [str(n) for n in channel_names]
+        if len(names) != n_channels:
+            raise InputError(
+                f"image {path} has {n_channels} channel(s) but {len(names)} channel name(s) "
+                f"were given: {names}"
+            )
+    elif ome_names is not None and len(ome_names) == n_channels:
+        names = list(ome_names)
+    else:
+        names = [f"ch{i}" for i in range(n_channels)]
+    if len(set(names)) != len(names):
+        raise InputError(f"image {path}: duplicated channel names {names}")
+    return data, names
+
+
+def _guess_axes(stored_axes, ndim, path):
+    if stored_axes and len(stored_axes) == ndim and set(stored_axes) <= set("TCZYX"):
+        axes = stored_axes.replace("Z", "T") if "T" not in stored_axes else stored_axes
+        if set(axes) <= set("TCYX"):
+            return axes
+    if ndim == 2:
+        return "YX"
+    if ndim == 4:
+        return "TCYX"
+    if ndim == 3:
+        raise InputError(
+            f"image {path} is 3-D without axes metadata: set `axes` (CYX or TYX) for this sample"
+        )
+    raise InputError(
+        f"image {path} has {ndim} dimensions; expected TCYX, CYX, TYX or YX (2 to 4 dimensions)"
+    )
+
+
+def write_image(path, image, *, channel_names, pixel_size_um=None):
+    """Write a (T, C, Y, X) array as an OME-TIFF with channel names, atomically."""
+    import tifffile
+
+    image = np.asarray(image)
+    if image.ndim != 4:
+        raise ValueError(f"image must be (T, C, Y, X), got shape {image.shape}")
+    metadata = {"axes": "TCYX", "Channel": {"Name": list(channel_names)}}
+    if pixel_size_um is not None:
+        metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(
+            tmp, image, ome=True, metadata=metadata, compression="zlib", photometric="minisblack"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# label stacks
+
+
+def write_labels(path, labels):
+    """Write a (T, Y, X) label stack as a zlib-compressed uint32 TIFF, atomically.
+
+    The file opens in napari and Fiji as a stack of integer label images.
+    """
+    import tifffile
+
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels[np.newaxis]
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be (T, Y, X), got shape {labels.shape}")
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(
+            tmp,
+            labels.astype(np.uint32, copy=False),
+            compression="zlib",
+            photometric="minisblack",
+            metadata={"axes": "TYX"},
+        )
+
+
+def read_labels(path):
+    """Read a label stack (T, Y, X) or a single label image (Y, X) as uint32 (T, Y, X)."""
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"label file not found: {path}")
+    try:
+        labels = tifffile.imread(path)
+    except Exception as err:
+        raise InputError(f"cannot read labels {path}: not a readable TIFF ({err})") from err
+    labels = np.squeeze(labels) if labels.ndim > 3 else labels
+    if labels.ndim == 2:
+        labels = labels[np.newaxis]
+    if labels.ndim != 3:
+        raise InputError(f"labels {path} have shape {labels.shape}; expected (T, Y, X) or (Y, X)")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.mod(labels, 1) == 0):
+            raise InputError(f"labels {path} are not integers (dtype {labels.dtype})")
+    if labels.min(initial=0) < 0:
+        raise InputError(f"labels {path} contain negative values")
+    return labels.astype(np.uint32, copy=False)
+
+
+# --------------------------------------------------------------------------------------
+# tables
+
+
+def read_table(path):
+    """Read a ``.csv``, ``.tsv`` or ``.parquet`` table into a DataFrame."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"table file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".tsv", ".txt"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as err:
+        raise InputError(f"cannot read table {path}: {err}") from err
+    raise InputError(f"table {path}: unsupported format {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def write_table(path, table):
+    """Write a DataFrame as ``.parquet`` or ``.csv``/``.tsv`` (by suffix), atomically.
+
+    Parquet files are written without timestamps, so equal tables give equal bytes.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            table.to_parquet(tmp, index=False, engine="pyarrow")
+        elif suffix in (".csv", ".tsv"):
+            table.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
+        else:
+            raise InputError(f"output {path}: unsupported table format {suffix!r}")
+
+
+def write_json(path, obj):
+    """Write ``obj`` as pretty JSON with sorted keys, atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
