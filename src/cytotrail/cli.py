@@ -1,0 +1,334 @@
+"""Command-line interface: ``cytotrail <stage> ...``.
+
+Every stage of the workflow is usable alone on files a user already has. Each
+subcommand reads its inputs with :mod:`cytotrail.io`, calls one public function of the
+package, and writes its output atomically. Errors in the input end with one line naming
+the file or option at fault and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from cytotrail import __version__
+from cytotrail.io import InputError
+
+log = logging.getLogger("cytotrail")
+
+
+def _add_sample(p):
+    p.add_argument("--sample", default=None,
+                   help="sample name written to the `sample` column (default: the input file's stem)")
+
+
+def _sample_name(args, path):
+    if args.sample:
+        return args.sample
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".parquet", ".csv", ".tsv"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def _nuclear_frames(args):
+    """Read IMAGE and return its nuclear channel as (T, Y, X) plus all channel names."""
+    from cytotrail import io
+
+    image, names = io.read_image(args.image, axes=args.axes, channel_names=args.channel_names)
+    channel = args.channel
+    if channel is None:
+        index = 0
+    elif channel in names:
+        index = names.index(channel)
+    elif channel.isdigit() and int(channel) < len(names):
+        index = int(channel)
+    else:
+        raise InputError(f"image {args.image}: no channel {channel!r}; channels are {names}")
+    return image[:, index], names
+
+
+def _add_image_options(p):
+    p.add_argument("--axes", default=None,
+                   help="axes of the stored image when the file does not record them: TCYX, CYX, TYX or YX")
+    p.add_argument("--channel-names", nargs="+", default=None, metavar="NAME",
+                   help="channel names, overriding the OME metadata")
+
+
+# --------------------------------------------------------------------------------------
+# segment
+
+
+def _parser_segment(sub):
+    p = sub.add_parser(
+        "segment",
+        help="nuclei instance segmentation of every frame",
+        description="Segment the nuclei of every frame of IMAGE's nuclear channel. Writes a (T, Y, X) "
+        "uint32 label stack as a compressed TIFF (opens in napari and Fiji).",
+    )
+    p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX")
+    p.add_argument("-o", "--output", required=True, help="output label stack (.tif)")
+    p.add_argument("--channel", default=None, help="nuclear channel name or index (default: the first)")
+    p.add_argument("--backend", default="unet", choices=["unet", "watershed", "labels", "cellpose"],
+                   help="segmentation method (default: unet, the model shipped with cytotrail)")
+    p.add_argument("--labels", default=None,
+                   help="with --backend labels: your own masks (TIFF, (T, Y, X) or (Y, X))")
+    p.add_argument("--model", default=None, help="model folder written by `cytotrail train` (unet backend)")
+    p.add_argument("--diameter", type=float, default=None,
+                   help="typical nucleus diameter in pixels (default: estimated from the image)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
+    p.add_argument("--batch-size", type=int, default=4, help="frames per network batch")
+    _add_image_options(p)
+    p.set_defaults(func=_cmd_segment)
+
+
+def _cmd_segment(args):
+    from cytotrail import io
+    from cytotrail.segment import segment
+
+    frames, _ = _nuclear_frames(args)
+    options = dict(backend=args.backend, diameter=args.diameter, device=args.device,
+                   model=args.model, batch_size=args.batch_size, progress=True)
+    if args.backend == "labels":
+        if args.labels is None:
+            raise InputError("--backend labels needs --labels MASKS.tif")
+        options["labels"] = io.read_labels(args.labels)
+    labels = segment(frames, **options)
+    io.write_labels(args.output, labels)
+    log.info("wrote %s: %d frames, %d nuclei", args.output, len(labels),
+             sum(len(set(f.ravel()) - {0}) for f in labels))
+
+
+# --------------------------------------------------------------------------------------
+# track
+
+
+def _parser_track(sub):
+    p = sub.add_parser(
+        "track",
+        help="link cells across frames into tracks with divisions",
+        description="Link the cells of successive frames into tracks. INPUT is a label stack (T, Y, X) "
+        "or a detections table (.csv/.parquet with columns frame, x, y; other columns are kept). OUTPUT "
+        "(.csv/.parquet) has one row per detection with track_id, parent_track_id (empty when none), "
+        "lineage_id and generation added.",
+    )
+    p.add_argument("input", help="label stack (.tif) or detections table (.csv/.parquet)")
+    p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
+    p.add_argument("--search-range", type=float, default=None,
+                   help="largest displacement between frames, in px (default: adapted to the data)")
+    p.add_argument("--memory", type=int, default=2, help="frames a cell may vanish and still be linked")
+    p.add_argument("--no-divisions", action="store_true", help="do not detect cell divisions")
+    _add_sample(p)
+    p.set_defaults(func=_cmd_track)
+
+
+def _cmd_track(args):
+    from cytotrail import io
+    from cytotrail.track import detections_from_labels, track
+
+    suffix = Path(args.input).suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        detections = detections_from_labels(io.read_labels(args.input))
+        detections.insert(0, "sample", _sample_name(args, args.input))
+    else:
+        detections = io.read_table(args.input)
+    tracks = track(detections, search_range=args.search_range, memory=args.memory,
+                   divisions=not args.no_divisions)
+    io.write_table(args.output, tracks)
+    log.info("wrote %s: %d detections in %d tracks", args.output, len(tracks),
+             tracks["track_id"].nunique())
+
+
+# --------------------------------------------------------------------------------------
+# quantify
+
+
+def _parser_quantify(sub):
+    p = sub.add_parser(
+        "quantify",
+        help="per-cell marker intensities and morphology",
+        description="Measure every cell of LABELS in every channel of IMAGE: one row per cell per frame "
+        "with `sample, frame, label`, morphology and `<marker>_<compartment>_<statistic>` columns.",
+    )
+    p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX")
+    p.add_argument("labels", help="label stack (.tif), (T, Y, X) or (Y, X)")
+    p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
+    p.add_argument("--markers", nargs="+", default=None, help="channels to measure (default: all)")
+    p.add_argument("--statistics", nargs="+", default=["mean"],
+                   help="per-channel statistics: mean, median, std, sum, min, max, pNN (percentile)")
+    p.add_argument("--compartments", nargs="+", default=["nucleus", "cytoplasm", "cell"],
+                   help="nucleus (the label), cytoplasm (a ring around it) and/or cell (both)")
+    p.add_argument("--cytoplasm-um", type=float, default=3.0,
+                   help="width of the cytoplasm ring grown from the nucleus, in µm")
+    p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
+    _add_image_options(p)
+    _add_sample(p)
+    p.set_defaults(func=_cmd_quantify)
+
+
+def _cmd_quantify(args):
+    from cytotrail import io
+    from cytotrail.quantify import quantify
+
+    image, names = io.read_image(args.image, axes=args.axes, channel_names=args.channel_names)
+    labels = io.read_labels(args.labels)
+    if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
+        raise InputError(f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
+                         f"{image.shape[0]} frame(s) of {image.shape[2:]}")
+    cells = quantify(labels, image, channel_names=names, markers=args.markers,
+                     statistics=args.statistics, compartments=args.compartments,
+                     cytoplasm_um=args.cytoplasm_um, pixel_size_um=args.pixel_size_um)
+    cells.insert(0, "sample", _sample_name(args, args.image))
+    io.write_table(args.output, cells)
+    log.info("wrote %s: %d cells", args.output, len(cells))
+
+
+# --------------------------------------------------------------------------------------
+# cluster
+
+
+def _parser_cluster(sub):
+    p = sub.add_parser(
+        "cluster",
+        help="cluster cells into types (scanpy) and annotate them from marker signatures",
+        description="Assemble per-cell tables (one row per cell, one column per marker feature) into one "
+        "AnnData, transform, PCA, neighbours, Leiden, UMAP, and name cell types from marker signatures.",
+    )
+    p.add_argument("tables", nargs="+", help="per-cell tables (.csv/.parquet/.h5ad)")
+    p.add_argument("-o", "--output", required=True, help="output AnnData (.h5ad)")
+    p.add_argument("--markers", nargs="+", required=True, help="markers to cluster on")
+    p.add_argument("--tracks", nargs="+", default=None,
+                   help="track tables joined to the cells on (sample, frame, label)")
+    p.add_argument("--feature", default="cell_mean",
+                   help="column suffix of the marker features: <marker>_<feature> (default cell_mean); "
+                   "'' takes columns named exactly like the markers")
+    p.add_argument("--cell-types", default=None, help="YAML file of marker signatures per cell type")
+    p.add_argument("--transform", default="arcsinh", choices=["arcsinh", "percentile", "log1p", "none"])
+    p.add_argument("--cofactor", type=float, default=None, help="arcsinh cofactor (default: per marker)")
+    p.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution")
+    p.add_argument("--n-neighbors", type=int, default=15, help="neighbours in the kNN graph")
+    p.add_argument("--level", default="cell", choices=["cell", "track"],
+                   help="cluster cell-frames or whole tracks")
+    p.add_argument("--no-umap", action="store_true", help="skip the UMAP embedding")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=_cmd_cluster)
+
+
+def _cmd_cluster(args):
+    import pandas as pd
+
+    from cytotrail import io
+    from cytotrail.cluster import cluster, merge_tables, write_anndata
+
+    cells = pd.concat([_read_cells(path) for path in args.tables], ignore_index=True)
+    tracks = None
+    if args.tracks:
+        tracks = pd.concat([io.read_table(path) for path in args.tracks], ignore_index=True)
+    table = merge_tables(cells, tracks)
+    signatures = None
+    if args.cell_types:
+        import yaml
+
+        path = Path(args.cell_types)
+        if not path.is_file():
+            raise InputError(f"cell-type file not found: {path}")
+        signatures = yaml.safe_load(path.read_text())
+    adata = cluster(table, markers=args.markers, feature=args.feature, signatures=signatures,
+                    transform=args.transform, cofactor=args.cofactor, resolution=args.resolution,
+                    n_neighbors=args.n_neighbors, level=args.level, umap=not args.no_umap,
+                    seed=args.seed)
+    write_anndata(args.output, adata)
+    log.info("wrote %s: %d observations x %d markers", args.output, adata.n_obs, adata.n_vars)
+
+
+def _read_cells(path):
+    from cytotrail import io
+
+    if str(path).endswith(".h5ad"):
+        import anndata
+
+        adata = anndata.read_h5ad(path)
+        frame = adata.to_df()
+        return frame.join(adata.obs.drop(columns=frame.columns, errors="ignore"))
+    return io.read_table(path)
+
+
+# --------------------------------------------------------------------------------------
+# demo and main
+
+
+def _parser_demo(sub):
+    p = sub.add_parser(
+        "demo",
+        help="write the synthetic demo dataset with its ground truth",
+        description="Generate a seeded synthetic timelapse (nuclear stain plus marker channels) for each "
+        "sample and write SAMPLE.ome.tif plus truth/SAMPLE_labels.tif and truth/SAMPLE_tracks.csv into "
+        "OUTDIR.",
+    )
+    p.add_argument("outdir", help="output folder")
+    p.add_argument("--samples", nargs="+", default=["demo_a", "demo_b"], help="sample names")
+    p.add_argument("--frames", type=int, default=20, help="frames per sample")
+    p.add_argument("--size", type=int, default=256, help="frame height and width in px")
+    p.add_argument("--cells", type=int, default=50, help="nuclei in the first frame")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the first sample")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args):
+    from cytotrail.synth import make_timelapse, write_dataset
+
+    for i, sample in enumerate(args.samples):
+        data = make_timelapse(n_frames=args.frames, shape=(args.size, args.size),
+                              n_cells=args.cells, seed=args.seed + i)
+        write_dataset(args.outdir, data, sample=sample)
+        log.info("wrote demo sample %s to %s", sample, args.outdir)
+
+
+_PARSERS = [_parser_segment, _parser_track, _parser_quantify, _parser_cluster, _parser_demo]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="cytotrail",
+        description="Segment, track, quantify and cluster cells in timelapse and multiplexed images.",
+    )
+    parser.add_argument("--version", action="version", version=f"cytotrail {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _PARSERS:
+        add(sub)
+    for add in _extra_parsers():
+        add(sub)
+    return parser
+
+
+def _extra_parsers():
+    """Subcommands that live with their stage (e.g. ``train`` in cytotrail.segment.train)."""
+    extra = []
+    try:
+        from cytotrail.segment.train import add_parser as train_parser
+    except ImportError:
+        pass
+    else:
+        extra.append(train_parser)
+    return extra
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"cytotrail {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
