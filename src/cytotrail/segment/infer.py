@@ -1,0 +1,280 @@
+"""U-Net inference: diameter estimate, rescaling, batched and tiled prediction, stitching.
+
+Frames are cut into tiles (a core plus a margin of context on each side) in the
+original pixel grid. Each tile is normalised with its frame's percentiles, rescaled so
+that nuclei have the model's training diameter, run through the network, and its maps
+are scaled back and turned into labels. A tile keeps only the nuclei whose seed lies
+in its core; the margin is wider than a nucleus, so every nucleus is segmented whole
+by exactly one tile. Only one batch of tiles is held at a time, so memory is bounded
+by the output label stack plus a few tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from cytotrail.segment.postprocess import maps_to_labels
+from cytotrail.segment.preprocess import equivalent_diameters, normalize, percentiles
+
+__all__ = ["predict_maps", "segment_unet", "estimate_diameter"]
+
+log = logging.getLogger("cytotrail.segment")
+
+# diameters within this factor of the training diameter are segmented without rescaling
+_SCALE_TOLERANCE = 1.5
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def predict_maps(net, batch, *, device, amp=True):
+    """Run the network on a batch of normalised images.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    batch : (N, H, W) float32 ndarray
+        H and W multiples of ``net.multiple``.
+    device : torch.device
+    amp : bool
+        Use float16 autocast on CUDA.
+
+    Returns
+    -------
+    (N, 2, H, W) float32 ndarray
+        Foreground probability and centre-ness.
+    """
+    torch = _torch()
+    x = torch.from_numpy(np.ascontiguousarray(batch, np.float32))[:, None].to(device)
+    with torch.inference_mode():
+        if amp and device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                y = net(x)
+        else:
+            y = net(x)
+        y = torch.sigmoid(y.float())
+    return y.cpu().numpy()
+
+
+def _resize(array, size, *, antialias=True):
+    """Bilinear resize of (N, C, H, W) float32 ndarray to (N, C, *size)."""
+    torch = _torch()
+    if tuple(array.shape[-2:]) == tuple(size):
+        return array
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    down = size[0] < array.shape[-2] or size[1] < array.shape[-1]
+    out = torch.nn.functional.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False,
+                                          antialias=bool(antialias and down))
+    return out.numpy()
+
+
+def _pad_to(image, shape):
+    """Pad (H, W) at the bottom/right to ``shape`` by reflection (edge for tiny images)."""
+    ph, pw = shape[0] - image.shape[0], shape[1] - image.shape[1]
+    if ph == 0 and pw == 0:
+        return image
+    mode = "reflect" if ph < image.shape[0] and pw < image.shape[1] else "edge"
+    return np.pad(image, ((0, ph), (0, pw)), mode=mode)
+
+
+class _Tile:
+    __slots__ = ("frame", "crop", "core", "scaled", "padded")
+
+    def __init__(self, frame, crop, core, scaled, padded):
+        self.frame, self.crop, self.core, self.scaled, self.padded = frame, crop, core, scaled, padded
+
+
+def _tiles(n_frames, shape, *, scale, tile_size, margin, multiple):
+    """Plan tiles: crop and core boxes (y0, y1, x0, x1) in original pixels, model-scale sizes."""
+    ny, nx = shape
+    m = int(math.ceil(margin / scale))
+    if max(ny, nx) * scale <= tile_size:
+        boxes = [((0, ny, 0, nx), (0, ny, 0, nx))]
+    else:
+        core = max(16, int((tile_size - 2 * margin) / scale))
+        boxes = []
+        for y0 in range(0, ny, core):
+            for x0 in range(0, nx, core):
+                y1, x1 = min(y0 + core, ny), min(x0 + core, nx)
+                crop = (max(0, y0 - m), min(ny, y1 + m), max(0, x0 - m), min(nx, x1 + m))
+                boxes.append((crop, (y0, y1, x0, x1)))
+    for t in range(n_frames):
+        for crop, core in boxes:
+            h, w = crop[1] - crop[0], crop[3] - crop[2]
+            scaled = (max(1, round(h * scale)), max(1, round(w * scale)))
+            padded = tuple(int(math.ceil(s / multiple) * multiple) for s in scaled)
+            yield _Tile(t, crop, core, scaled, padded)
+
+
+def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
+    """Yield (tile, maps (2, h, w) in original pixels) for tiles, batched by padded shape."""
+    pending = []
+
+    def flush():
+        batch = np.stack([_pad_to(img, tile.padded) for tile, img in pending])
+        maps = predict_maps(net, batch, device=device, amp=amp)
+        for (tile, _), m in zip(pending, maps):
+            m = m[:, : tile.scaled[0], : tile.scaled[1]]
+            h, w = tile.crop[1] - tile.crop[0], tile.crop[3] - tile.crop[2]
+            yield tile, _resize(m[None], (h, w), antialias=True)[0]
+        pending.clear()
+
+    for tile in tiles:
+        y0, y1, x0, x1 = tile.crop
+        p_lo, p_hi = ranges[tile.frame]
+        img = normalize(frames[tile.frame][y0:y1, x0:x1], p_lo, p_hi)
+        img = _resize(img[None, None], tile.scaled, antialias=True)[0, 0]
+        if pending and (pending[0][0].padded != tile.padded or len(pending) >= batch_size):
+            yield from flush()
+        pending.append((tile, img))
+    if pending:
+        yield from flush()
+
+
+def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_size, tile_size,
+                   amp, progress, out=None):
+    """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32."""
+    n_frames, ny, nx = frames.shape
+    scale = _scale_for(diameter, config)
+    tile_size = int(tile_size or config.get("tile_size", 1024))
+    margin = int(config.get("tile_margin", 64))
+    multiple = net.multiple
+    tile_size = max(tile_size, 2 * margin + multiple)
+    if out is None:
+        out = np.zeros((n_frames, ny, nx), np.uint32)
+    ranges = []
+    flat = []
+    lo, hi = config.get("normalization", {}).get("percentiles", (1.0, 99.8))
+    for t in range(n_frames):
+        p_lo, p_hi = percentiles(frames[t], lo, hi)
+        ranges.append((p_lo, p_hi))
+        flat.append(p_hi - p_lo <= 1e-6 * max(1.0, abs(p_hi)))
+    tiles = [tile for tile in _tiles(n_frames, (ny, nx), scale=scale, tile_size=tile_size,
+                                     margin=margin, multiple=multiple) if not flat[tile.frame]]
+    next_id = np.ones(n_frames, np.int64)
+    started = last = time.monotonic()
+    for i, (tile, maps) in enumerate(_maps_for_tiles(frames, tiles, net, device=device, ranges=ranges,
+                                                     batch_size=batch_size, amp=amp)):
+        lab, seeds = maps_to_labels(maps[0], maps[1], diameter=diameter, thresholds=thresholds)
+        _paste(out[tile.frame], lab, seeds, tile, next_id, tile.frame)
+        now = time.monotonic()
+        if progress and (now - last > 10 or i + 1 == len(tiles)):
+            log.info("segment: %d/%d tiles (%.0f s)", i + 1, len(tiles), now - started)
+            last = now
+    return out
+
+
+def _paste(out, lab, seeds, tile, next_id, t):
+    """Write the objects of a tile whose seed lies in its core into ``out`` (one frame)."""
+    if len(seeds) == 0:
+        return
+    y0, y1, x0, x1 = tile.crop
+    cy0, cy1, cx0, cx1 = tile.core
+    sy, sx = seeds[:, 0] + y0, seeds[:, 1] + x0
+    owned = (sy >= cy0) & (sy < cy1) & (sx >= cx0) & (sx < cx1)
+    if not owned.any():
+        return
+    lut = np.zeros(len(seeds) + 1, np.int64)
+    lut[1:][owned] = 1
+    new = lut[lab]  # 1 where an owned object is
+    region = out[y0:y1, x0:x1]
+    write = (new > 0) & (region == 0)
+    if not write.any():
+        return
+    ids = np.unique(lab[write])
+    remap = np.zeros(len(seeds) + 1, np.int64)
+    remap[ids] = np.arange(next_id[t], next_id[t] + len(ids))
+    next_id[t] += len(ids)
+    region[write] = remap[lab[write]].astype(np.uint32)
+
+
+def _scale_for(diameter, config):
+    d0 = float(config["train_diameter"])
+    if diameter is None:
+        return 1.0
+    ratio = d0 / float(diameter)
+    if 1.0 / _SCALE_TOLERANCE <= ratio <= _SCALE_TOLERANCE:
+        return 1.0
+    return ratio
+
+
+def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_iter=3,
+                      max_side=768, max_frames=3):
+    """Estimate the median nucleus diameter (px) by segmenting a few frames.
+
+    Starts at the native scale and rescales until the median equivalent diameter of
+    the objects found is stable (objects touching the crop border are not counted).
+    Uses up to ``max_frames`` frames (evenly spaced), centrally cropped to
+    ``max_side`` x ``max_side`` *model-scale* pixels, so its cost is bounded.
+
+    Returns
+    -------
+    float or None
+        None when no nucleus is found (the caller then segments at the native scale).
+    """
+    n = frames.shape[0]
+    picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_frames))})
+    d0 = float(config["train_diameter"])
+    current = None
+    for _ in range(max_iter):
+        scale = _scale_for(current, config)
+        side = int(max_side / scale)
+        crops = []
+        for t in picks:
+            f = frames[t]
+            y0 = max(0, (f.shape[0] - side) // 2)
+            x0 = max(0, (f.shape[1] - side) // 2)
+            crops.append(np.asarray(f[y0:y0 + side, x0:x0 + side]))
+        stack = np.stack(crops)
+        labels = _segment_tiles(stack, net=net, config=config, thresholds=thresholds, device=device,
+                                diameter=current if current is not None else d0, batch_size=len(picks),
+                                tile_size=max_side + 2 * int(config.get("tile_margin", 64)),
+                                amp=amp, progress=False)
+        diams = []
+        for lab in labels:
+            border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+            inner = lab.copy()
+            inner[np.isin(inner, border)] = 0
+            d = equivalent_diameters(inner)
+            if len(d) < 3:
+                d = equivalent_diameters(lab)
+            diams.extend(d.tolist())
+        if not diams:
+            return current
+        new = float(np.median(diams))
+        if current is not None and abs(math.log(new / current)) < math.log(1.15):
+            return new
+        if current is None and _scale_for(new, config) == 1.0:
+            return new
+        current = new
+    return current
+
+
+def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size=4, tile_size=None,
+                 progress=False, thresholds=None, amp=True):
+    """Segment (T, Y, X) frames with a U-Net model folder; returns (T, Y, X) uint32.
+
+    ``thresholds`` (dict) overrides the model's tuned post-processing thresholds.
+    """
+    from cytotrail.segment.device import select_device
+    from cytotrail.segment.model import load_model
+
+    dev = select_device(device)
+    net, config, tuned = load_model(model, device=dev)
+    tuned = dict(tuned, **(thresholds or {}))
+    if diameter is None:
+        diameter = estimate_diameter(frames, net=net, config=config, thresholds=tuned, device=dev, amp=amp)
+        if diameter is None:
+            diameter = float(config["train_diameter"])
+        if progress:
+            log.info("segment: estimated nucleus diameter %.1f px", diameter)
+    return _segment_tiles(frames, net=net, config=config, thresholds=tuned, device=dev,
+                          diameter=float(diameter), batch_size=batch_size, tile_size=tile_size,
+                          amp=amp, progress=progress)
