@@ -205,7 +205,9 @@ def _parser_cluster(sub):
     p.add_argument("--feature", default="cell_mean",
                    help="column suffix of the marker features: <marker>_<feature> (default cell_mean); "
                    "'' takes columns named exactly like the markers")
-    p.add_argument("--cell-types", default=None, help="YAML file of marker signatures per cell type")
+    p.add_argument("--cell-types", default=None,
+                   help="marker signatures per cell type: a YAML/JSON file, or the same inline, e.g. "
+                   "'{T_cell: {positive: [CD3], negative: [CD20]}}'")
     p.add_argument("--transform", default="arcsinh", choices=["arcsinh", "percentile", "log1p", "none"])
     p.add_argument("--cofactor", type=float, default=None, help="arcsinh cofactor (default: per marker)")
     p.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution")
@@ -230,18 +232,31 @@ def _cmd_cluster(args):
     table = merge_tables(cells, tracks)
     signatures = None
     if args.cell_types:
-        import yaml
-
-        path = Path(args.cell_types)
-        if not path.is_file():
-            raise InputError(f"cell-type file not found: {path}")
-        signatures = yaml.safe_load(path.read_text())
+        signatures = _read_signatures(args.cell_types)
     adata = cluster(table, markers=args.markers, feature=args.feature, signatures=signatures,
                     transform=args.transform, cofactor=args.cofactor, resolution=args.resolution,
                     n_neighbors=args.n_neighbors, level=args.level, umap=not args.no_umap,
                     seed=args.seed)
     write_anndata(args.output, adata)
     log.info("wrote %s: %d observations x %d markers", args.output, adata.n_obs, adata.n_vars)
+
+
+def _read_signatures(text):
+    """Cell-type signatures from a YAML/JSON file, or given inline as YAML/JSON text."""
+    import yaml
+
+    path = Path(text)
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        if not path.is_file():
+            raise InputError(f"cell-type file not found: {path}")
+        text = path.read_text()
+    try:
+        signatures = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InputError(f"--cell-types: not valid YAML/JSON ({err})") from err
+    if not isinstance(signatures, dict):
+        raise InputError("--cell-types: expected a mapping {type: {positive: [...], negative: [...]}}")
+    return signatures
 
 
 def _read_cells(path):
@@ -254,6 +269,60 @@ def _read_cells(path):
         frame = adata.to_df()
         return frame.join(adata.obs.drop(columns=frame.columns, errors="ignore"))
     return io.read_table(path)
+
+
+# --------------------------------------------------------------------------------------
+# report
+
+
+def _parser_report(sub):
+    p = sub.add_parser(
+        "report",
+        help="QC figures and summary tables",
+        description="`cytotrail report sample IMAGE LABELS TRACKS -o DIR` writes segmentation.png and "
+        "tracks.png for one sample; `cytotrail report summary CELLS.h5ad -o DIR` writes umap.png, "
+        "heatmap.png and summary.tsv for all samples.",
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    one = kinds.add_parser("sample", help="figures of one sample")
+    one.add_argument("image", help="TIFF/OME-TIFF image")
+    one.add_argument("labels", help="label stack (.tif)")
+    one.add_argument("tracks", help="track table (.csv/.parquet)")
+    one.add_argument("-o", "--outdir", required=True, help="output folder")
+    one.add_argument("--channel", default=None, help="nuclear channel name or index (default: the first)")
+    one.add_argument("--frames", type=int, default=3, help="frames shown in the overlays")
+    _add_image_options(one)
+    _add_sample(one)
+    one.set_defaults(func=_cmd_report_sample)
+    summary = kinds.add_parser("summary", help="figures and table of all samples")
+    summary.add_argument("adata", help="clustered AnnData (.h5ad) written by `cytotrail cluster`")
+    summary.add_argument("-o", "--outdir", required=True, help="output folder")
+    summary.set_defaults(func=_cmd_report_summary)
+
+
+def _cmd_report_sample(args):
+    from cytotrail import io, report
+
+    frames, _ = _nuclear_frames(args)
+    labels = io.read_labels(args.labels)
+    tracks = io.read_table(args.tracks)
+    sample = _sample_name(args, args.image)
+    out = Path(args.outdir)
+    io.save_figure(out / "segmentation.png",
+                   report.segmentation_figure(frames, labels, n_frames=args.frames, title=sample))
+    io.save_figure(out / "tracks.png", report.tracks_figure(tracks, title=sample))
+
+
+def _cmd_report_summary(args):
+    import anndata
+
+    from cytotrail import io, report
+
+    adata = anndata.read_h5ad(args.adata)
+    out = Path(args.outdir)
+    io.save_figure(out / "umap.png", report.umap_figure(adata))
+    io.save_figure(out / "heatmap.png", report.heatmap_figure(adata))
+    io.write_table(out / "summary.tsv", report.summary_table(adata.obs))
 
 
 # --------------------------------------------------------------------------------------
@@ -287,7 +356,8 @@ def _cmd_demo(args):
         log.info("wrote demo sample %s to %s", sample, args.outdir)
 
 
-_PARSERS = [_parser_segment, _parser_track, _parser_quantify, _parser_cluster, _parser_demo]
+_PARSERS = [_parser_segment, _parser_track, _parser_quantify, _parser_cluster, _parser_report,
+            _parser_demo]
 
 
 def build_parser():

@@ -270,3 +270,50 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def image_channels(path, *, axes=None, channel_names=None):
+    """Channel names and (T, C, Y, X) shape of an image, from its header only.
+
+    Cheap enough to run on every sample before any job starts: the pixels are not read.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            stored_axes, ome_names = _tiff_axes_and_channels(tif)
+            shape = tif.series[0].shape
+    except Exception as err:
+        raise InputError(f"cannot read image {path}: not a readable TIFF ({err})") from err
+    axes = (axes or "").upper() or _guess_axes(stored_axes, len(shape), path)
+    if len(axes) != len(shape) or set(axes) - set("TCYX") or not axes.endswith("YX"):
+        raise InputError(
+            f"image {path} has {len(shape)} dimensions {tuple(shape)} but axes {axes!r}; "
+            "expected TCYX, CYX, TYX or YX"
+        )
+    full = tuple(shape[axes.index(ax)] if ax in axes else 1 for ax in "TCYX")
+    n_channels = full[1]
+    if channel_names is not None:
+        names = [str(n) for n in channel_names]
+        if len(names) != n_channels:
+            raise InputError(f"image {path} has {n_channels} channel(s) but {len(names)} "
+                             f"channel name(s) were given: {names}")
+    elif ome_names is not None and len(ome_names) == n_channels:
+        names = list(ome_names)
+    else:
+        names = [f"ch{i}" for i in range(n_channels)]
+    return names, full
+
+
+def save_figure(path, figure, *, dpi=110):
+    """Save a matplotlib figure (format from the suffix), atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png",
+                       metadata={"Software": None} if path.suffix == ".png" else None)
+    plt.close(figure)

@@ -1,0 +1,165 @@
+# Configuration and sample-sheet validation, wildcard constraints and input functions.
+# Everything here runs when the DAG is built, so bad input fails before any job starts.
+import re
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+import cytotrail
+from cytotrail.io import InputError, image_channels
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+RESULTS = config["results"]
+DEMO_DIR = "resources/demo"
+
+
+def _read_sample_sheet(path):
+    if not Path(path).is_file():
+        raise WorkflowError(f"sample sheet not found: {path} (config key `samples`)")
+    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    sheet.columns = sheet.columns.str.strip()
+    for _, row in sheet.iterrows():
+        try:
+            validate(row.to_dict(), schema="../schemas/samples.schema.yaml")
+        except WorkflowError as err:
+            raise WorkflowError(
+                f"sample sheet {path}: bad row for sample {row.get('sample', '?')!r}: "
+                f"sample names may hold letters, digits, '_', '.' and '-' only, and every "
+                f"row needs an image ({err})"
+            )
+    duplicated = sheet["sample"][sheet["sample"].duplicated()].tolist()
+    if duplicated:
+        raise WorkflowError(f"sample sheet {path}: duplicated sample names {duplicated}")
+    return sheet.set_index("sample", drop=False)
+
+
+samples = _read_sample_sheet(config["samples"])
+SAMPLES = samples["sample"].tolist()
+
+
+wildcard_constraints:
+    sample="|".join(re.escape(s) for s in SAMPLES) or "(?!)",
+
+
+def is_demo(sample):
+    return Path(samples.loc[sample, "image"]).parent == Path(DEMO_DIR)
+
+
+def sample_value(sample, column, default=""):
+    if column in samples.columns and samples.loc[sample, column]:
+        return samples.loc[sample, column]
+    return default
+
+
+def channel_names_of(sample):
+    names = sample_value(sample, "channel_names")
+    return [n.strip() for n in names.split(",")] if names else None
+
+
+def nuclear_channel(sample):
+    return sample_value(sample, "nuclear_channel", config["nuclear_channel"])
+
+
+def _check_sample(sample):
+    """Channels of every sample, checked against the config before anything runs."""
+    if is_demo(sample):
+        from cytotrail.synth import NUCLEAR_CHANNEL, default_panel
+
+        names = [NUCLEAR_CHANNEL] + [m.name for m in default_panel()]
+    else:
+        image = samples.loc[sample, "image"]
+        try:
+            names, _ = image_channels(
+                image,
+                axes=sample_value(sample, "axes") or None,
+                channel_names=channel_names_of(sample),
+            )
+        except InputError as err:
+            raise WorkflowError(f"sample {sample!r}: {err}")
+    wanted = {
+        "nuclear_channel": [nuclear_channel(sample)],
+        "quantify.markers": config["quantify"]["markers"] or [],
+        "cluster.markers": config["cluster"]["markers"],
+    }
+    measured = config["quantify"]["markers"] or names
+    for key, markers in wanted.items():
+        missing = [m for m in markers if m not in names]
+        if missing:
+            raise WorkflowError(
+                f"sample {sample!r} ({samples.loc[sample, 'image']}): channel(s) {missing} "
+                f"named in config key `{key}` are not in the image; its channels are {names}"
+            )
+    unmeasured = [m for m in config["cluster"]["markers"] if m not in measured]
+    if unmeasured:
+        raise WorkflowError(
+            f"config key `cluster.markers` names {unmeasured}, which `quantify.markers` "
+            f"does not measure"
+        )
+    if config["segment"]["backend"] == "labels" and not sample_value(sample, "labels"):
+        raise WorkflowError(
+            f"sample {sample!r}: segment.backend is `labels` but the sample sheet has no "
+            f"`labels` file for it"
+        )
+
+
+for _sample in SAMPLES:
+    _check_sample(_sample)
+
+
+def image_options(wildcards):
+    """CLI options that tell cytotrail how to read a sample's image."""
+    options = {"axes": sample_value(wildcards.sample, "axes") or None}
+    names = channel_names_of(wildcards.sample)
+    flags = cli_flags(options)
+    if names:
+        flags = f"{flags} --channel-names {' '.join(names)}"
+    return flags
+
+
+def cli_flags(options):
+    """Turn {key: value} into command-line flags; None is left out, lists are spread."""
+    flags = []
+    for key, value in options.items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is None or value is False:
+            continue
+        if value is True:
+            flags.append(flag)
+        elif isinstance(value, (list, tuple)):
+            flags.append(f"{flag} {' '.join(str(v) for v in value)}")
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags)
+
+
+def segment_inputs(wildcards):
+    inputs = {"image": samples.loc[wildcards.sample, "image"]}
+    if config["segment"]["backend"] == "labels":
+        inputs["labels"] = sample_value(wildcards.sample, "labels")
+    return inputs
+
+
+def sample_file(name):
+    """Path of a per-sample output, e.g. sample_file("labels.tif")."""
+    return f"{RESULTS}/{{sample}}/{name}"
+
+
+def all_samples(name):
+    return expand(f"{RESULTS}/{{sample}}/{name}", sample=SAMPLES)
+
+
+def final_outputs():
+    return [
+        f"{RESULTS}/cells.h5ad",
+        f"{RESULTS}/report/summary.tsv",
+        *all_samples("report/segmentation.png"),
+        *all_samples("report/tracks.png"),
+    ]
+
+
+# Rerun everything a rule produced when the package changes version.
+VERSION = cytotrail.__version__

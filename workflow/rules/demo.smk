@@ -1,0 +1,26 @@
+rule make_demo:
+    """Generate a synthetic demo sample (image plus ground truth) with cytotrail.synth."""
+    output:
+        image=f"{DEMO_DIR}/{{sample}}.ome.tif",
+        labels=f"{DEMO_DIR}/truth/{{sample}}_labels.tif",
+        tracks=f"{DEMO_DIR}/truth/{{sample}}_tracks.csv",
+    params:
+        options=lambda wildcards: cli_flags(
+            {
+                "frames": config["demo"]["frames"],
+                "size": config["demo"]["size"],
+                "cells": config["demo"]["cells"],
+                "seed": config["demo"]["seed"] + SAMPLES.index(wildcards.sample),
+            }
+        ),
+        outdir=lambda wildcards, output: Path(output.image).parent,
+        version=VERSION,
+    conda:
+        "../envs/cytotrail.yaml"
+    log:
+        "logs/make_demo/{sample}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "cytotrail demo {params.outdir:q} --samples {wildcards.sample} {params.options} > {log} 2>&1"

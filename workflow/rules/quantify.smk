@@ -1,0 +1,32 @@
+rule quantify_cells:
+    """Per-cell marker intensities and morphology (cytotrail.quantify)."""
+    input:
+        image=lambda wildcards: samples.loc[wildcards.sample, "image"],
+        labels=sample_file("labels.tif"),
+    output:
+        sample_file("cells.parquet"),
+    params:
+        image=image_options,
+        options=cli_flags(
+            {
+                "markers": config["quantify"]["markers"],
+                "statistics": config["quantify"]["statistics"],
+                "compartments": config["quantify"]["compartments"],
+                "cytoplasm_um": config["quantify"]["cytoplasm_um"],
+                "pixel_size_um": config["pixel_size_um"],
+            }
+        ),
+        version=VERSION,
+    conda:
+        "../envs/cytotrail.yaml"
+    log:
+        f"{RESULTS}/logs/quantify_cells/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/quantify_cells/{{sample}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, input, attempt: int(1000 + 3 * input.size_mb) * attempt,
+        runtime=lambda wildcards, input, attempt: int(10 + input.size_mb / 50) * attempt,
+    shell:
+        "cytotrail quantify {input.image:q} {input.labels:q} -o {output:q} "
+        "--sample {wildcards.sample} {params.image} {params.options} > {log:q} 2>&1"

@@ -1,0 +1,33 @@
+rule segment_nuclei:
+    """Nuclei instance segmentation of every frame (cytotrail.segment)."""
+    input:
+        unpack(segment_inputs),
+    output:
+        sample_file("labels.tif"),
+    params:
+        channel=lambda wildcards: nuclear_channel(wildcards.sample),
+        image=image_options,
+        options=lambda wildcards, input: cli_flags(
+            {
+                "backend": config["segment"]["backend"],
+                "model": config["segment"]["model"],
+                "diameter": config["segment"]["diameter"],
+                "device": config["segment"]["device"],
+                "batch_size": config["segment"]["batch_size"],
+                "labels": input.get("labels"),
+            }
+        ),
+        version=VERSION,
+    conda:
+        "../envs/cytotrail.yaml"
+    log:
+        f"{RESULTS}/logs/segment_nuclei/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/segment_nuclei/{{sample}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, input, attempt: int(2000 + 6 * input.size_mb) * attempt,
+        runtime=lambda wildcards, input, attempt: int(10 + input.size_mb / 20) * attempt,
+    shell:
+        "cytotrail segment {input.image:q} -o {output:q} --channel {params.channel:q} "
+        "{params.image} {params.options} > {log:q} 2>&1"

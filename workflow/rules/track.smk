@@ -1,0 +1,28 @@
+rule track_cells:
+    """Link the nuclei of successive frames into tracks with divisions (cytotrail.track)."""
+    input:
+        sample_file("labels.tif"),
+    output:
+        sample_file("tracks.parquet"),
+    params:
+        options=cli_flags(
+            {
+                "search_range": config["track"]["search_range"],
+                "memory": config["track"]["memory"],
+                "no_divisions": not config["track"]["divisions"],
+            }
+        ),
+        version=VERSION,
+    conda:
+        "../envs/cytotrail.yaml"
+    log:
+        f"{RESULTS}/logs/track_cells/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/track_cells/{{sample}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, input, attempt: int(1000 + 4 * input.size_mb) * attempt,
+        runtime=lambda wildcards, input, attempt: int(10 + input.size_mb / 50) * attempt,
+    shell:
+        "cytotrail track {input:q} -o {output:q} --sample {wildcards.sample} "
+        "{params.options} > {log:q} 2>&1"

@@ -1,0 +1,1 @@
+# train_model: written by the segmentation work (issue 3)
