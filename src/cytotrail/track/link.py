@@ -1,0 +1,235 @@
+"""Frame-to-frame linking with trackpy, on drift-corrected positions, with adaptive defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cytotrail.io import InputError
+
+__all__ = ["estimate_drift", "estimate_search_range", "link_frames", "validate_detections"]
+
+OUTPUT_COLUMNS = ("track_id", "parent_track_id", "lineage_id", "generation")
+
+
+def validate_detections(detections, *, pos_columns=("y", "x")):
+    """Check a detections table; return ``frame`` (int64) and positions (N, 2) float64.
+
+    Raises
+    ------
+    InputError
+        Not a DataFrame, a missing column, non-numeric, NaN/inf, negative or non-integer
+        frames, NaN/inf positions.
+    """
+    if not isinstance(detections, pd.DataFrame):
+        raise InputError(f"detections must be a pandas DataFrame, got {type(detections).__name__}")
+    needed = ["frame", *pos_columns]
+    missing = [c for c in needed if c not in detections.columns]
+    if missing:
+        raise InputError(
+            f"detections table lacks column(s) {missing}; needs {needed} "
+            f"(has {list(detections.columns)[:12]})"
+        )
+    out = {}
+    for col in needed:
+        values = detections[col]
+        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+            raise InputError(f"detections column {col!r} must be numeric, got dtype {values.dtype}")
+        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise InputError(
+                f"detections column {col!r} has {int(bad.sum())} NaN/infinite value(s), "
+                f"e.g. in row {detections.index[np.flatnonzero(bad)[0]]!r}"
+            )
+        out[col] = arr
+    frame = out["frame"]
+    if len(frame) and (frame < 0).any():
+        raise InputError(f"detections column 'frame' has negative values (min {frame.min():g})")
+    if len(frame) and (np.mod(frame, 1) != 0).any():
+        raise InputError("detections column 'frame' must hold whole frame numbers, found fractions")
+    pos = np.column_stack([out[c] for c in pos_columns]) if len(frame) else np.zeros((0, 2))
+    return frame.astype(np.int64), pos
+
+
+# --------------------------------------------------------------------------------------
+# drift and search range
+
+
+def _mutual_nearest(a, b, shift):
+    """Indices (i, j) of mutual nearest neighbours between a + shift and b."""
+    from scipy.spatial import cKDTree
+
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, ab = cKDTree(b).query(a + shift)
+    _, ba = cKDTree(a + shift).query(b)
+    i = np.flatnonzero(ba[ab] == np.arange(len(a)))
+    return i, ab[i]
+
+
+def _frame_slices(frame):
+    """Sorted unique frames and the [start, stop) slice of each in frame-sorted arrays."""
+    frames, starts = np.unique(frame, return_index=True)
+    stops = np.append(starts[1:], len(frame))
+    return frames, starts, stops
+
+
+def nearest_neighbour_distance(frame, pos):
+    """Median distance from each detection to its nearest neighbour in the same frame."""
+    from scipy.spatial import cKDTree
+
+    frames, starts, stops = _frame_slices(frame)
+    dists = []
+    for a, b in zip(starts, stops):
+        if b - a >= 2:
+            d, _ = cKDTree(pos[a:b]).query(pos[a:b], k=2)
+            dists.append(d[:, 1])
+    if not dists:
+        return np.nan
+    return float(np.median(np.concatenate(dists)))
+
+
+def estimate_drift(frame, pos, *, iterations=3):
+    """Common displacement of all cells per frame, by mutual nearest neighbours.
+
+    Parameters
+    ----------
+    frame : (N,) int ndarray, sorted ascending
+    pos : (N, 2) float ndarray
+        Positions (y, x) in the same order.
+
+    Returns
+    -------
+    offset : (N, 2) float ndarray
+        Cumulative drift at each detection's frame (0 at the first frame); subtract it
+        from ``pos`` to get drift-corrected positions.
+    steps : DataFrame
+        ``frame, dy, dx, n_matches``: the drift from the previous present frame.
+    """
+    frames, starts, stops = _frame_slices(frame)
+    steps = np.zeros((len(frames), 2))
+    counts = np.zeros(len(frames), np.int64)
+    for k in range(1, len(frames)):
+        a = pos[starts[k - 1]:stops[k - 1]]
+        b = pos[starts[k]:stops[k]]
+        shift = np.zeros(2)
+        for _ in range(iterations):
+            i, j = _mutual_nearest(a, b, shift)
+            if len(i) == 0:
+                break
+            d = b[j] - a[i]
+            # keep matches whose residual is small compared with the spacing
+            resid = np.hypot(*(d - shift).T)
+            keep = resid <= max(np.median(resid) * 3, 1e-9)
+            new = np.median(d[keep], axis=0)
+            counts[k] = int(keep.sum())
+            if np.allclose(new, shift):
+                shift = new
+                break
+            shift = new
+        steps[k] = shift
+    cumulative = np.cumsum(steps, axis=0)
+    offset = np.repeat(cumulative, stops - starts, axis=0)
+    table = pd.DataFrame({"frame": frames, "dy": steps[:, 0], "dx": steps[:, 1], "n_matches": counts})
+    return offset, table
+
+
+def estimate_search_range(frame, pos, *, n_sigma=5.0):
+    """Search range (px) from frame-to-frame displacements of drift-corrected positions.
+
+    The displacement scale is the robust (MAD) standard deviation of the components of the
+    mutual-nearest-neighbour displacements; the range is ``n_sigma`` times it, at least
+    2 px and at most the median nearest-neighbour distance.
+
+    Returns
+    -------
+    search_range : float
+    info : dict
+        ``sigma`` (px per axis per frame) and ``nn_distance`` (px).
+    """
+    frames, starts, stops = _frame_slices(frame)
+    nn = nearest_neighbour_distance(frame, pos)
+    comps = []
+    for k in range(1, len(frames)):
+        if frames[k] - frames[k - 1] != 1:
+            continue
+        a = pos[starts[k - 1]:stops[k - 1]]
+        b = pos[starts[k]:stops[k]]
+        i, j = _mutual_nearest(a, b, np.zeros(2))
+        d = b[j] - a[i]
+        if np.isfinite(nn):
+            d = d[np.hypot(*d.T) < nn * 0.75]
+        comps.append(d.ravel())
+    comps = np.concatenate(comps) if comps else np.zeros(0)
+    if len(comps) >= 4:
+        sigma = 1.4826 * float(np.median(np.abs(comps - np.median(comps))))
+    else:
+        sigma = np.nan
+    if not np.isfinite(sigma) or sigma <= 0:
+        search = nn * 0.5 if np.isfinite(nn) else 10.0
+    else:
+        search = n_sigma * sigma
+        if np.isfinite(nn):
+            search = min(search, nn)
+    search = float(max(search, 2.0))
+    return search, {"sigma": sigma, "nn_distance": nn}
+
+
+# --------------------------------------------------------------------------------------
+# linking
+
+
+def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_strategy="auto"):
+    """Link frame-sorted detections with trackpy; return a segment id per detection.
+
+    Oversized subnetworks (crowds) are retried with a progressively smaller search range
+    (trackpy's adaptive search) and, as a last resort, left unlinked there (``'drop'``):
+    this never raises ``SubnetOversizeException``.
+
+    Parameters
+    ----------
+    frame : (N,) int ndarray, sorted ascending
+    pos : (N, 2) float ndarray
+    search_range : float
+    memory : int
+
+    Returns
+    -------
+    segment : (N,) int64 ndarray
+        Consecutive ids 0..S-1 in order of first appearance.
+    strategy : str
+        The trackpy strategy that succeeded.
+    """
+    import trackpy
+    from trackpy.linking.utils import SubnetOversizeException
+
+    trackpy.quiet()
+    n = len(frame)
+    if n == 0:
+        return np.zeros(0, np.int64), "none"
+    frames, starts, stops = _frame_slices(frame)
+    attempts = [
+        dict(link_strategy=link_strategy, adaptive_stop=max(0.5, 0.1 * search_range),
+             adaptive_step=0.9),
+        dict(link_strategy="drop"),
+    ]
+    for kwargs in attempts:
+        coords = ((int(t), pos[a:b]) for t, a, b in zip(frames, starts, stops))
+        try:
+            ids = np.empty(n, np.int64)
+            for (t, a, b), (_, part) in zip(zip(frames, starts, stops),
+                                            trackpy.link_iter(coords, search_range, memory=memory,
+                                                              predictor=predictor, **kwargs)):
+                ids[a:b] = part
+            break
+        except SubnetOversizeException:
+            continue
+    _, segment = np.unique(ids, return_inverse=True)
+    # renumber by first appearance
+    first = np.full(segment.max() + 1, n, np.int64)
+    np.minimum.at(first, segment, np.arange(n))
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[segment].astype(np.int64), kwargs["link_strategy"]

@@ -1,0 +1,232 @@
+"""The public ``track`` function: detections table in, the same table with track columns out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cytotrail.io import InputError
+from cytotrail.track.link import (
+    OUTPUT_COLUMNS,
+    estimate_drift,
+    estimate_search_range,
+    link_frames,
+    validate_detections,
+)
+
+__all__ = ["track"]
+
+
+def track(
+    detections,
+    *,
+    search_range=None,
+    memory=2,
+    divisions=True,
+    min_length=1,
+    predict=True,
+    pixel_size_um=None,
+    image_shape=None,
+    link_strategy="auto",
+):
+    """Link detections across frames into tracks, with divisions and lineages.
+
+    Parameters
+    ----------
+    detections : DataFrame
+        One row per object per frame with columns ``frame`` (whole numbers >= 0), ``y``,
+        ``x`` (px). Optional cues: ``area`` (px^2), ``mean_intensity``, ``touches_border``.
+        Other columns are carried through. The table is not modified.
+    search_range : float, optional
+        Largest displacement between consecutive frames after drift correction, in px
+        (in µm when ``pixel_size_um`` is given). Default: adapted to the data, five robust
+        standard deviations of the frame-to-frame displacements, at most the typical
+        nearest-neighbour distance.
+    memory : int
+        Frames a cell may be missed and still be linked across the gap.
+    divisions : bool
+        Detect divisions: a mother ending (or shrinking by about half) where two daughters
+        start; both daughters get new tracks with ``parent_track_id`` set.
+    min_length : int
+        Drop tracks with fewer detections, unless they take part in a division.
+    predict : bool
+        Estimate the common drift of the field per frame and link on drift-corrected
+        positions.
+    pixel_size_um : float, optional
+        Pixel size; when given, ``search_range`` is read in µm.
+    image_shape : (int, int), optional
+        Frame size (Y, X) in px for the border flag; default ``detections.attrs
+        ["image_shape"]`` when present.
+    link_strategy : str
+        trackpy's subnet solver (``'auto'``, ``'hybrid'``, ``'numba'``, ``'recursive'``).
+
+    Returns
+    -------
+    DataFrame
+        ``detections`` in its row order and index, minus any dropped short tracks, with
+        ``track_id`` (int >= 1), ``parent_track_id`` (Int64, <NA> when none),
+        ``lineage_id`` (root ancestor's ``track_id``), ``generation`` (0 for roots) and
+        ``border_track`` (some detection of the track touches the frame border) added or
+        replaced. ``attrs["track"]`` holds the parameters actually used (search range,
+        drift, counts of divisions and closed gaps). Equal inputs give equal outputs,
+        also when the rows are shuffled.
+    """
+    if memory is None or int(memory) != memory or memory < 0:
+        raise InputError(f"memory must be a whole number >= 0, got {memory!r}")
+    if min_length is None or int(min_length) != min_length or min_length < 1:
+        raise InputError(f"min_length must be a whole number >= 1, got {min_length!r}")
+    if search_range is not None and not (np.isfinite(search_range) and search_range > 0):
+        raise InputError(f"search_range must be a positive number of px, got {search_range!r}")
+    if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise InputError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
+    memory, min_length = int(memory), int(min_length)
+    frame, pos = validate_detections(detections)
+    n = len(frame)
+
+    # canonical order: by frame, then position; independent of the input's row order
+    order = np.lexsort((pos[:, 1], pos[:, 0], frame))
+    f, p = frame[order], pos[order]
+    area = _optional(detections, "area", order)
+    intensity = _optional(detections, "mean_intensity", order)
+
+    if predict and n:
+        offset, drift = estimate_drift(f, p)
+        pc = p - offset
+    else:
+        pc = p
+        drift = None
+    info = {}
+    if search_range is None:
+        search_px, info = estimate_search_range(f, pc) if n else (10.0, {})
+        adaptive = True
+    else:
+        search_px = float(search_range) / (pixel_size_um or 1.0)
+        adaptive = False
+    segment, strategy = link_frames(f, pc, search_range=search_px, memory=memory,
+                                    link_strategy=link_strategy)
+
+    parent_seg = np.full(segment.max() + 1 if n else 0, -1, np.int64)
+    stats = {"n_divisions": 0, "n_mothers_split": 0, "n_gaps_closed": 0}
+    if n and divisions:
+        from cytotrail.track.divisions import resolve_events
+
+        segment, parent_seg, stats = resolve_events(
+            f, pc, segment, area=area, intensity=intensity, search_range=search_px,
+            memory=memory, sigma=info.get("sigma"), divisions=divisions,
+        )
+
+    track_id, parent_id, keep = _number_tracks(f, segment, parent_seg, min_length)
+    lineage, generation = _lineage(track_id, parent_id)
+
+    out = detections.copy()
+    out = out.drop(columns=[c for c in (*OUTPUT_COLUMNS, "border_track") if c in out.columns])
+    columns = {
+        "track_id": track_id,
+        "parent_track_id": parent_id,
+        "lineage_id": lineage,
+        "generation": generation,
+    }
+    inverse = np.empty(n, np.int64)
+    inverse[order] = np.arange(n)
+    for name, values in columns.items():
+        out[name] = values[inverse] if n else values
+    parents = out["parent_track_id"].to_numpy(dtype=np.int64)
+    out["parent_track_id"] = pd.arrays.IntegerArray(parents, parents <= 0)
+    out["border_track"] = _border_tracks(detections, out["track_id"].to_numpy(), image_shape, pos)
+    out = out[keep[inverse]] if n else out
+
+    out.attrs = dict(detections.attrs)
+    out.attrs["track"] = {
+        "search_range_px": search_px,
+        "search_range_adaptive": adaptive,
+        "memory": memory,
+        "divisions": bool(divisions),
+        "predict": bool(predict),
+        "min_length": min_length,
+        "link_strategy": strategy,
+        "displacement_sigma_px": _float(info.get("sigma")),
+        "nn_distance_px": _float(info.get("nn_distance")),
+        "drift_px_per_frame": (
+            [float(drift["dy"].mean()), float(drift["dx"].mean())] if drift is not None else [0.0, 0.0]
+        ),
+        "n_detections": int(n),
+        "n_tracks": int(out["track_id"].nunique()),
+        **{k: int(v) for k, v in stats.items()},
+    }
+    return out
+
+
+def _float(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _optional(table, column, order):
+    if column not in table.columns:
+        return None
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = values[order]
+    return values if np.isfinite(values).any() else None
+
+
+def _number_tracks(frame, segment, parent_seg, min_length):
+    """Track ids 1..K by first appearance; parent ids (0 = none); mask of kept rows."""
+    n = len(frame)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    n_seg = segment.max() + 1
+    length = np.bincount(segment, minlength=n_seg)
+    has_child = np.zeros(n_seg, bool)
+    has_child[parent_seg[parent_seg >= 0]] = True
+    kept_seg = (length >= min_length) | has_child | (parent_seg >= 0)
+    first = np.full(n_seg, n, np.int64)
+    np.minimum.at(first, segment, np.arange(n))
+    order = np.argsort(first, kind="stable")
+    order = order[kept_seg[order]]
+    ids = np.zeros(n_seg, np.int64)
+    ids[order] = np.arange(1, len(order) + 1)
+    parent_ids = np.where(parent_seg >= 0, ids[np.maximum(parent_seg, 0)], 0)
+    return ids[segment], parent_ids[segment], kept_seg[segment]
+
+
+def _lineage(track_id, parent_id):
+    """Root ancestor and generation of every row's track."""
+    if len(track_id) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k = track_id.max() + 1
+    parent = np.zeros(k, np.int64)
+    parent[track_id] = parent_id
+    root = np.arange(k)
+    generation = np.zeros(k, np.int64)
+    current = parent.copy()
+    active = current > 0
+    while active.any():
+        root[active] = current[active]
+        generation[active] += 1
+        current = np.where(active, parent[current], 0)
+        active = current > 0
+        if generation.max() > k:  # a cycle cannot happen, but never loop forever
+            raise RuntimeError("cycle in the lineage graph")
+    return root[track_id], generation[track_id]
+
+
+def _border_tracks(detections, track_id, image_shape, pos):
+    """True for every row of a track that has a detection touching the frame border."""
+    n = len(track_id)
+    if n == 0:
+        return np.zeros(0, bool)
+    if "touches_border" in detections.columns:
+        touches = detections["touches_border"].fillna(False).to_numpy(dtype=bool)
+    else:
+        shape = image_shape or detections.attrs.get("image_shape")
+        if shape is None:
+            return np.zeros(n, bool)
+        if "area" in detections.columns:
+            radius = np.sqrt(pd.to_numeric(detections["area"], errors="coerce").fillna(0).to_numpy() / np.pi)
+        else:
+            radius = np.zeros(n)
+        ny, nx = shape
+        y, x = pos[:, 0], pos[:, 1]
+        touches = (y - radius <= 0) | (x - radius <= 0) | (y + radius >= ny - 1) | (x + radius >= nx - 1)
+    flagged = np.zeros(track_id.max() + 1, bool)
+    flagged[track_id[touches]] = True
+    return flagged[track_id]
