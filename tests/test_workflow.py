@@ -1,0 +1,206 @@
+"""The real Snakemake workflow on a tiny demo: full run, reruns, lint, bad configurations."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, planned_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+SAMPLES = ["s1", "s2"]
+PER_SAMPLE = {"make_demo", "segment_nuclei", "track_cells", "quantify_cells", "report_sample"}
+
+
+def write_config(workdir, **overrides):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["demo"] = {"frames": 5, "size": 96, "cells": 10, "seed": 3}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if name:
+            config[section][name] = value
+        else:
+            config[section] = value
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+def write_samples(workdir, rows):
+    lines = ["sample\timage"] + [f"{s}\t{image}" for s, image in rows]
+    (workdir / "config" / "samples.tsv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """A finished run of the whole workflow on two tiny demo samples."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir)
+    write_samples(workdir, [(s, f"resources/demo/{s}.ome.tif") for s in SAMPLES])
+    snakemake(workdir)
+    return workdir
+
+
+def mtimes(workdir):
+    return {p.relative_to(workdir): p.stat().st_mtime_ns
+            for p in (workdir / "results").rglob("*") if p.is_file() and "logs" not in p.parts}
+
+
+def test_dry_run_plans_every_stage_for_every_sample(tmp_path):
+    write_config(tmp_path)
+    write_samples(tmp_path, [(s, f"resources/demo/{s}.ome.tif") for s in SAMPLES])
+    jobs = planned_jobs(tmp_path)
+    assert {rule: jobs[rule] for rule in PER_SAMPLE} == {rule: 2 for rule in PER_SAMPLE}
+    assert jobs["cluster_cells"] == jobs["report_summary"] == 1
+
+
+def test_run_produces_every_output(demo_run):
+    import anndata
+
+    from cytotrail import io
+
+    for sample in SAMPLES:
+        labels = io.read_labels(demo_run / "results" / sample / "labels.tif")
+        assert labels.shape == (5, 96, 96) and labels.dtype == np.uint32
+        tracks = io.read_table(demo_run / "results" / sample / "tracks.parquet")
+        assert {"sample", "frame", "label", "track_id", "parent_track_id", "y", "x"} <= set(tracks)
+        cells = io.read_table(demo_run / "results" / sample / "cells.parquet")
+        assert len(cells) == len(tracks) == sum(len(np.unique(f)) - 1 for f in labels)
+        for name in ("segmentation.png", "tracks.png"):
+            assert (demo_run / "results" / sample / "report" / name).stat().st_size > 1000
+    adata = anndata.read_h5ad(demo_run / "results" / "cells.h5ad")
+    assert {"sample", "frame", "label", "track_id", "leiden", "cell_type"} <= set(adata.obs)
+    assert adata.obsm["spatial"].shape == (adata.n_obs, 2)
+    assert set(adata.obs["sample"]) == set(SAMPLES)
+    assert list(adata.var_names) == yaml.safe_load((ROOT / "config" / "config.yaml").read_text())[
+        "cluster"]["markers"]
+    summary = io.read_table(demo_run / "results" / "report" / "summary.tsv")
+    assert list(summary["sample"]) == SAMPLES
+
+
+def test_second_run_does_nothing(demo_run):
+    assert planned_jobs(demo_run) == {}
+
+
+def test_cluster_parameter_reruns_only_clustering(demo_run):
+    write_config(demo_run, **{"cluster.resolution": 0.5})
+    try:
+        assert planned_jobs(demo_run) == {"cluster_cells": 1, "report_summary": 1, "all": 1}
+        before = mtimes(demo_run)
+        snakemake(demo_run)
+        after = mtimes(demo_run)
+        changed = {str(p) for p in before if before[p] != after[p]}
+        assert "results/cells.h5ad" in changed
+        assert not any(p.startswith(tuple(f"results/{s}/" for s in SAMPLES)) for p in changed)
+    finally:
+        write_config(demo_run)
+        snakemake(demo_run)
+
+
+def test_segmentation_parameter_reruns_every_sample(demo_run):
+    write_config(demo_run, **{"segment.diameter": 9.0})
+    try:
+        jobs = planned_jobs(demo_run)
+        assert "make_demo" not in jobs
+        for rule in PER_SAMPLE - {"make_demo"}:
+            assert jobs[rule] == 2, jobs
+        assert jobs["cluster_cells"] == 1
+    finally:
+        write_config(demo_run)
+
+
+def test_touched_image_reruns_that_sample_only(demo_run):
+    image = demo_run / "resources" / "demo" / "s1.ome.tif"
+    later = time.time() + 5
+    os.utime(image, (later, later))
+    jobs = planned_jobs(demo_run)
+    assert jobs == {"segment_nuclei": 1, "quantify_cells": 1, "track_cells": 1, "report_sample": 1,
+                    "cluster_cells": 1, "report_summary": 1, "all": 1}
+    before = mtimes(demo_run)
+    snakemake(demo_run)
+    after = mtimes(demo_run)
+    changed = {str(p) for p in before if before[p] != after[p]}
+    assert "results/s1/labels.tif" in changed and "results/cells.h5ad" in changed
+    assert not any(p.startswith("results/s2/") for p in changed)
+    assert planned_jobs(demo_run) == {}
+
+
+def test_lint_is_clean():
+    proc = snakemake(ROOT, "--lint")
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------------------
+# bad input: one clear message before any job runs
+
+
+def _fails_before_any_job(workdir, *needles):
+    proc = snakemake(workdir, "--dry-run", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for needle in needles:
+        assert needle in out, out[-3000:]
+    assert not (workdir / "results").exists()
+    return out
+
+
+def test_missing_image_is_named(tmp_path):
+    write_config(tmp_path)
+    write_samples(tmp_path, [("s1", "data/missing.tif")])
+    _fails_before_any_job(tmp_path, "data/missing.tif", "s1")
+
+
+def test_sample_name_with_shell_characters_is_refused(tmp_path):
+    write_config(tmp_path)
+    write_samples(tmp_path, [("bad name;rm", "resources/demo/x.ome.tif")])
+    _fails_before_any_job(tmp_path, "bad name;rm")
+
+
+def test_config_key_of_wrong_type_is_named(tmp_path):
+    write_config(tmp_path, **{"track.memory": "two"})
+    write_samples(tmp_path, [("s1", "resources/demo/s1.ome.tif")])
+    _fails_before_any_job(tmp_path, "memory")
+
+
+def test_wrong_channel_name_is_named(tmp_path):
+    from cytotrail.synth import make_timelapse, write_dataset
+
+    data = make_timelapse(n_frames=2, shape=(64, 64), n_cells=4, seed=5)
+    write_dataset(tmp_path / "data", data, sample="mine")
+    write_config(tmp_path, nuclear_channel="Hoechst")
+    write_samples(tmp_path, [("mine", "data/mine.ome.tif")])
+    _fails_before_any_job(tmp_path, "Hoechst", "mine", "DNA")
+
+
+def test_corrupt_tiff_is_named(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "broken.tif").write_bytes(b"II*\x00garbage" * 10)
+    write_config(tmp_path)
+    write_samples(tmp_path, [("broken", "data/broken.tif")])
+    _fails_before_any_job(tmp_path, "data/broken.tif", "not a readable TIFF")
+
+
+def test_user_tiff_without_metadata_runs_with_axes_and_names(tmp_path):
+    """A plain TYX stack plus a CYX marker image is not a use case; a plain TCYX TIFF is."""
+    import tifffile
+
+    from cytotrail.synth import make_timelapse
+
+    data = make_timelapse(n_frames=3, shape=(80, 80), n_cells=8, seed=6)
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(tmp_path / "data" / "plain.tif", data.image)  # no OME metadata
+    write_config(tmp_path)
+    rows = "sample\timage\tchannel_names\n" + f"plain\tdata/plain.tif\t{','.join(data.channel_names)}\n"
+    (tmp_path / "config" / "samples.tsv").write_text(rows)
+    snakemake(tmp_path, f"{'results'}/plain/cells.parquet")
+    from cytotrail import io
+
+    cells = io.read_table(tmp_path / "results" / "plain" / "cells.parquet")
+    assert len(cells) > 0 and "CD3_cell_mean" in cells
