@@ -1,0 +1,120 @@
+"""Reading and writing images, labels and tables; atomic writes; clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from cytotrail import io
+from cytotrail.io import InputError
+
+
+@pytest.fixture
+def image():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 4000, size=(3, 2, 20, 24), dtype=np.uint16)
+
+
+def test_ome_roundtrip_keeps_axes_and_channel_names(tmp_path, image):
+    io.write_image(tmp_path / "a.ome.tif", image, channel_names=["DNA", "CD3"])
+    data, names = io.read_image(tmp_path / "a.ome.tif")
+    np.testing.assert_array_equal(data, image)
+    assert names == ["DNA", "CD3"]
+    assert io.image_channels(tmp_path / "a.ome.tif") == (["DNA", "CD3"], image.shape)
+
+
+@pytest.mark.parametrize("axes, index", [("YX", (0, 0)), ("CYX", (0,)), ("TYX", (slice(None), 0))])
+def test_lower_dimensional_images_become_tcyx(tmp_path, image, axes, index):
+    stored = image[index]
+    tifffile.imwrite(tmp_path / "x.tif", stored, photometric="minisblack")
+    data, names = io.read_image(tmp_path / "x.tif", axes=axes)
+    assert data.ndim == 4
+    np.testing.assert_array_equal(data.squeeze(), stored.squeeze())
+    expected_t = stored.shape[0] if axes == "TYX" else 1
+    assert data.shape[0] == expected_t
+    assert len(names) == data.shape[1]
+
+
+def test_plain_3d_tiff_needs_axes(tmp_path, image):
+    tifffile.imwrite(tmp_path / "x.tif", image[0], photometric="minisblack")
+    with pytest.raises(InputError, match="x.tif.*axes"):
+        io.read_image(tmp_path / "x.tif")
+
+
+def test_five_dimensional_image_is_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "x5.tif", np.zeros((2, 2, 2, 8, 8), np.uint8))
+    with pytest.raises(InputError, match="x5.tif"):
+        io.read_image(tmp_path / "x5.tif")
+
+
+def test_wrong_number_of_channel_names(tmp_path, image):
+    io.write_image(tmp_path / "a.ome.tif", image, channel_names=["DNA", "CD3"])
+    with pytest.raises(InputError, match="2 channel.*3 channel name"):
+        io.read_image(tmp_path / "a.ome.tif", channel_names=["a", "b", "c"])
+
+
+def test_missing_and_corrupt_files_are_named(tmp_path):
+    with pytest.raises(InputError, match="nope.tif"):
+        io.read_image(tmp_path / "nope.tif")
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff at all")
+    with pytest.raises(InputError, match="bad.tif.*not a readable TIFF"):
+        io.read_image(tmp_path / "bad.tif")
+    with pytest.raises(InputError, match="bad.tif"):
+        io.read_labels(tmp_path / "bad.tif")
+
+
+def test_labels_roundtrip_is_compressed_uint32(tmp_path):
+    labels = np.zeros((4, 64, 64), np.uint32)
+    labels[:, 10:20, 10:20] = 7
+    labels[2, 40:50, 40:50] = 70000
+    io.write_labels(tmp_path / "l.tif", labels)
+    back = io.read_labels(tmp_path / "l.tif")
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back, labels)
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.pages[0].compression != 1  # not uncompressed
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".tsv"])
+def test_table_roundtrip(tmp_path, suffix):
+    table = pd.DataFrame({"frame": [0, 1], "x": [1.5, 2.5], "parent_track_id": pd.array([pd.NA, 3], "Int64")})
+    io.write_table(tmp_path / f"t{suffix}", table)
+    back = io.read_table(tmp_path / f"t{suffix}")
+    assert list(back["frame"]) == [0, 1]
+    assert back["parent_track_id"].isna().tolist() == [True, False]
+
+
+def test_equal_tables_give_equal_parquet_bytes(tmp_path):
+    table = pd.DataFrame({"a": np.arange(100), "b": np.linspace(0, 1, 100)})
+    io.write_table(tmp_path / "1.parquet", table)
+    io.write_table(tmp_path / "2.parquet", table)
+    assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    class Boom(pd.DataFrame):
+        def to_parquet(self, *args, **kwargs):
+            with open(args[0], "wb") as fh:
+                fh.write(b"half")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        io.write_table(tmp_path / "out.parquet", Boom({"a": [1]}))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_directory_gives_clear_error(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    target = tmp_path / "ro"
+    target.mkdir()
+    target.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError):
+            io.write_labels(target / "l.tif", np.zeros((1, 4, 4), np.uint32))
+    finally:
+        target.chmod(0o700)
