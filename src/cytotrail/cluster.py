@@ -1,0 +1,699 @@
+"""Cluster cells (or whole tracks) into types and name them from marker signatures.
+
+All samples go into one :class:`anndata.AnnData`: one observation per cell per frame
+(``level="cell"``) or per track (``level="track"``), one variable per marker.
+
+Pipeline (:func:`cluster`)
+--------------------------
+1. ``layers["raw"]``: the ``<marker>_<feature>`` columns of the table, untouched.
+2. ``layers["transformed"]``: arcsinh(x / cofactor) per marker (default), per-marker
+   percentile scaling to [0, 1], log1p, or none.
+3. ``X``: the transformed values z-scored per marker and clipped at +-10 (a constant
+   marker becomes 0 and is listed in ``uns["cytotrail"]["constant_markers"]``).
+4. PCA (``obsm["X_pca"]``), the kNN graph (on ``X`` when there are at most ``n_pcs``
+   markers, else on the first ``n_pcs`` principal components), Leiden (igraph flavour,
+   seeded) in ``obs["leiden"]``, and UMAP (seeded) in ``obsm["X_umap"]``; scanpy records
+   their parameters in ``uns["pca"]``, ``uns["neighbors"]``, ``uns["leiden"]`` and
+   ``uns["umap"]``, and cytotrail's own in ``uns["cytotrail"]["params"]``.
+5. With ``signatures``, ``obs["cell_type"]`` and ``obs["cell_type_confidence"]`` (see
+   :func:`score_signatures`), with one type per track when ``track_id`` is present.
+
+``obs`` keeps every other column of the table (``sample, frame, label, track_id, ...``);
+``obsm["spatial"]`` holds the centroid as ``(x, y)`` in pixels (the squidpy convention,
+column 0 is x).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+
+from cytotrail.io import InputError, atomic_path
+
+__all__ = ["cluster", "merge_tables", "score_signatures", "track_summaries", "write_anndata"]
+
+log = logging.getLogger(__name__)
+
+KEYS = ("sample", "frame", "label")
+TRANSFORMS = ("arcsinh", "percentile", "log1p", "none")
+UNKNOWN = "unknown"
+
+
+# --------------------------------------------------------------------------------------
+# tables
+
+
+def merge_tables(cells, tracks=None, *, unmatched="error"):
+    """Join per-cell measurements with tracks on ``(sample, frame, label)``.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        One row per cell per frame with ``frame, label`` (and ``sample`` for several
+        samples), as written by :func:`cytotrail.quantify.quantify`.
+    tracks : DataFrame, optional
+        One row per detection with ``frame, label`` and ``track_id`` (plus
+        ``parent_track_id``, ``lineage_id``, ...). None returns a copy of ``cells``.
+    unmatched : {"error", "keep", "drop"}
+        What to do with cells that have no track row and track rows without a cell:
+        raise (default), keep the cells with an empty ``track_id`` (track rows without a
+        cell are dropped), or drop both.
+
+    Returns
+    -------
+    DataFrame
+        ``cells`` with the track columns added (columns both tables have keep the values
+        of ``cells``), in the row order of ``cells``.
+
+    Raises
+    ------
+    InputError
+        Missing key columns, duplicated keys in either table, or unmatched rows.
+    """
+    if unmatched not in ("error", "keep", "drop"):
+        raise InputError(f"unmatched must be 'error', 'keep' or 'drop', got {unmatched!r}")
+    for name, table in (("cells", cells), ("tracks", tracks)):
+        if table is None:
+            continue
+        missing = [k for k in ("frame", "label") if k not in table.columns]
+        if missing:
+            raise InputError(f"{name} table lacks the key column(s) {missing}; it has "
+                             f"{list(table.columns)}")
+    keys = [k for k in KEYS if k in cells.columns and (tracks is None or k in tracks.columns)]
+    _check_unique(cells, keys, "cells")
+    if tracks is None:
+        return cells.copy()
+    if "sample" in cells.columns and "sample" not in tracks.columns and cells["sample"].nunique() > 1:
+        raise InputError("the cells come from several samples but the tracks table has no "
+                         "`sample` column to join on")
+    _check_unique(tracks, keys, "tracks")
+    extra = [c for c in tracks.columns if c not in cells.columns]
+    right = tracks[keys + extra]
+    merged = cells.merge(right, on=keys, how="outer" if unmatched == "error" else "left",
+                         indicator=True, validate="one_to_one", sort=False)
+    if unmatched == "error":
+        only_cells = merged["_merge"] == "left_only"
+        only_tracks = merged["_merge"] == "right_only"
+        if only_cells.any() or only_tracks.any():
+            parts = []
+            if only_cells.any():
+                parts.append(f"{int(only_cells.sum())} cell row(s) have no track row, e.g. "
+                             f"{_examples(merged[only_cells], keys)}")
+            if only_tracks.any():
+                parts.append(f"{int(only_tracks.sum())} track row(s) have no cell row, e.g. "
+                             f"{_examples(merged[only_tracks], keys)}")
+            hint = ""
+            if "sample" in keys:
+                a, b = set(cells["sample"].astype(str)), set(tracks["sample"].astype(str))
+                if a != b:
+                    hint = f"; samples in cells: {sorted(a)}, in tracks: {sorted(b)}"
+            raise InputError("cells and tracks do not join on " + ", ".join(keys) + ": "
+                             + "; ".join(parts) + hint
+                             + " (use unmatched='keep' or 'drop' to accept this)")
+        merged = merged[merged["_merge"] == "both"]
+    elif unmatched == "drop":
+        merged = merged[merged["_merge"] == "both"]
+    return merged.drop(columns="_merge").reset_index(drop=True)
+
+
+def _check_unique(table, keys, name):
+    dup = table.duplicated(keys, keep=False)
+    if dup.any():
+        raise InputError(f"{name} table has {int(dup.sum())} rows with duplicated keys "
+                         f"({', '.join(keys)}), e.g. {_examples(table[dup], keys)}")
+
+
+def _examples(rows, keys, n=3):
+    return "; ".join(", ".join(f"{k}={r[k]}" for k in keys)
+                     for _, r in rows[keys].head(n).iterrows())
+
+
+def _feature_columns(table, markers, feature):
+    """Validated column name of every marker."""
+    markers = [str(m) for m in markers]
+    if not markers:
+        raise InputError("no markers given to cluster on")
+    duplicated = sorted({m for m in markers if markers.count(m) > 1})
+    if duplicated:
+        raise InputError(f"duplicated marker names {duplicated}")
+    columns = [f"{m}_{feature}" if feature else m for m in markers]
+    missing = [m for m, c in zip(markers, columns) if c not in table.columns]
+    if missing:
+        if feature:
+            suffix = f"_{feature}"
+            available = [c[: -len(suffix)] for c in table.columns if str(c).endswith(suffix)]
+            where = f"columns `<marker>_{feature}`"
+        else:
+            available = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+            where = "numeric columns"
+        raise InputError(f"markers {missing} have no column in the table (feature {feature!r}); "
+                         f"markers available as {where}: {available}")
+    return markers, columns
+
+
+def track_summaries(table, *, markers, feature="cell_mean"):
+    """One row per track: mean marker values and the track's extent in time and space.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Per-cell table with ``track_id`` (and ``sample`` for several samples).
+    markers : sequence of str
+    feature : str
+        Column suffix of the marker values (``""``: columns named like the markers).
+
+    Returns
+    -------
+    DataFrame
+        ``sample, track_id, n_frames, first_frame, last_frame, y, x`` (mean centroid),
+        ``parent_track_id`` and ``lineage_id`` when present, and one mean column per marker
+        (named like the input columns). Sorted by sample then track_id.
+    """
+    if "track_id" not in table.columns:
+        raise InputError("track summaries need a `track_id` column: join the tracks first "
+                         "(merge_tables)")
+    markers, columns = _feature_columns(table, markers, feature)
+    data = table[table["track_id"].notna()]
+    groups = ["sample", "track_id"] if "sample" in data.columns else ["track_id"]
+    g = data.groupby(groups, sort=True, observed=True)
+    out = g[columns].mean()
+    out.insert(0, "n_frames", g.size())
+    if "frame" in data.columns:
+        out.insert(1, "first_frame", g["frame"].min())
+        out.insert(2, "last_frame", g["frame"].max())
+    for c in ("y", "x"):
+        if c in data.columns:
+            out[c] = g[c].mean()
+    for c in ("parent_track_id", "lineage_id"):
+        if c in data.columns:
+            out[c] = g[c].first()
+    return out.reset_index()
+
+
+# --------------------------------------------------------------------------------------
+# transforms
+
+
+def _auto_cofactor(values):
+    """Cofactor of one marker: the 10th percentile of its positive values (1 if none).
+
+    That sits at the level of the negative population, so arcsinh is about linear
+    through the noise of negative cells and logarithmic over the positive ones.
+    """
+    positive = values[values > 0]
+    if len(positive) == 0:
+        return 1.0
+    return float(max(np.percentile(positive, 10), 1e-6))
+
+
+def _transform(raw, markers, transform, cofactor):
+    """Transformed values (float64) and the per-marker parameters used."""
+    params = {}
+    if transform == "arcsinh":
+        if cofactor is None:
+            cof = np.array([_auto_cofactor(raw[:, j]) for j in range(raw.shape[1])])
+        elif isinstance(cofactor, dict):
+            missing = [m for m in markers if m not in cofactor]
+            if missing:
+                raise InputError(f"cofactor dict lacks markers {missing}")
+            cof = np.array([float(cofactor[m]) for m in markers])
+        else:
+            cof = np.full(raw.shape[1], float(cofactor))
+        if not np.all(cof > 0):
+            raise InputError(f"arcsinh cofactors must be positive, got {dict(zip(markers, cof))}")
+        params["cofactors"] = dict(zip(markers, cof.tolist()))
+        return np.arcsinh(raw / cof), params
+    if transform == "percentile":
+        lo = np.percentile(raw, 1, axis=0)
+        hi = np.percentile(raw, 99, axis=0)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        params["percentiles"] = {m: [float(a), float(b)] for m, a, b in zip(markers, lo, hi)}
+        return np.clip((raw - lo) / span, 0, 1), params
+    if transform == "log1p":
+        return np.log1p(np.clip(raw, 0, None)), params
+    if transform == "none":
+        return raw.copy(), params
+    raise InputError(f"unknown transform {transform!r}; choose from {list(TRANSFORMS)}")
+
+
+def _scale(values, max_value=10.0):
+    mean = values.mean(axis=0)
+    std = values.std(axis=0)
+    constant = ~(std > 0)
+    scaled = (values - mean) / np.where(constant, 1.0, std)
+    scaled[:, constant] = 0.0
+    return np.clip(scaled, -max_value, max_value), constant
+
+
+# --------------------------------------------------------------------------------------
+# cell types
+
+
+def _normalise_signatures(signatures, markers):
+    """{type: (positive list, negative list)} with parents' markers inherited."""
+    if not isinstance(signatures, dict) or not signatures:
+        raise InputError("signatures must be a non-empty mapping {type: {positive: [...], "
+                         "negative: [...]}}")
+    raw = {}
+    for name, sig in signatures.items():
+        if isinstance(sig, (list, tuple)):
+            sig = {"positive": list(sig)}
+        if not isinstance(sig, dict):
+            raise InputError(f"signature of {name!r} must be a mapping with `positive` and "
+                             "`negative` marker lists")
+        unknown_keys = set(sig) - {"positive", "negative", "parent"}
+        if unknown_keys:
+            raise InputError(f"signature of {name!r} has unknown keys {sorted(unknown_keys)}")
+        pos = [str(m) for m in sig.get("positive") or []]
+        neg = [str(m) for m in sig.get("negative") or []]
+        if not pos:
+            raise InputError(f"signature of {name!r} has no positive markers")
+        raw[str(name)] = (pos, neg, sig.get("parent"))
+    out = {}
+    for name, (pos, neg, parent) in raw.items():
+        seen = {name}
+        while parent is not None:
+            if parent not in raw:
+                raise InputError(f"signature of {name!r}: parent {parent!r} is not a cell type")
+            if parent in seen:
+                raise InputError(f"signature hierarchy has a cycle through {parent!r}")
+            seen.add(parent)
+            ppos, pneg, parent = raw[parent]
+            pos = pos + [m for m in ppos if m not in pos]
+            neg = neg + [m for m in pneg if m not in neg]
+        out[name] = (pos, neg)
+    used = sorted({m for pos, neg in out.values() for m in pos + neg})
+    missing = [m for m in used if m not in markers]
+    if missing:
+        raise InputError(f"signature markers {missing} are not among the clustered markers "
+                         f"{list(markers)}")
+    return out
+
+
+def score_signatures(values, markers, signatures, *, min_score=0.2):
+    """Score every observation against every cell-type signature.
+
+    Each marker is normalised to [0, 1] between its 1st and 99th percentile over all
+    observations. The score of a type is the mean normalised value of its positive
+    markers minus the mean of its negative markers (a child type with ``parent`` adds
+    its parent's markers), in [-1, 1].
+
+    Parameters
+    ----------
+    values : (N, M) ndarray
+        Transformed marker values.
+    markers : sequence of str
+        The M marker names.
+    signatures : dict
+        ``{type: {"positive": [...], "negative": [...], "parent": type}}``.
+    min_score : float
+        Best scores below this give ``"unknown"``.
+
+    Returns
+    -------
+    types : (N,) ndarray of str
+        Best type, or ``"unknown"``.
+    confidence : (N,) ndarray of float
+        Best score minus the runner-up's (the best score alone when there is one type),
+        clipped to [0, 1]; 0 for ``"unknown"``.
+    scores : DataFrame
+        (N, n_types) scores.
+    """
+    sigs = _normalise_signatures(signatures, markers)
+    lo = np.percentile(values, 1, axis=0)
+    hi = np.percentile(values, 99, axis=0)
+    norm = np.clip((values - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
+    return _scores_to_types(_signature_scores(norm, markers, sigs), min_score)
+
+
+def _signature_scores(norm, markers, sigs):
+    col = {m: j for j, m in enumerate(markers)}
+    scores = {}
+    for name, (pos, neg) in sigs.items():
+        s = norm[:, [col[m] for m in pos]].mean(axis=1)
+        if neg:
+            s = s - norm[:, [col[m] for m in neg]].mean(axis=1)
+        scores[name] = s
+    return pd.DataFrame(scores)
+
+
+def _scores_to_types(scores, min_score):
+    arr = scores.to_numpy()
+    names = np.asarray(scores.columns, dtype=object)
+    best = arr.argmax(axis=1)
+    top = arr[np.arange(len(arr)), best]
+    if arr.shape[1] > 1:
+        second = np.sort(arr, axis=1)[:, -2]
+        confidence = np.clip(top - second, 0, 1)
+    else:
+        confidence = np.clip(top, 0, 1)
+    types = names[best].astype(object)
+    unknown = top < min_score
+    types[unknown] = UNKNOWN
+    confidence = np.where(unknown, 0.0, confidence)
+    return types.astype(str), confidence, scores
+
+
+def _track_consensus(obs, types, confidence, *, min_run=3, purity=0.9):
+    """One type per track: the majority, unless the track truly switches type once.
+
+    A switch is kept when splitting the track's frames at one point gives two runs of at
+    least ``min_run`` frames, each with a different majority type covering ``purity`` of
+    its frames. Returns new (types, confidence) arrays.
+    """
+    types = np.asarray(types, dtype=object).copy()
+    confidence = np.asarray(confidence, float).copy()
+    groups = ["sample", "track_id"] if "sample" in obs.columns else ["track_id"]
+    frame = obs["frame"].to_numpy() if "frame" in obs.columns else np.arange(len(obs))
+    tid = obs["track_id"]
+    valid = tid.notna().to_numpy()
+    if not valid.any():
+        return types, confidence
+    key = obs.loc[valid, groups].astype(str).agg("\x1f".join, axis=1).to_numpy()
+    rows = np.flatnonzero(valid)
+    order = np.lexsort((frame[rows], key))
+    rows, key = rows[order], key[order]
+    bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        idx = rows[a:b]
+        seq = types[idx]
+        values, counts = np.unique(seq, return_counts=True)
+        majority = values[counts.argmax()]
+        split = _best_switch(seq, min_run, purity)
+        if split is None:
+            types[idx] = majority
+            confidence[idx] = confidence[idx] * (counts.max() / len(seq))
+        else:
+            k, first, second = split
+            types[idx[:k]] = first
+            types[idx[k:]] = second
+    return types.astype(str), confidence
+
+
+def _best_switch(seq, min_run, purity):
+    n = len(seq)
+    if n < 2 * min_run:
+        return None
+    best = None
+    for k in range(min_run, n - min_run + 1):
+        head, tail = seq[:k], seq[k:]
+        hv, hc = np.unique(head, return_counts=True)
+        tv, tc = np.unique(tail, return_counts=True)
+        h, t = hv[hc.argmax()], tv[tc.argmax()]
+        if h == t or h == UNKNOWN or t == UNKNOWN:
+            continue
+        ph, pt = hc.max() / k, tc.max() / (n - k)
+        if ph >= purity and pt >= purity:
+            score = hc.max() + tc.max()
+            if best is None or score > best[0]:
+                best = (score, k, h, t)
+    return None if best is None else best[1:]
+
+
+# --------------------------------------------------------------------------------------
+# clustering
+
+
+def cluster(
+    table,
+    *,
+    markers,
+    feature="cell_mean",
+    signatures=None,
+    transform="arcsinh",
+    cofactor=None,
+    resolution=1.0,
+    n_neighbors=15,
+    level="cell",
+    umap=True,
+    seed=0,
+    n_pcs=30,
+    annotate="cell",
+    min_score=0.2,
+    exclude_same_track=True,
+):
+    """Cluster cells (or tracks) of all samples and annotate cell types.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per cell per frame (e.g. :func:`merge_tables` output) with the marker
+        columns ``<marker>_<feature>``; every other column goes to ``obs``.
+    markers : sequence of str
+        Markers to cluster on (the variables).
+    feature : str
+        Column suffix, e.g. ``"cell_mean"`` or ``"nucleus_median"``; ``""`` takes the
+        columns named exactly like the markers (tables from other tools).
+    signatures : dict, optional
+        ``{type: {"positive": [markers], "negative": [markers], "parent": type}}``; adds
+        ``obs["cell_type"]``, ``obs["cell_type_confidence"]``, the per-cell label before
+        the track consensus (``cell_type_frame``) and the per-cluster label
+        (``cell_type_cluster``).
+    transform : {"arcsinh", "percentile", "log1p", "none"}
+        Per-marker transform before scaling.
+    cofactor : float or dict, optional
+        arcsinh cofactor, for all or per marker; default: per marker, the 10th percentile
+        of its positive values.
+    resolution : float
+        Leiden resolution.
+    n_neighbors : int
+        Neighbours of the kNN graph (capped at the number of observations - 1).
+    level : {"cell", "track"}
+        Cluster cell-frames, or tracks (their mean values, :func:`track_summaries`).
+    umap : bool
+        Compute the UMAP embedding.
+    seed : int
+        Seed of PCA, the kNN search, Leiden and UMAP.
+    n_pcs : int
+        Principal components for the kNN graph when there are more markers than this;
+        with fewer markers the graph uses all scaled markers.
+    annotate : {"cell", "cluster"}
+        ``cell_type`` from each observation's own scores, or from its cluster's mean
+        scores.
+    min_score : float
+        Signature score below which an observation (or cluster) is ``"unknown"``.
+    exclude_same_track : bool
+        With ``track_id`` in the table (``level="cell"``), take each cell's graph
+        neighbours from other tracks only (:class:`OtherTrackNeighbors`): the frames of
+        one track are near-duplicates and would otherwise form a cluster of their own.
+
+    Returns
+    -------
+    AnnData
+        See the module docstring for its layout.
+
+    Raises
+    ------
+    InputError
+        Missing or duplicated markers, NaN or infinite values, no observations, bad
+        options or signatures.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    if level not in ("cell", "track"):
+        raise InputError(f"level must be 'cell' or 'track', got {level!r}")
+    if annotate not in ("cell", "cluster"):
+        raise InputError(f"annotate must be 'cell' or 'cluster', got {annotate!r}")
+    if transform not in TRANSFORMS:
+        raise InputError(f"unknown transform {transform!r}; choose from {list(TRANSFORMS)}")
+    markers, columns = _feature_columns(table, markers, feature)
+    if level == "track":
+        table = track_summaries(table, markers=markers, feature=feature)
+    if len(table) == 0:
+        raise InputError("the table has no cells to cluster")
+    if signatures is not None:
+        _normalise_signatures(signatures, markers)  # fail before any work
+    raw = table[columns].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(raw)
+    if bad.any():
+        counts = {m: int(n) for m, n in zip(markers, bad.sum(axis=0)) if n}
+        raise InputError(f"marker values are NaN or infinite in {int(bad.any(axis=1).sum())} "
+                         f"row(s): {counts}; drop or fill those rows first")
+
+    transformed, tparams = _transform(raw, markers, transform, cofactor)
+    scaled, constant = _scale(transformed)
+    if constant.any():
+        log.warning("constant markers carry no information and are set to 0: %s",
+                    [m for m, c in zip(markers, constant) if c])
+
+    obs = table.drop(columns=columns).reset_index(drop=True)
+    obs = _clean_obs(obs)
+    obs.index = obs.index.astype(str)
+    adata = ad.AnnData(X=scaled.astype(np.float32), obs=obs,
+                       var=pd.DataFrame(index=pd.Index(markers, name="marker")))
+    adata.var["feature"] = columns
+    adata.layers["raw"] = raw.astype(np.float32)
+    adata.layers["transformed"] = transformed.astype(np.float32)
+    if {"x", "y"} <= set(obs.columns):
+        adata.obsm["spatial"] = obs[["x", "y"]].to_numpy(dtype=np.float64)
+
+    n_obs, n_vars = adata.shape
+    n_comps = max(1, min(n_pcs, n_vars - 1, n_obs - 1))
+    if n_vars >= 2 and n_obs >= 3:
+        sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
+    use_rep = "X" if n_vars <= n_pcs or "X_pca" not in adata.obsm else "X_pca"
+    k = int(min(n_neighbors, max(n_obs - 1, 1)))
+    groups = _track_groups(adata.obs) if exclude_same_track and level == "cell" else None
+    if n_obs >= 3:
+        transformer = None
+        if groups is not None:
+            transformer = OtherTrackNeighbors(n_neighbors=k, groups=groups)
+        sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed,
+                        transformer=transformer)
+        sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2,
+                     directed=False, random_state=seed)
+        if umap:
+            sc.tl.umap(adata, random_state=seed)
+    else:  # too few observations for a graph: one cluster
+        adata.obs["leiden"] = pd.Categorical(["0"] * n_obs)
+    adata.obs["leiden"] = adata.obs["leiden"].astype(str).astype("category")
+
+    params = {
+        "markers": list(markers), "feature": feature, "level": level, "transform": transform,
+        "resolution": float(resolution), "n_neighbors": k, "use_rep": use_rep,
+        "n_pcs": int(n_comps), "umap": bool(umap), "seed": int(seed), "annotate": annotate,
+        "min_score": float(min_score), "exclude_same_track": groups is not None,
+    }
+    if cofactor is not None and not isinstance(cofactor, dict):
+        params["cofactor"] = float(cofactor)
+    info = {"params": params, **tparams,
+            "constant_markers": [m for m, c in zip(markers, constant) if c]}
+    if signatures is not None:
+        info["signatures"] = json.dumps(signatures, sort_keys=True)
+        _annotate(adata, transformed, markers, signatures, annotate=annotate,
+                  min_score=min_score)
+    adata.uns["cytotrail"] = info
+    return adata
+
+
+def _annotate(adata, transformed, markers, signatures, *, annotate, min_score):
+    sigs = _normalise_signatures(signatures, markers)
+    lo = np.percentile(transformed, 1, axis=0)
+    hi = np.percentile(transformed, 99, axis=0)
+    norm = np.clip((transformed - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
+    scores = _signature_scores(norm, markers, sigs)
+    cell_types, cell_conf, _ = _scores_to_types(scores, min_score)
+    clusters = adata.obs["leiden"].to_numpy()
+    cluster_scores = scores.groupby(clusters, sort=True).mean()
+    cl_types, cl_conf, _ = _scores_to_types(cluster_scores, min_score)
+    by_cluster = dict(zip(cluster_scores.index, cl_types))
+    conf_by_cluster = dict(zip(cluster_scores.index, cl_conf))
+    adata.obs["cell_type_cluster"] = [by_cluster[c] for c in clusters]
+    if annotate == "cell":
+        types, conf = cell_types, cell_conf
+    else:
+        types = np.asarray([by_cluster[c] for c in clusters], dtype=object)
+        conf = np.asarray([conf_by_cluster[c] for c in clusters], float)
+    adata.obs["cell_type_frame"] = types
+    if "track_id" in adata.obs.columns and "frame" in adata.obs.columns:
+        types, conf = _track_consensus(adata.obs, types, conf)
+    categories = list(sigs) + [UNKNOWN]
+    adata.obs["cell_type"] = pd.Categorical(types, categories=categories)
+    adata.obs["cell_type_confidence"] = np.asarray(conf, np.float64)
+    for col in ("cell_type_cluster", "cell_type_frame"):
+        adata.obs[col] = pd.Categorical(adata.obs[col], categories=categories)
+    adata.obsm["cell_type_scores"] = scores.to_numpy(np.float32)
+    cluster_scores.index = cluster_scores.index.astype(str)
+    adata.uns["cell_type_scores"] = {"types": list(sigs), "clusters": cluster_scores}
+
+
+def _track_groups(obs):
+    """Integer group per observation: its (sample, track) or a unique id without a track."""
+    if "track_id" not in obs.columns:
+        return None
+    valid = obs["track_id"].notna().to_numpy()
+    if not valid.any():
+        return None
+    cols = ["sample", "track_id"] if "sample" in obs.columns else ["track_id"]
+    codes = obs[cols].astype(str).agg("\x1f".join, axis=1)
+    groups = pd.factorize(codes)[0].astype(np.int64)
+    n = groups.max() + 1
+    groups[~valid] = n + np.arange(int((~valid).sum()))
+    return groups
+
+
+class OtherTrackNeighbors:
+    """kNN transformer for :func:`scanpy.pp.neighbors` that skips same-track neighbours.
+
+    Exact Euclidean neighbours (scikit-learn); for each observation the ``n_neighbors - 1``
+    nearest observations of *other* groups (tracks) are kept, so that the frames of one
+    tracked cell do not fill each other's neighbourhoods.
+
+    Parameters
+    ----------
+    n_neighbors : int
+        Neighbours including the observation itself, as scanpy counts them.
+    groups : (N,) int ndarray
+        Group (track) of every observation.
+    """
+
+    def __init__(self, n_neighbors=15, groups=None):
+        self.n_neighbors = n_neighbors
+        self.groups = groups
+
+    def get_params(self, deep=True):
+        return {"n_neighbors": self.n_neighbors, "groups": self.groups}
+
+    def fit(self, x, y=None):
+        return self
+
+    def transform(self, x):
+        return self.fit_transform(x)
+
+    def fit_transform(self, x, y=None):
+        from scipy import sparse
+        from sklearn.neighbors import NearestNeighbors
+
+        x = np.asarray(x, dtype=np.float64)
+        n = len(x)
+        groups = np.asarray(self.groups)
+        want = min(self.n_neighbors - 1, n - 1)
+        sizes = np.bincount(groups)
+        query = int(min(n, want + sizes.max()))
+        nn = NearestNeighbors(n_neighbors=query, algorithm="auto").fit(x)
+        dist, ind = nn.kneighbors(x)
+        other = groups[ind] != groups[:, None]
+        enough = other.sum(axis=1) >= want
+        rows, cols, vals = [], [], []
+        ok = np.flatnonzero(enough)
+        if len(ok):
+            # the first `want` other-group neighbours of each row, in distance order
+            rank = np.cumsum(other[ok], axis=1)
+            keep = other[ok] & (rank <= want)
+            r, c = np.nonzero(keep)
+            rows.append(ok[r])
+            cols.append(ind[ok][r, c])
+            vals.append(dist[ok][r, c])
+        for i in np.flatnonzero(~enough):  # huge groups: search everything for these rows
+            d_all = np.linalg.norm(x - x[i], axis=1)
+            d_all[groups == groups[i]] = np.inf
+            best = np.argsort(d_all, kind="stable")[:want]
+            best = best[np.isfinite(d_all[best])]
+            rows.append(np.full(len(best), i))
+            cols.append(best)
+            vals.append(d_all[best])
+        rows, cols, vals = (np.concatenate(a) for a in (rows, cols, vals))
+        # explicit zeros must survive: add a tiny offset to exact duplicates
+        vals = np.where(vals > 0, vals, 1e-12)
+        return sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+
+
+def _clean_obs(obs):
+    """obs columns that h5ad can store: object columns become str (missing -> "")."""
+    obs = obs.copy()
+    for c in obs.columns:
+        if obs[c].dtype == object:
+            obs[c] = obs[c].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
+                                else str(v))
+    obs.columns = [str(c) for c in obs.columns]
+    return obs
+
+
+def write_anndata(path, adata):
+    """Write ``adata`` as ``.h5ad``, atomically (temporary file beside it, then rename)."""
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)

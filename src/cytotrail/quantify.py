@@ -1,0 +1,485 @@
+"""Per-cell marker intensities and morphology, vectorised over labels.
+
+One row per cell per frame. Every statistic is computed for all cells of a frame at once
+on a flat label index (``np.bincount`` for sums, means and standard deviations; one sort
+of ``(cell, value)`` keys per channel for minima, maxima, medians and percentiles), and
+channels are streamed one at a time, so memory does not grow with the number of channels.
+The morphology equals :func:`skimage.measure.regionprops_table` to float precision.
+
+Columns of the returned table
+-----------------------------
+``frame, label``
+    Frame index and label id of the cell (its nucleus label).
+``y, x``
+    Centroid of the nucleus, in **pixels** (the coordinates of the tracks table).
+``area, perimeter, eccentricity, solidity, axis_major_length, axis_minor_length, orientation``
+    As in ``regionprops`` of the nucleus label: lengths in µm and area in µm² (pixels
+    when ``pixel_size_um=1``), orientation in radians.
+``border_distance``
+    Distance from the centroid to the nearest image edge, in µm.
+``n_neighbours``
+    Other cells of the same frame whose centroids lie within ``neighbour_radius_um``.
+``<marker>_<compartment>_<statistic>``
+    Intensity statistics, e.g. ``CD3_cell_mean`` or ``Ki67_nucleus_p90``.
+
+Compartments: ``nucleus`` is the label itself; ``cytoplasm`` is a ring grown from it by
+``cytoplasm_um`` that never crosses into a neighbour (as
+:func:`skimage.segmentation.expand_labels`); ``cell`` is both together. A cytoplasm that is
+empty (a nucleus surrounded by other nuclei) gives NaN statistics and a zero sum.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from cytotrail.io import InputError
+
+__all__ = ["MORPHOLOGY_COLUMNS", "STATISTICS", "quantify"]
+
+STATISTICS = ("mean", "median", "std", "sum", "min", "max")
+COMPARTMENTS = ("nucleus", "cytoplasm", "cell")
+MORPHOLOGY_COLUMNS = ("area", "perimeter", "eccentricity", "solidity", "axis_major_length",
+                      "axis_minor_length", "orientation", "border_distance", "n_neighbours")
+_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+
+# perimeter weights of skimage.measure.perimeter (4-connectivity border, Benkrid & Crookes)
+_PERIMETER_WEIGHTS = np.zeros(50)
+_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
+_PERIMETER_WEIGHTS[[21, 33]] = np.sqrt(2.0)
+_PERIMETER_WEIGHTS[[13, 23]] = (1.0 + np.sqrt(2.0)) / 2.0
+
+
+def quantify(
+    labels,
+    image,
+    *,
+    channel_names,
+    markers=None,
+    statistics=("mean",),
+    compartments=COMPARTMENTS,
+    cytoplasm_um=3.0,
+    pixel_size_um=1.0,
+    background=None,
+    percentiles=(),
+    neighbour_radius_um=30.0,
+    morphology=True,
+):
+    """Measure every cell of every frame: morphology plus per-channel intensity statistics.
+
+    Parameters
+    ----------
+    labels : (T, Y, X) or (Y, X) int ndarray
+        Nucleus labels, 0 = background. The label of a cell is kept as its ``label``.
+    image : (T, C, Y, X) or (C, Y, X) ndarray
+        Intensities; frames and pixels aligned with ``labels``.
+    channel_names : sequence of str
+        One unique name per channel C.
+    markers : sequence of str, optional
+        Channels to measure (default: all), in the order of the output columns.
+    statistics : sequence of str
+        Any of ``mean, median, std, sum, min, max`` and percentiles written ``pNN``
+        (``p90``, ``p99.5``). ``std`` is the population standard deviation (ddof 0).
+        Percentiles interpolate linearly, like :func:`numpy.percentile`.
+    compartments : sequence of str
+        Any of ``nucleus, cytoplasm, cell``.
+    cytoplasm_um : float
+        Width of the cytoplasm ring grown from each nucleus, in µm.
+    pixel_size_um : float
+        Pixel size in µm: scales the morphology and converts ``cytoplasm_um`` to pixels.
+    background : None, "auto", dict or sequence of float
+        Subtracted from each channel before the statistics: a value per channel
+        (``{marker: value}`` or one value per channel of ``channel_names``), or ``"auto"``
+        for the median of the pixels outside every cell (nucleus plus ring) of each frame.
+        Values are not clipped at zero.
+    percentiles : sequence of float
+        Extra percentiles, same as adding ``pNN`` to ``statistics``.
+    neighbour_radius_um : float
+        Radius for ``n_neighbours`` (centroid to centroid), in µm.
+    morphology : bool
+        Measure the shape columns (the centroid, ``frame`` and ``label`` are always there).
+
+    Returns
+    -------
+    DataFrame
+        One row per cell per frame, sorted by frame then label; columns described in the
+        module docstring.
+
+    Raises
+    ------
+    InputError
+        Unknown markers (naming them and the available channels), duplicated channel
+        names, unknown statistics or compartments, or shapes that do not match.
+    """
+    labels = np.asarray(labels)
+    image = np.asarray(image)
+    if labels.ndim == 2:
+        labels = labels[np.newaxis]
+    if image.ndim == 3:
+        image = image[np.newaxis]
+    if labels.ndim != 3 or image.ndim != 4:
+        raise InputError(f"labels must be (T, Y, X) and image (T, C, Y, X); got {labels.shape} "
+                         f"and {image.shape}")
+    if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
+        raise InputError(f"labels {labels.shape} and image {image.shape} do not match: expected "
+                         "the same frames T and frame size (Y, X)")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"labels must be integers, got dtype {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise InputError("labels contain negative values")
+    names = [str(n) for n in channel_names]
+    if len(names) != image.shape[1]:
+        raise InputError(f"image has {image.shape[1]} channel(s) but {len(names)} channel name(s) "
+                         f"were given: {names}")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise InputError(f"duplicated channel names {duplicated}; channel names must be unique")
+    markers = names if markers is None else [str(m) for m in markers]
+    missing = [m for m in markers if m not in names]
+    if missing:
+        raise InputError(f"markers {missing} are not channels of the image; available channels: "
+                         f"{names}")
+    if len(set(markers)) != len(markers):
+        raise InputError(f"markers are duplicated: {markers}")
+    stats = _parse_statistics(statistics, percentiles)
+    compartments = list(dict.fromkeys(compartments))
+    unknown = [c for c in compartments if c not in COMPARTMENTS]
+    if unknown:
+        raise InputError(f"unknown compartments {unknown}; choose from {list(COMPARTMENTS)}")
+    if pixel_size_um is None or not pixel_size_um > 0:
+        raise InputError(f"pixel_size_um must be positive, got {pixel_size_um}")
+    if cytoplasm_um is None or cytoplasm_um < 0:
+        raise InputError(f"cytoplasm_um must be >= 0, got {cytoplasm_um}")
+    channels = [names.index(m) for m in markers]
+    bg = _background_values(background, names, channels)
+
+    frames = []
+    for t in range(labels.shape[0]):
+        frames.append(_quantify_frame(
+            labels[t], image[t], t, markers=markers, channels=channels, stats=stats,
+            compartments=compartments, grow_px=cytoplasm_um / pixel_size_um,
+            pixel_size_um=pixel_size_um, background=bg,
+            neighbour_radius_um=neighbour_radius_um, morphology=morphology))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------
+# options
+
+
+def _parse_statistics(statistics, percentiles):
+    """List of (column suffix, kind, q) for the requested statistics, duplicates removed."""
+    if isinstance(statistics, str):
+        statistics = [statistics]
+    out = {}
+    for s in list(statistics) + [f"p{_fmt_q(q)}" for q in percentiles]:
+        s = str(s).strip().lower()
+        if s in STATISTICS:
+            out[s] = (s, s, None)
+            continue
+        match = _PERCENTILE.match(s)
+        if match is None or not 0 <= float(match.group(1)) <= 100:
+            raise InputError(f"unknown statistic {s!r}; choose from {list(STATISTICS)} or a "
+                             "percentile pNN with 0 <= NN <= 100 (e.g. p90)")
+        q = float(match.group(1))
+        name = f"p{_fmt_q(q)}"
+        out[name] = (name, "percentile", q)
+    if not out:
+        raise InputError("no statistics requested")
+    return list(out.values())
+
+
+def _fmt_q(q):
+    q = float(q)
+    return str(int(q)) if q.is_integer() else f"{q:g}"
+
+
+def _background_values(background, names, channels):
+    """Per measured channel: a float, or None for "auto" (estimated per frame)."""
+    if background is None:
+        return [0.0] * len(channels)
+    if isinstance(background, str):
+        if background != "auto":
+            raise InputError(f"background must be None, 'auto', a dict or one value per channel; "
+                             f"got {background!r}")
+        return [None] * len(channels)
+    if isinstance(background, dict):
+        unknown = [k for k in background if k not in names]
+        if unknown:
+            raise InputError(f"background given for unknown channels {unknown}; channels: {names}")
+        return [float(background.get(names[c], 0.0)) for c in channels]
+    values = np.asarray(background, dtype=float).ravel()
+    if len(values) != len(names):
+        raise InputError(f"background has {len(values)} value(s) but the image has {len(names)} "
+                         "channel(s)")
+    return [float(values[c]) for c in channels]
+
+
+# --------------------------------------------------------------------------------------
+# one frame
+
+
+class _Index:
+    """Flat label index of one compartment: ``idx`` in 0..n (0 = not in the compartment)."""
+
+    def __init__(self, idx, n):
+        self.idx = idx
+        self.n = n
+        self.counts = np.bincount(idx, minlength=n + 1)[1:]
+        self._sorted_ids = None
+
+    @property
+    def fg(self):
+        """Flat positions of the pixels in the compartment and their cell ids (1..n)."""
+        if self._sorted_ids is None:
+            pos = np.flatnonzero(self.idx)
+            self._sorted_ids = (pos, self.idx[pos])
+        return self._sorted_ids
+
+
+def _label_index(lab):
+    """Sorted label ids of a frame and the (Y*X,) index image mapping pixels to 1..n."""
+    flat = lab.ravel()
+    top = int(flat.max(initial=0))
+    if top <= 4 * flat.size + 1024:
+        present = np.bincount(flat, minlength=top + 1).astype(bool)
+        present[0] = False
+        ids = np.flatnonzero(present)
+        lut = np.zeros(top + 1, np.int64)
+        lut[ids] = np.arange(1, len(ids) + 1)
+        return ids, lut[flat], lut
+    ids, inverse = np.unique(flat, return_inverse=True)
+    if len(ids) and ids[0] == 0:
+        ids = ids[1:]
+    else:
+        inverse = inverse + 1
+    return ids, inverse.astype(np.int64), None
+
+
+def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow_px,
+                    pixel_size_um, background, neighbour_radius_um, morphology):
+    ids, nuc_idx, lut = _label_index(lab)
+    n = len(ids)
+    shape = lab.shape
+    cols = {"frame": np.full(n, t, np.int64), "label": ids.astype(np.int64)}
+    nucleus = _Index(nuc_idx, n)
+    shape_cols = _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um,
+                             full=morphology)
+    cols.update(shape_cols)
+
+    index = {"nucleus": nucleus}
+    needs_ring = any(c in ("cytoplasm", "cell") for c in compartments) or None in background
+    if needs_ring:
+        from skimage.segmentation import expand_labels
+
+        grown = expand_labels(lab, distance=grow_px) if grow_px > 0 else lab
+        if lut is not None:
+            cell_idx = lut[grown.ravel()]
+        else:
+            cell_idx = np.searchsorted(ids, grown.ravel()) + 1
+            cell_idx[grown.ravel() == 0] = 0
+        index["cell"] = _Index(cell_idx, n)
+        index["cytoplasm"] = _Index(np.where(nuc_idx > 0, 0, cell_idx), n)
+    outside = None
+    if None in background:
+        outside = np.flatnonzero(index["cell"].idx == 0)
+
+    for marker, c, bg in zip(markers, channels, background):
+        values = img[c].ravel()
+        if bg is None:
+            bg = float(np.median(values[outside])) if len(outside) else 0.0
+        for comp in compartments:
+            for name, value in _channel_stats(values, index[comp], stats, bg).items():
+                cols[f"{marker}_{comp}_{name}"] = value
+    return pd.DataFrame(cols)
+
+
+def _channel_stats(values, index, stats, bg):
+    """Statistics of one channel over every cell of one compartment (background removed)."""
+    n, counts = index.n, index.counts
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        need_sum = any(kind in ("mean", "sum", "std") for _, kind, _ in stats)
+        if need_sum:
+            sums = np.bincount(index.idx, weights=values, minlength=n + 1)[1:]
+            means = sums / counts
+        if any(kind == "std" for _, kind, _ in stats):
+            dev = values - np.concatenate([[0.0], means])[index.idx]
+            var = np.bincount(index.idx, weights=dev * dev, minlength=n + 1)[1:] / counts
+            del dev
+        ordered = None
+        if any(kind in ("min", "max", "median", "percentile") for _, kind, _ in stats):
+            ordered, starts = _sorted_by_cell(values, index)
+        for name, kind, q in stats:
+            if kind == "mean":
+                out[name] = means - bg
+            elif kind == "sum":
+                out[name] = sums - bg * counts
+            elif kind == "std":
+                out[name] = np.sqrt(var)
+            else:
+                q = {"min": 0.0, "max": 100.0, "median": 50.0}.get(kind, q)
+                out[name] = _segment_percentile(ordered, starts, counts, q) - bg
+    return out
+
+
+def _sorted_by_cell(values, index):
+    """Values of the compartment's pixels sorted by cell, then by value; segment starts."""
+    pos, cell = index.fg
+    vals = values[pos]
+    if vals.dtype.kind in "ui" and vals.dtype.itemsize <= 2 or vals.dtype == np.float32:
+        # one integer sort of (cell << 32 | order-preserving bits of the value)
+        if vals.dtype == np.float32:
+            bits = vals.view(np.uint32)
+            key = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+        else:
+            key = (vals.astype(np.int64) + 2**31).astype(np.uint64)
+        key |= cell.astype(np.uint64) << np.uint64(32)
+        key.sort()
+        low = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        if vals.dtype == np.float32:
+            low = np.where(low >> 31, low & np.uint32(0x7FFFFFFF), ~low).view(np.float32)
+            ordered = low.astype(np.float64)
+        else:
+            ordered = low.astype(np.int64) - 2**31
+            ordered = ordered.astype(np.float64)
+    else:
+        order = np.lexsort((vals, cell))
+        ordered = vals[order].astype(np.float64)
+    starts = np.concatenate([[0], np.cumsum(index.counts)[:-1]])
+    return ordered, starts
+
+
+def _segment_percentile(ordered, starts, counts, q):
+    """Linear-interpolated percentile ``q`` of each sorted segment; NaN for empty ones."""
+    out = np.full(len(counts), np.nan)
+    ok = counts > 0
+    pos = q / 100.0 * (counts[ok] - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, counts[ok] - 1)
+    frac = pos - lo
+    a = ordered[starts[ok] + lo]
+    b = ordered[starts[ok] + hi]
+    out[ok] = a + (b - a) * frac
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# morphology
+
+
+def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full):
+    """Centroid (px) and, when ``full``, the shape columns of every nucleus."""
+    n, counts = nucleus.n, nucleus.counts
+    pos, cell = nucleus.fg
+    rows, cols_ = np.divmod(pos, shape[1])
+    rows = rows.astype(np.float64)
+    cols_ = cols_.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        yc = np.bincount(cell, weights=rows, minlength=n + 1)[1:] / counts
+        xc = np.bincount(cell, weights=cols_, minlength=n + 1)[1:] / counts
+    out = {"y": yc, "x": xc}
+    if not full:
+        return out
+    s = float(pixel_size_um)
+    dr = rows - yc[cell - 1]
+    dc = cols_ - xc[cell - 1]
+    mu20 = np.bincount(cell, weights=dr * dr, minlength=n + 1)[1:]
+    mu02 = np.bincount(cell, weights=dc * dc, minlength=n + 1)[1:]
+    mu11 = np.bincount(cell, weights=dr * dc, minlength=n + 1)[1:]
+    # inertia tensor as in skimage: [[a, b], [b, c]] with a = mu02/m, b = -mu11/m, c = mu20/m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a, b, c = mu02 / counts, -mu11 / counts, mu20 / counts
+    half_trace = (a + c) / 2
+    root = np.sqrt(((a - c) / 2) ** 2 + b * b)
+    l1 = np.clip(half_trace + root, 0, None)
+    l2 = np.clip(half_trace - root, 0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ecc = np.where(l1 == 0, 0.0, np.sqrt(np.clip(1 - l2 / np.where(l1 == 0, 1, l1), 0, None)))
+    orientation = np.where(a - c == 0, np.where(b < 0, np.pi / 4, -np.pi / 4),
+                           0.5 * np.arctan2(-2 * b, c - a))
+    border, perim = _perimeter(lab, nucleus, shape)
+    solidity = counts / _convex_areas(border, nucleus, shape)
+    ny, nx = shape
+    border_distance = np.minimum.reduce([yc, xc, ny - 1 - yc, nx - 1 - xc]) * s
+    out.update({
+        "area": counts * s * s,
+        "perimeter": perim * s,
+        "eccentricity": ecc,
+        "solidity": solidity,
+        "axis_major_length": 4 * np.sqrt(l1) * s,
+        "axis_minor_length": 4 * np.sqrt(l2) * s,
+        "orientation": orientation,
+        "border_distance": border_distance,
+        "n_neighbours": _count_neighbours(yc, xc, neighbour_radius_um / s),
+    })
+    return out
+
+
+def _perimeter(lab, nucleus, shape):
+    """Border pixels (flat positions) and skimage's 4-connectivity perimeter of each label."""
+    ny, nx = shape
+    padded = np.pad(lab, 1)
+    p_idx = np.pad(nucleus.idx.reshape(shape), 1)
+    width = nx + 2
+    flat = padded.ravel()
+    pos, cell = nucleus.fg
+    r, c = np.divmod(pos, nx)
+    ppos = (r + 1) * width + (c + 1)
+    lv = flat[ppos]
+    is_border = np.zeros(len(ppos), bool)
+    for off in (-1, 1, -width, width):
+        is_border |= flat[ppos + off] != lv
+    bpos = ppos[is_border]
+    bcell = cell[is_border]
+    border_img = np.zeros(flat.shape, np.int64)
+    border_img[bpos] = p_idx.ravel()[bpos]
+    value = np.ones(len(bpos), np.int64)
+    for off, weight in ((-1, 2), (1, 2), (-width, 2), (width, 2),
+                        (-width - 1, 10), (-width + 1, 10), (width - 1, 10), (width + 1, 10)):
+        value += weight * (border_img[bpos + off] == bcell)
+    perim = np.bincount(bcell, weights=_PERIMETER_WEIGHTS[value], minlength=nucleus.n + 1)[1:]
+    # border positions back in unpadded coordinates, grouped by cell
+    br, bc = np.divmod(bpos, width)
+    return (br - 1, bc - 1, bcell), perim
+
+
+def _convex_areas(border, nucleus, shape):
+    """Pixel count of each label's convex hull image, as ``skimage.morphology.convex_hull_image``."""
+    from scipy.spatial import ConvexHull, QhullError
+    from skimage.measure import grid_points_in_poly
+
+    br, bc, bcell = border
+    order = np.argsort(bcell, kind="stable")
+    br, bc, bcell = br[order], bc[order], bcell[order]
+    bounds = np.searchsorted(bcell, np.arange(1, nucleus.n + 2))
+    diamond = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
+    areas = np.zeros(nucleus.n)
+    for i in range(nucleus.n):
+        r = br[bounds[i]:bounds[i + 1]]
+        c = bc[bounds[i]:bounds[i + 1]]
+        r0, c0 = r.min(), c.min()
+        pts = np.column_stack([r - r0, c - c0]).astype(np.float64)
+        pts = np.unique((pts[:, None, :] + diamond).reshape(-1, 2), axis=0)
+        try:
+            hull = ConvexHull(pts)
+        except QhullError:
+            areas[i] = np.nan
+            continue
+        verts = hull.points[hull.vertices]
+        box = (int(r.max() - r0) + 1, int(c.max() - c0) + 1)
+        areas[i] = np.count_nonzero(grid_points_in_poly(box, verts, binarize=False) >= 1)
+    return areas
+
+
+def _count_neighbours(yc, xc, radius_px):
+    """Number of other centroids within ``radius_px`` of each centroid."""
+    if len(yc) < 2 or not radius_px > 0:
+        return np.zeros(len(yc), np.int64)
+    from scipy.spatial import cKDTree
+
+    pts = np.column_stack([yc, xc])
+    return np.asarray(cKDTree(pts).query_ball_point(pts, radius_px, return_length=True),
+                      np.int64) - 1
