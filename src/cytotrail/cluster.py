@@ -602,13 +602,15 @@ def _annotate(adata, transformed, markers, signatures, *, annotate, min_score):
 
 
 def _track_groups(obs):
-    """Integer group per observation: its (sample, track) or a unique id without a track."""
-    if "track_id" not in obs.columns:
+    """Integer group per observation: its (sample, lineage) or (sample, track) when there is
+    no ``lineage_id``; a unique id for observations without one."""
+    key = "lineage_id" if "lineage_id" in obs.columns else "track_id"
+    if key not in obs.columns:
         return None
-    valid = obs["track_id"].notna().to_numpy()
+    valid = obs[key].notna().to_numpy()
     if not valid.any():
         return None
-    cols = ["sample", "track_id"] if "sample" in obs.columns else ["track_id"]
+    cols = ["sample", key] if "sample" in obs.columns else [key]
     codes = obs[cols].astype(str).agg("\x1f".join, axis=1)
     groups = pd.factorize(codes)[0].astype(np.int64)
     n = groups.max() + 1

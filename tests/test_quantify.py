@@ -1,0 +1,275 @@
+"""Tests of cytotrail.quantify: exactness against scikit-image and steinbock, options, bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytotrail.io import InputError
+from cytotrail.quantify import quantify
+from cytotrail.synth import make_timelapse
+
+STEINBOCK = Path(__file__).parents[1] / ".." / "shared" / "data" / "multiplex" / "steinbock-mock"
+
+SHAPE_PROPS = ("area", "perimeter", "eccentricity", "solidity", "axis_major_length",
+               "axis_minor_length")
+
+
+@pytest.fixture(scope="module")
+def _synth():
+    return make_timelapse(n_frames=2, shape=(128, 128), n_cells=25, seed=21)
+
+
+@pytest.fixture
+def synth(_synth):
+    return _synth.image.copy(), _synth.labels.copy(), list(_synth.channel_names)
+
+
+def _regionprops(lab, img, spacing=1.0):
+    from skimage.measure import regionprops_table
+
+    props = ("label", "centroid", "orientation", "intensity_mean", "intensity_min",
+             "intensity_max", "intensity_std") + SHAPE_PROPS
+    return pd.DataFrame(regionprops_table(lab, np.moveaxis(img, 0, -1), properties=props,
+                                          spacing=(spacing, spacing)))
+
+
+def test_equals_regionprops_table(synth):
+    image, labels, names = synth
+    s = 0.65
+    cells = quantify(labels, image, channel_names=names, pixel_size_um=s,
+                     statistics=("mean", "min", "max", "std"), compartments=("nucleus",))
+    assert list(cells.columns[:4]) == ["frame", "label", "y", "x"]
+    for t in range(labels.shape[0]):
+        ref = _regionprops(labels[t], image[t], spacing=s)
+        got = cells[cells["frame"] == t].reset_index(drop=True)
+        assert len(got) > 15
+        np.testing.assert_array_equal(got["label"], ref["label"])
+        # centroid columns are in pixels, regionprops' with spacing in µm
+        np.testing.assert_allclose(got["y"] * s, ref["centroid-0"], rtol=1e-12)
+        np.testing.assert_allclose(got["x"] * s, ref["centroid-1"], rtol=1e-12)
+        for prop in SHAPE_PROPS:
+            np.testing.assert_allclose(got[prop], ref[prop], rtol=1e-9, atol=1e-12, err_msg=prop)
+        # orientation: +pi/2 and -pi/2 are the same axis
+        diff = np.angle(np.exp(2j * (got["orientation"] - ref["orientation"])))
+        np.testing.assert_allclose(diff, 0, atol=1e-9)
+        for c, name in enumerate(names):
+            for stat in ("mean", "min", "max", "std"):
+                np.testing.assert_allclose(got[f"{name}_nucleus_{stat}"],
+                                           ref[f"intensity_{stat}-{c}"], rtol=1e-10,
+                                           err_msg=f"{name} {stat}")
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint8", "int32", "float32", "float64"])
+def test_order_statistics_equal_numpy(synth, dtype):
+    image, labels, names = synth
+    rng = np.random.default_rng(4)
+    img = image[:1].astype(np.float64)
+    if dtype.startswith("float"):
+        img = (img - 300) * rng.uniform(0.5, 1.5, img.shape)  # negative values too
+    elif dtype == "uint8":
+        img = img % 256
+    img = img.astype(dtype)
+    lab = labels[:1]
+    cells = quantify(lab, img, channel_names=names, markers=["CD3", "Ki67"],
+                     statistics=("median", "sum", "p10"), percentiles=(99.5,),
+                     compartments=("nucleus", "cell"))
+    ids = cells["label"].to_numpy()
+    for marker in ("CD3", "Ki67"):
+        channel = img[0, names.index(marker)].astype(np.float64)
+        for i, label in enumerate(ids[:12]):
+            values = channel[lab[0] == label]
+            row = cells.iloc[i]
+            assert row[f"{marker}_nucleus_median"] == pytest.approx(np.median(values), rel=1e-12)
+            assert row[f"{marker}_nucleus_p10"] == pytest.approx(np.percentile(values, 10),
+                                                                  rel=1e-12)
+            assert row[f"{marker}_nucleus_p99.5"] == pytest.approx(
+                np.percentile(values, 99.5), rel=1e-12)
+            assert row[f"{marker}_nucleus_sum"] == pytest.approx(values.sum(), rel=1e-12)
+
+
+def test_compartments_follow_expand_labels(synth):
+    from skimage.segmentation import expand_labels
+
+    image, labels, names = synth
+    cells = quantify(labels, image, channel_names=names, markers=["CD68"], cytoplasm_um=2.0,
+                     pixel_size_um=0.5, statistics=("sum", "mean", "max"))
+    grown = expand_labels(labels[1], distance=4)  # 2 µm at 0.5 µm/px
+    ring = np.where(labels[1] > 0, 0, grown)
+    chan = image[1, names.index("CD68")].astype(np.float64)
+    got = cells[cells["frame"] == 1].set_index("label")
+    for label in got.index[:10]:
+        assert got.loc[label, "CD68_cytoplasm_sum"] == pytest.approx(chan[ring == label].sum())
+        assert got.loc[label, "CD68_cell_max"] == chan[grown == label].max()
+    np.testing.assert_allclose(got["CD68_cell_sum"],
+                               got["CD68_nucleus_sum"] + got["CD68_cytoplasm_sum"])
+    # the cell mean is the area-weighted mean of its two parts
+    n_cell = np.bincount(grown.ravel())[got.index]
+    np.testing.assert_allclose(got["CD68_cell_mean"] * n_cell, got["CD68_cell_sum"])
+
+
+def test_empty_cytoplasm_is_nan():
+    labels = np.zeros((1, 12, 12), np.uint32)
+    labels[0, 2:6, 2:6] = 1
+    labels[0, 0:12, 6:12] = 2  # touches the image border on three sides
+    labels[0, 0:2, 0:12] = 3
+    labels[0, 6:12, 0:6] = 4
+    labels[0, 2:6, 0:2] = 5
+    image = np.arange(144, dtype=np.float32).reshape(1, 1, 12, 12)
+    cells = quantify(labels, image, channel_names=["A"], statistics=("mean", "sum", "median"))
+    row = cells.set_index("label").loc[1]
+    assert np.isnan(row["A_cytoplasm_mean"]) and np.isnan(row["A_cytoplasm_median"])
+    assert row["A_cytoplasm_sum"] == 0
+    assert row["A_cell_mean"] == row["A_nucleus_mean"]
+
+
+def test_label_ids_do_not_matter(synth):
+    image, labels, names = synth
+    rng = np.random.default_rng(1)
+    ids = np.unique(labels)
+    new_ids = np.zeros(ids.max() + 1, np.int64)
+    new_ids[ids[1:]] = rng.choice(10**9, size=len(ids) - 1, replace=False) + 1  # huge ids
+    relabelled = new_ids[labels]
+    stats = ("mean", "median", "std")
+    a = quantify(labels, image, channel_names=names, statistics=stats)
+    b = quantify(relabelled, image, channel_names=names, statistics=stats)
+    back = {int(new): old for old, new in enumerate(new_ids) if new}
+    b = b.assign(label=[back[v] for v in b["label"]])
+    b = b.sort_values(["frame", "label"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+
+
+def test_translation_moves_only_positions(synth):
+    image, labels, names = synth
+    pad = ((0, 0), (7, 0), (5, 0))
+    big_lab = np.pad(labels, pad)
+    big_img = np.pad(image, ((0, 0),) + pad[:1] + pad[1:])
+    # the nucleus only: a ring at the old image border would grow into the new margin
+    opts = dict(channel_names=names, neighbour_radius_um=25, compartments=("nucleus",),
+                statistics=("mean", "median", "max"))
+    a = quantify(labels, image, **opts)
+    b = quantify(big_lab, big_img, **opts)
+    np.testing.assert_allclose(b["y"] - a["y"], 7)
+    np.testing.assert_allclose(b["x"] - a["x"], 5)
+    same = [c for c in a.columns if c not in ("y", "x", "border_distance")]
+    pd.testing.assert_frame_equal(a[same], b[same])
+
+
+def test_neighbours_and_border_distance(synth):
+    image, labels, names = synth
+    cells = quantify(labels[:1], image[:1], channel_names=names, pixel_size_um=2.0,
+                     neighbour_radius_um=40.0)
+    pts = cells[["y", "x"]].to_numpy() * 2.0
+    dist = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    np.testing.assert_array_equal(cells["n_neighbours"], (dist <= 40.0).sum(axis=1) - 1)
+    y, x = cells["y"], cells["x"]
+    expected = np.minimum.reduce([y, x, 127 - y, 127 - x]) * 2.0
+    np.testing.assert_allclose(cells["border_distance"], expected)
+
+
+def test_background_subtraction(synth):
+    image, labels, names = synth
+    stats = ("mean", "sum", "median", "std")
+    plain = quantify(labels, image, channel_names=names, markers=["CD3"], statistics=stats)
+    fixed = quantify(labels, image, channel_names=names, markers=["CD3"], statistics=stats,
+                     background={"CD3": 100.0})
+    np.testing.assert_allclose(fixed["CD3_cell_mean"], plain["CD3_cell_mean"] - 100)
+    np.testing.assert_allclose(fixed["CD3_nucleus_median"], plain["CD3_nucleus_median"] - 100)
+    n_pixels = plain["CD3_cell_sum"] / plain["CD3_cell_mean"]
+    np.testing.assert_allclose(fixed["CD3_cell_sum"], plain["CD3_cell_sum"] - 100 * n_pixels)
+    np.testing.assert_allclose(fixed["CD3_cell_std"], plain["CD3_cell_std"])
+    auto = quantify(labels, image, channel_names=names, markers=["CD3"], background="auto")
+    from skimage.segmentation import expand_labels
+
+    outside = expand_labels(labels[0], distance=3) == 0
+    bg = np.median(image[0, names.index("CD3")][outside])
+    first = auto["frame"] == 0
+    np.testing.assert_allclose(auto.loc[first, "CD3_nucleus_mean"],
+                               plain.loc[first, "CD3_nucleus_mean"] - bg)
+
+
+def test_two_dimensional_input_and_empty_frames():
+    labels = np.zeros((20, 30), np.uint16)
+    labels[3:8, 4:10] = 7
+    image = np.ones((2, 20, 30), np.float32)
+    cells = quantify(labels, image, channel_names=["a", "b"])
+    assert len(cells) == 1 and cells.loc[0, "label"] == 7 and cells.loc[0, "area"] == 30
+    empty = quantify(np.zeros((2, 20, 30), np.uint32), np.ones((2, 2, 20, 30)),
+                     channel_names=["a", "b"])
+    assert len(empty) == 0
+    assert list(empty.columns) == list(cells.columns)
+
+
+def test_bad_input_is_named(synth):
+    image, labels, names = synth
+    with pytest.raises(InputError, match=r"\['CD99', 'Foo'\].*available channels.*CD3"):
+        quantify(labels, image, channel_names=names, markers=["CD3", "CD99", "Foo"])
+    with pytest.raises(InputError, match="duplicated channel names"):
+        quantify(labels, image, channel_names=["DNA"] * len(names))
+    with pytest.raises(InputError, match="unknown statistic 'average'"):
+        quantify(labels, image, channel_names=names, statistics=("average",))
+    with pytest.raises(InputError, match="unknown compartments"):
+        quantify(labels, image, channel_names=names, compartments=("membrane",))
+    with pytest.raises(InputError, match="do not match"):
+        quantify(labels[:1], image, channel_names=names)
+    with pytest.raises(InputError, match="channel name"):
+        quantify(labels, image, channel_names=names[:-1])
+    with pytest.raises(InputError, match="background"):
+        quantify(labels, image, channel_names=names, background={"CD99": 1.0})
+
+
+def test_does_not_modify_inputs(synth):
+    image, labels, names = synth
+    img0, lab0 = image.copy(), labels.copy()
+    quantify(labels, image, channel_names=names, statistics=("median", "std"), background="auto")
+    np.testing.assert_array_equal(image, img0)
+    np.testing.assert_array_equal(labels, lab0)
+
+
+def _steinbock_files():
+    if not STEINBOCK.is_dir():
+        pytest.skip("../shared/data/multiplex/steinbock-mock not found")
+    return sorted((STEINBOCK / "img").glob("*.tiff"))
+
+
+def test_reproduces_steinbock_intensities_and_regionprops():
+    from cytotrail import io
+
+    files = _steinbock_files()
+    panel = pd.read_csv(STEINBOCK / "panel.csv")
+    names = panel.loc[panel["keep"] == 1, "name"].tolist()
+    assert len(files) == 15
+    for path in files:
+        image, _ = io.read_image(path, axes="CYX", channel_names=names)
+        labels = io.read_labels(STEINBOCK / "masks_deepcell" / path.name)
+        cells = quantify(labels, image, channel_names=names, compartments=("nucleus",))
+        means = pd.read_csv(STEINBOCK / "intensities_deepcell" / f"{path.stem}.csv")
+        props = pd.read_csv(STEINBOCK / "regionprops_deepcell" / f"{path.stem}.csv")
+        np.testing.assert_array_equal(cells["label"], means["Object"])
+        for name in names:
+            np.testing.assert_allclose(cells[f"{name}_nucleus_mean"], means[name], rtol=1e-6,
+                                       atol=1e-9, err_msg=f"{path.name} {name}")
+        np.testing.assert_array_equal(cells["label"], props["Object"])
+        np.testing.assert_allclose(cells["area"], props["area"])
+        np.testing.assert_allclose(cells["y"], props["centroid-0"], rtol=1e-12)
+        np.testing.assert_allclose(cells["x"], props["centroid-1"], rtol=1e-12)
+        for col in ("axis_major_length", "axis_minor_length", "eccentricity"):
+            np.testing.assert_allclose(cells[col], props[col], rtol=1e-9, atol=1e-12)
+
+
+def test_cli_quantify_round_trip(tmp_path, _synth):
+    from cytotrail import io
+    from cytotrail.cli import main
+
+    io.write_image(tmp_path / "s1.ome.tif", _synth.image, channel_names=_synth.channel_names)
+    io.write_labels(tmp_path / "s1_labels.tif", _synth.labels)
+    out = tmp_path / "cells.parquet"
+    code = main(["quantify", str(tmp_path / "s1.ome.tif"), str(tmp_path / "s1_labels.tif"),
+                 "-o", str(out), "--statistics", "mean", "p90", "--pixel-size-um", "0.5"])
+    assert code in (0, None)
+    cells = io.read_table(out)
+    direct = quantify(_synth.labels, _synth.image, channel_names=_synth.channel_names,
+                      statistics=("mean", "p90"), pixel_size_um=0.5)
+    assert (cells["sample"] == "s1").all()
+    pd.testing.assert_frame_equal(cells.drop(columns="sample"), direct)
