@@ -7,14 +7,14 @@ rule segment_nuclei:
     params:
         channel=lambda wildcards: nuclear_channel(wildcards.sample),
         image=image_options,
-        options=lambda wildcards, input: cli_flags(
+        options=lambda wildcards: cli_flags(
             {
                 "backend": config["segment"]["backend"],
                 "model": config["segment"]["model"],
                 "diameter": config["segment"]["diameter"],
                 "device": config["segment"]["device"],
                 "batch_size": config["segment"]["batch_size"],
-                "labels": input.get("labels"),
+                "labels": segment_inputs(wildcards).get("labels"),
             }
         ),
         version=VERSION,
