@@ -102,18 +102,28 @@ def track(
     else:
         search_px = float(search_range) / (pixel_size_um or 1.0)
         adaptive = False
-    segment, strategy = link_frames(f, pc, search_range=search_px, memory=memory,
+    # frame-to-frame links only; gaps are closed below with the full cost model
+    segment, strategy = link_frames(f, pc, search_range=search_px, memory=0,
                                     link_strategy=link_strategy)
-
-    parent_seg = np.full(segment.max() + 1 if n else 0, -1, np.int64)
     stats = {"n_divisions": 0, "n_mothers_split": 0, "n_gaps_closed": 0}
-    if n and divisions:
-        from cytotrail.track.divisions import resolve_events
+    if n:
+        from cytotrail.track import divisions as dv
 
-        segment, parent_seg, stats = resolve_events(
-            f, pc, segment, area=area, intensity=intensity, search_range=search_px,
-            memory=memory, sigma=info.get("sigma"), divisions=divisions,
-        )
+        succ, pred = dv.chains(f, segment)
+        linked_before = succ.copy()
+        model = dv.CostModel(f, pc, area, intensity, search_range=search_px,
+                             sigma=info.get("sigma"), succ=succ)
+        found = {}
+        if divisions:
+            succ, pred, found = dv.relink_divisions(model, succ, pred, memory=memory)
+        succ, pred, found, extra = dv.resolve_events(model, succ, pred, found, memory=memory,
+                                                     find_divisions=bool(divisions))
+        segment, parent_seg = dv.segments_from_links(succ, found)
+        stats["n_divisions"] = len(found)
+        stats["n_mothers_split"] = int(sum(linked_before[m] >= 0 for m in found))
+        stats["n_gaps_closed"] = extra["n_gaps_closed"]
+    else:
+        parent_seg = np.zeros(0, np.int64)
 
     track_id, parent_id, keep = _number_tracks(f, segment, parent_seg, min_length)
     lineage, generation = _lineage(track_id, parent_id)
