@@ -55,3 +55,57 @@ def planned_jobs(workdir, *args):
         if m and m.group(1) != "total":
             jobs[m.group(1)] = int(m.group(2))
     return jobs
+
+
+SAMPLES = ["s1", "s2"]
+
+
+def write_config(workdir, **overrides):
+    """The project's config with a tiny demo; overrides as {"section.key": value}."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["demo"] = {"frames": 5, "size": 96, "cells": 10, "seed": 3}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if name:
+            config[section][name] = value
+        else:
+            config[section] = value
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+def write_samples(workdir, rows):
+    lines = ["sample\timage"] + [f"{s}\t{image}" for s, image in rows]
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "samples.tsv").write_text("\n".join(lines) + "\n")
+
+
+def prepare_demo(workdir, **overrides):
+    write_config(workdir, **overrides)
+    write_samples(workdir, [(s, f"resources/demo/{s}.ome.tif") for s in SAMPLES])
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """A finished, untouched run of the whole workflow on two tiny demo samples."""
+    workdir = prepare_demo(tmp_path_factory.mktemp("demo_run"))
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path):
+    """A copy of the finished run (timestamps and Snakemake metadata kept) to modify."""
+    copy = tmp_path / "run"
+    shutil.copytree(demo_run, copy, symlinks=True)
+    return copy
+
+
+def result_files(workdir):
+    """{relative path: bytes} of every output under results/ except logs and benchmarks."""
+    return {str(p.relative_to(workdir)): p for p in sorted((workdir / "results").rglob("*"))
+            if p.is_file() and not {"logs", "benchmarks"} & set(p.parts)}

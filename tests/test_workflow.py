@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, planned_jobs, snakemake
+from conftest import (ROOT, SAMPLES, planned_jobs, prepare_demo, snakemake, write_config,
+                      write_samples)
 
 pytestmark = pytest.mark.workflow
 
-SAMPLES = ["s1", "s2"]
 PER_SAMPLE = {"make_demo", "segment_nuclei", "track_cells", "quantify_cells", "report_sample"}
-
-
-def write_config(workdir, **overrides):
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["demo"] = {"frames": 5, "size": 96, "cells": 10, "seed": 3}
-    for key, value in overrides.items():
-        section, _, name = key.partition(".")
-        if name:
-            config[section][name] = value
-        else:
-            config[section] = value
-    (workdir / "config").mkdir(exist_ok=True)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    return config
-
-
-def write_samples(workdir, rows):
-    lines = ["sample\timage"] + [f"{s}\t{image}" for s, image in rows]
-    (workdir / "config" / "samples.tsv").write_text("\n".join(lines) + "\n")
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """A finished run of the whole workflow on two tiny demo samples."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    write_config(workdir)
-    write_samples(workdir, [(s, f"resources/demo/{s}.ome.tif") for s in SAMPLES])
-    snakemake(workdir)
-    return workdir
 
 
 def mtimes(workdir):
@@ -54,8 +23,7 @@ def mtimes(workdir):
 
 
 def test_dry_run_plans_every_stage_for_every_sample(tmp_path):
-    write_config(tmp_path)
-    write_samples(tmp_path, [(s, f"resources/demo/{s}.ome.tif") for s in SAMPLES])
+    prepare_demo(tmp_path)
     jobs = planned_jobs(tmp_path)
     assert {rule: jobs[rule] for rule in PER_SAMPLE} == {rule: 2 for rule in PER_SAMPLE}
     assert jobs["cluster_cells"] == jobs["report_summary"] == 1
@@ -89,34 +57,30 @@ def test_second_run_does_nothing(demo_run):
     assert planned_jobs(demo_run) == {}
 
 
-def test_cluster_parameter_reruns_only_clustering(demo_run):
+def test_cluster_parameter_reruns_only_clustering(demo_copy):
+    demo_run = demo_copy
     write_config(demo_run, **{"cluster.resolution": 0.5})
-    try:
-        assert planned_jobs(demo_run) == {"cluster_cells": 1, "report_summary": 1, "all": 1}
-        before = mtimes(demo_run)
-        snakemake(demo_run)
-        after = mtimes(demo_run)
-        changed = {str(p) for p in before if before[p] != after[p]}
-        assert "results/cells.h5ad" in changed
-        assert not any(p.startswith(tuple(f"results/{s}/" for s in SAMPLES)) for p in changed)
-    finally:
-        write_config(demo_run)
-        snakemake(demo_run)
+    assert planned_jobs(demo_run) == {"cluster_cells": 1, "report_summary": 1, "all": 1}
+    before = mtimes(demo_run)
+    snakemake(demo_run)
+    after = mtimes(demo_run)
+    changed = {str(p) for p in before if before[p] != after[p]}
+    assert "results/cells.h5ad" in changed
+    assert not any(p.startswith(tuple(f"results/{s}/" for s in SAMPLES)) for p in changed)
 
 
-def test_segmentation_parameter_reruns_every_sample(demo_run):
+def test_segmentation_parameter_reruns_every_sample(demo_copy):
+    demo_run = demo_copy
     write_config(demo_run, **{"segment.diameter": 9.0})
-    try:
-        jobs = planned_jobs(demo_run)
-        assert "make_demo" not in jobs
-        for rule in PER_SAMPLE - {"make_demo"}:
-            assert jobs[rule] == 2, jobs
-        assert jobs["cluster_cells"] == 1
-    finally:
-        write_config(demo_run)
+    jobs = planned_jobs(demo_run)
+    assert "make_demo" not in jobs
+    for rule in PER_SAMPLE - {"make_demo"}:
+        assert jobs[rule] == 2, jobs
+    assert jobs["cluster_cells"] == 1
 
 
-def test_touched_image_reruns_that_sample_only(demo_run):
+def test_touched_image_reruns_that_sample_only(demo_copy):
+    demo_run = demo_copy
     image = demo_run / "resources" / "demo" / "s1.ome.tif"
     later = time.time() + 5
     os.utime(image, (later, later))

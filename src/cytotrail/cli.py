@@ -397,6 +397,11 @@ def main(argv=None):
     except InputError as err:
         print(f"cytotrail {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, read-only or missing output folder, ...
+        where = f" {err.filename}" if err.filename else ""
+        print(f"cytotrail {args.command}: error: cannot write{where}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,46 +10,15 @@ from snakemake.utils import validate
 
 import cytotrail
 from cytotrail.io import InputError, image_channels
+from cytotrail.locks import release_stale_locks
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
-def release_stale_locks(workdir):
-    """Remove Snakemake's locks when no other Snakemake process runs in ``workdir``.
-
-    A run killed with SIGKILL (or a power loss) leaves its locks behind, and the next
-    run would refuse to start until `snakemake --unlock`. On Linux we can see whether
-    the lock holder is still alive; elsewhere, or when in doubt, the locks stay.
-    """
-    locks = Path(workdir, ".snakemake", "locks")
-    proc = Path("/proc")
-    if not any(locks.glob("*.lock")) or not proc.is_dir():
-        return
-    mine, pid = set(), os.getpid()
-    while pid > 1 and pid not in mine:  # this process and its ancestors (e.g. `timeout snakemake`)
-        mine.add(pid)
-        try:
-            pid = int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine:
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            cwd = (entry / "cwd").resolve()
-        except OSError:
-            continue
-        if b"snakemake" in cmdline and cwd == Path(workdir).resolve():
-            return  # another run is alive here: its locks are real
-    for lock in locks.glob("*.lock"):
-        lock.unlink(missing_ok=True)
-    logger.warning(f"cytotrail: removed stale locks in {locks} left by a killed run")
-
-
-if workflow.is_main_process:
-    release_stale_locks(os.getcwd())
+# A run killed with SIGKILL leaves its locks; the same command must be able to resume.
+if workflow.is_main_process and release_stale_locks(os.getcwd()):
+    logger.warning("cytotrail: removed the stale locks of a killed run in .snakemake/locks")
 
 RESULTS = config["results"]
 DEMO_DIR = "resources/demo"
