@@ -275,7 +275,8 @@ def _json_default(obj):
 def image_channels(path, *, axes=None, channel_names=None):
     """Channel names and (T, C, Y, X) shape of an image, from its header only.
 
-    Cheap enough to run on every sample before any job starts: the pixels are not read.
+    Cheap enough to run on every sample before any job starts: neither the pixels nor
+    the pages of a long OME-TIFF are read, only its first page and OME-XML.
     """
     import tifffile
 
@@ -284,17 +285,16 @@ def image_channels(path, *, axes=None, channel_names=None):
         raise InputError(f"image file not found: {path}")
     try:
         with tifffile.TiffFile(path) as tif:
-            stored_axes, ome_names = _tiff_axes_and_channels(tif)
-            shape = tif.series[0].shape
+            if tif.is_ome and not axes:
+                full, ome_names = _ome_shape_and_channels(tif.ome_metadata, path)
+            else:
+                stored_axes, ome_names = _tiff_axes_and_channels(tif)
+                full = _tcyx_shape(tif.series[0].shape, axes or _guess_axes(
+                    stored_axes, len(tif.series[0].shape), path), path)
+    except InputError:
+        raise
     except Exception as err:
         raise InputError(f"cannot read image {path}: not a readable TIFF ({err})") from err
-    axes = (axes or "").upper() or _guess_axes(stored_axes, len(shape), path)
-    if len(axes) != len(shape) or set(axes) - set("TCYX") or not axes.endswith("YX"):
-        raise InputError(
-            f"image {path} has {len(shape)} dimensions {tuple(shape)} but axes {axes!r}; "
-            "expected TCYX, CYX, TYX or YX"
-        )
-    full = tuple(shape[axes.index(ax)] if ax in axes else 1 for ax in "TCYX")
     n_channels = full[1]
     if channel_names is not None:
         names = [str(n) for n in channel_names]
@@ -306,6 +306,31 @@ def image_channels(path, *, axes=None, channel_names=None):
     else:
         names = [f"ch{i}" for i in range(n_channels)]
     return names, full
+
+
+def _tcyx_shape(shape, axes, path):
+    axes = axes.upper()
+    if len(axes) != len(shape) or set(axes) - set("TCYX") or not axes.endswith("YX"):
+        raise InputError(
+            f"image {path} has {len(shape)} dimensions {tuple(shape)} but axes {axes!r}; "
+            "expected TCYX, CYX, TYX or YX"
+        )
+    return tuple(shape[axes.index(ax)] if ax in axes else 1 for ax in "TCYX")
+
+
+def _ome_shape_and_channels(ome_xml, path):
+    """(T, C, Y, X) and channel names of the first image described by OME-XML."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(ome_xml)
+    pixels = next(el for el in root.iter() if el.tag.endswith("}Pixels"))
+    size = {ax: int(pixels.get(f"Size{ax}", 1)) for ax in "XYZCT"}
+    if size["Z"] > 1 and size["T"] > 1:
+        raise InputError(f"image {path} has both Z ({size['Z']}) and T ({size['T']}) planes; "
+                         "expected TCYX, CYX, TYX or YX")
+    names = [el.get("Name") for el in pixels if el.tag.endswith("}Channel")]
+    shape = (max(size["T"], size["Z"]), size["C"], size["Y"], size["X"])
+    return shape, (names if names and all(names) else None)
 
 
 def save_figure(path, figure, *, dpi=110):

@@ -32,8 +32,8 @@ rule cluster_cells:
         f"{RESULTS}/benchmarks/cluster_cells.tsv"
     threads: 2
     resources:
-        mem_mb=lambda wildcards, input, attempt: int(2000 + 20 * input.size_mb) * attempt,
-        runtime=lambda wildcards, input, attempt: int(15 + input.size_mb) * attempt,
+        mem_mb=lambda wildcards, attempt: int(2000 + 20 * total_input_mb()) * attempt,
+        runtime=lambda wildcards, attempt: int(15 + total_input_mb()) * attempt,
     shell:
         "cytotrail cluster {input.cells:q} --tracks {input.tracks:q} -o {output:q} "
         "--markers {params.markers} --cell-types {params.cell_types:q} {params.options} "

@@ -1,5 +1,6 @@
 # Configuration and sample-sheet validation, wildcard constraints and input functions.
 # Everything here runs when the DAG is built, so bad input fails before any job starts.
+import math
 import os
 import re
 from pathlib import Path
@@ -29,15 +30,14 @@ def _read_sample_sheet(path):
         raise WorkflowError(f"sample sheet not found: {path} (config key `samples`)")
     sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
     sheet.columns = sheet.columns.str.strip()
-    for _, row in sheet.iterrows():
-        try:
-            validate(row.to_dict(), schema="../schemas/samples.schema.yaml")
-        except WorkflowError as err:
-            raise WorkflowError(
-                f"sample sheet {path}: bad row for sample {row.get('sample', '?')!r}: "
-                f"sample names may hold letters, digits, '_', '.' and '-' only, and every "
-                f"row needs an image ({err})"
-            )
+    try:
+        validate(sheet, schema="../schemas/samples.schema.yaml")
+    except WorkflowError as err:
+        bad = sheet[~sheet["sample"].str.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*")]["sample"]
+        raise WorkflowError(
+            f"sample sheet {path}: bad row(s) {bad.tolist() or ''}: sample names may hold letters, "
+            f"digits, '_', '.' and '-' only, and every row needs an image ({err})"
+        )
     duplicated = sheet["sample"][sheet["sample"].duplicated()].tolist()
     if duplicated:
         raise WorkflowError(f"sample sheet {path}: duplicated sample names {duplicated}")
@@ -72,15 +72,17 @@ def nuclear_channel(sample):
 
 
 def _check_sample(sample):
-    """Channels of every sample, checked against the config before anything runs."""
+    """Check a sample's channels against the config before anything runs; return its MB."""
     if is_demo(sample):
         from cytotrail.synth import NUCLEAR_CHANNEL, default_panel
 
         names = [NUCLEAR_CHANNEL] + [m.name for m in default_panel()]
+        demo = config["demo"]
+        shape = (demo["frames"], len(names), demo["size"], demo["size"])
     else:
         image = samples.loc[sample, "image"]
         try:
-            names, _ = image_channels(
+            names, shape = image_channels(
                 image,
                 axes=sample_value(sample, "axes") or None,
                 channel_names=channel_names_of(sample),
@@ -111,10 +113,10 @@ def _check_sample(sample):
             f"sample {sample!r}: segment.backend is `labels` but the sample sheet has no "
             f"`labels` file for it"
         )
+    return 4 * math.prod(shape) / 1e6
 
 
-for _sample in SAMPLES:
-    _check_sample(_sample)
+IMAGE_MB = {sample: _check_sample(sample) for sample in SAMPLES}
 
 
 def image_options(wildcards):
@@ -148,6 +150,15 @@ def segment_inputs(wildcards):
     if config["segment"]["backend"] == "labels":
         inputs["labels"] = sample_value(wildcards.sample, "labels")
     return inputs
+
+
+def input_mb(sample):
+    """Size of a sample's image in MB, uncompressed as float32: resources scale with it."""
+    return IMAGE_MB[sample]
+
+
+def total_input_mb():
+    return sum(input_mb(s) for s in SAMPLES)
 
 
 def sample_file(name):

@@ -25,8 +25,8 @@ rule quantify_cells:
         f"{RESULTS}/benchmarks/quantify_cells/{{sample}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, input, attempt: int(1000 + 3 * input.size_mb) * attempt,
-        runtime=lambda wildcards, input, attempt: int(10 + input.size_mb / 50) * attempt,
+        mem_mb=lambda wildcards, attempt: int(1000 + 3 * input_mb(wildcards.sample)) * attempt,
+        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50) * attempt,
     shell:
         "cytotrail quantify {input.image:q} {input.labels:q} -o {output:q} "
         "--sample {wildcards.sample} {params.image} {params.options} > {log:q} 2>&1"

@@ -26,8 +26,8 @@ rule segment_nuclei:
         f"{RESULTS}/benchmarks/segment_nuclei/{{sample}}.tsv"
     threads: 2
     resources:
-        mem_mb=lambda wildcards, input, attempt: int(2000 + 6 * input.size_mb) * attempt,
-        runtime=lambda wildcards, input, attempt: int(10 + input.size_mb / 20) * attempt,
+        mem_mb=lambda wildcards, attempt: int(2000 + 6 * input_mb(wildcards.sample)) * attempt,
+        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 20) * attempt,
     shell:
         "cytotrail segment {input.image:q} -o {output:q} --channel {params.channel:q} "
         "{params.image} {params.options} > {log:q} 2>&1"

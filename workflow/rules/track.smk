@@ -21,8 +21,8 @@ rule track_cells:
         f"{RESULTS}/benchmarks/track_cells/{{sample}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, input, attempt: int(1000 + 4 * input.size_mb) * attempt,
-        runtime=lambda wildcards, input, attempt: int(10 + input.size_mb / 50) * attempt,
+        mem_mb=lambda wildcards, attempt: int(1000 + 4 * input_mb(wildcards.sample)) * attempt,
+        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50) * attempt,
     shell:
         "cytotrail track {input:q} -o {output:q} --sample {wildcards.sample} "
         "{params.options} > {log:q} 2>&1"
