@@ -53,7 +53,7 @@ def watershed_frame(frame, *, diameter=None, local=False):
     """
     from skimage.feature import peak_local_max
     from skimage.filters import threshold_local, threshold_otsu
-    from skimage.segmentation import watershed
+    from skimage.segmentation import relabel_sequential, watershed
 
     p_lo, p_hi = percentiles(frame)
     img = np.clip(normalize(frame, p_lo, p_hi), 0, 1)
@@ -86,4 +86,4 @@ def watershed_frame(frame, *, diameter=None, local=False):
     small = area < min_area
     small[0] = False
     labels[small[labels]] = 0
-    return labels.astype(np.int32)
+    return relabel_sequential(labels.astype(np.int32))[0]

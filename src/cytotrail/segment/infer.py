@@ -26,6 +26,8 @@ log = logging.getLogger("cytotrail.segment")
 
 # diameters within this factor of the training diameter are segmented without rescaling
 _SCALE_TOLERANCE = 1.5
+# at most this many model-scale pixels per network batch (bounds activation memory)
+_MAX_BATCH_PIXELS = 2**21
 
 
 def _torch():
@@ -131,7 +133,8 @@ def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
         p_lo, p_hi = ranges[tile.frame]
         img = normalize(frames[tile.frame][y0:y1, x0:x1], p_lo, p_hi)
         img = _resize(img[None, None], tile.scaled, antialias=True)[0, 0]
-        if pending and (pending[0][0].padded != tile.padded or len(pending) >= batch_size):
+        limit = max(1, min(batch_size, _MAX_BATCH_PIXELS // (tile.padded[0] * tile.padded[1])))
+        if pending and (pending[0][0].padded != tile.padded or len(pending) >= limit):
             yield from flush()
         pending.append((tile, img))
     if pending:
@@ -278,3 +281,17 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
     return _segment_tiles(frames, net=net, config=config, thresholds=tuned, device=dev,
                           diameter=float(diameter), batch_size=batch_size, tile_size=tile_size,
                           amp=amp, progress=progress)
+
+
+def _segment_maps_frame(image, *, net, config, device, diameter, normalized=True):
+    """Network maps (2, Y, X) of one whole frame at a known diameter (no tiling).
+
+    ``image`` is already normalised when ``normalized`` (training samples are).
+    """
+    image = np.asarray(image, np.float32)
+    ranges = [(0.0, 1.0)] if normalized else [percentiles(image)]
+    scale = _scale_for(diameter, config)
+    tiles = list(_tiles(1, image.shape, scale=scale, tile_size=10**9, margin=0, multiple=net.multiple))
+    (_, maps), = _maps_for_tiles(image[None], tiles, net, device=device, ranges=ranges, batch_size=1,
+                                 amp=True)
+    return maps

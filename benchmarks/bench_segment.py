@@ -1,0 +1,222 @@
+"""Segmentation benchmark: accuracy (AP, F1) and CPU speed of the unet backend.
+
+Prints, in one run:
+- AP@0.5/0.75/0.9 (TP / (TP + FP + FN)), mean over the dsb2018_fluo `val` images, for the
+  unet backend (automatic diameter) beside the watershed backend on the same images;
+- the same on held-out synthetic frames (seeds 100-..., never used in training);
+- F1@0.5 of the demo data (make_timelapse(n_frames=20, shape=(256, 256), n_cells=50, seed=0));
+- CPU speed: median megapixels/s over 512 x 512 frames, end to end, and, when a cellpose
+  venv exists (CELLPOSE_PYTHON, default /tmp/cpvenv/bin/python), cellpose's network on the
+  same frames in the same run (random weights: timing only).
+
+Usage: .venv/bin/python benchmarks/bench_segment.py [--quick] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DSB = ROOT / ".." / "shared" / "data" / "nuclei" / "dsb2018_fluo"
+
+
+def ap_table(samples, backends):
+    from cytotrail.segment import segment
+    from cytotrail.segment.metrics import average_precision
+
+    rows = {}
+    for name, options in backends.items():
+        aps, started = [], time.perf_counter()
+        for image, truth in samples:
+            pred = segment(image, device="cpu", **options)[0]
+            aps.append(average_precision(truth, pred))
+        seconds = time.perf_counter() - started
+        rows[name] = {k: float(np.mean([a[k] for a in aps])) for k in (0.5, 0.75, 0.9)}
+        rows[name]["seconds"] = seconds
+    return rows
+
+
+def print_table(title, rows, n):
+    print(f"\n{title} (n={n})")
+    print(f"  {'backend':<22} {'AP@0.5':>7} {'AP@0.75':>8} {'AP@0.9':>7} {'time s':>7}")
+    for name, r in rows.items():
+        print(f"  {name:<22} {r[0.5]:7.3f} {r[0.75]:8.3f} {r[0.9]:7.3f} {r['seconds']:7.1f}")
+
+
+def dsb_val(limit=None):
+    import pandas as pd
+    import tifffile
+
+    manifest = DSB / "manifest.csv"
+    if not manifest.is_file():
+        print(f"\n{DSB} not found: skipping the dsb2018 benchmark")
+        return []
+    table = pd.read_csv(manifest)
+    ids = table.loc[table["split"] == "val", "id"].tolist()[:limit]
+    return [(tifffile.imread(DSB / "images" / f"{i}.tif"), tifffile.imread(DSB / "masks" / f"{i}.tif"))
+            for i in ids]
+
+
+def synth_heldout(n):
+    from cytotrail.synth import make_timelapse
+
+    out = []
+    rng = np.random.default_rng(2024)
+    for i in range(n):
+        diameter = [9.0, 14.0, 20.0, 30.0, 45.0][i % 5]
+        noise = [0.5, 1.0, 2.0][i % 3]
+        shape = (256, 256)
+        n_cells = int(rng.uniform(0.15, 0.4) * shape[0] * shape[1] / (np.pi * diameter**2 / 4))
+        data = make_timelapse(n_frames=1, shape=shape, n_cells=n_cells, diameter=diameter, noise=noise,
+                              seed=100 + i)
+        out.append((data.image[0, 0], data.labels[0]))
+    return out
+
+
+def demo_f1():
+    from cytotrail.segment import segment
+    from cytotrail.segment.metrics import average_precision, f1_score
+    from cytotrail.synth import make_timelapse
+
+    data = make_timelapse(n_frames=20, shape=(256, 256), n_cells=50, seed=0)
+    print("\nDemo data: make_timelapse(n_frames=20, shape=(256, 256), n_cells=50, seed=0), channel 0")
+    for backend in ("unet", "watershed"):
+        started = time.perf_counter()
+        labels = segment(data.image[:, 0], backend=backend, device="cpu")
+        seconds = time.perf_counter() - started
+        ap = np.mean([average_precision(t, p, thresholds=(0.5,))[0.5] for t, p in zip(data.labels, labels)])
+        print(f"  {backend:<10} F1@0.5 {f1_score(data.labels, labels):.3f}  F1@0.75 "
+              f"{f1_score(data.labels, labels, iou=0.75):.3f}  AP@0.5 {ap:.3f}  ({seconds:.1f} s)")
+
+
+_CELLPOSE_TIMER = r"""
+import json, sys, time, types
+import numpy as np
+
+
+class _Stub(types.ModuleType):
+    # the torchvision wheel on this machine is a CUDA build that does not import with the CPU
+    # torch; cellpose's network never calls it (segment_anything imports it for box NMS)
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        mod = _Stub(self.__name__ + "." + name)
+        sys.modules[mod.__name__] = mod
+        return mod
+
+
+try:
+    import torchvision  # noqa: F401
+except Exception:
+    for name in list(sys.modules):
+        if name.startswith("torchvision"):
+            del sys.modules[name]
+    for name in ("torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
+                 "torchvision.transforms.functional"):
+        sys.modules[name] = _Stub(name)
+import torch
+
+torch.set_num_threads(int(sys.argv[2]))
+frames = np.load(sys.argv[1])
+from importlib.metadata import version as _version
+from cellpose import core
+from cellpose.vit import CPSAM
+
+net = CPSAM(dtype=torch.float32)  # random weights: nothing is downloaded
+net.eval()
+out = {"version": _version("cellpose"), "network": "CPSAM (ViT-L, cellpose 4 default), float32, "
+       "random weights, core.run_net bsize 256, tile_overlap 0.1, no augmentation",
+       "params": sum(p.numel() for p in net.parameters())}
+times = []
+for f in frames:
+    x = f.astype(np.float32)
+    x = (x - x.min()) / (np.ptp(x) + 1e-6)
+    x = np.stack([x, np.zeros_like(x), np.zeros_like(x)], -1)[None]
+    t = time.perf_counter()
+    with torch.no_grad():
+        core.run_net(net, x, batch_size=8, augment=False, tile_overlap=0.1, bsize=256)
+    times.append(time.perf_counter() - t)
+out["seconds"] = times
+print(json.dumps(out))
+"""
+
+
+def speed(threads, n_frames, cellpose_python, cellpose_frames=2):
+    import torch
+
+    from cytotrail.segment import segment
+    from cytotrail.synth import make_timelapse
+
+    torch.set_num_threads(threads)
+    data = make_timelapse(n_frames=n_frames, shape=(512, 512), n_cells=200, seed=7)
+    frames = data.image[:, 0]
+    segment(frames[:1], device="cpu")  # warm-up: model load, first-call overheads
+    timings = {}
+    for label, options in (("unet, auto diameter", {}), ("unet, diameter given", {"diameter": 14.0}),
+                           ("watershed", {"backend": "watershed", "diameter": 14.0})):
+        secs = []
+        for f in frames:
+            t = time.perf_counter()
+            segment(f, device="cpu", **options)
+            secs.append(time.perf_counter() - t)
+        timings[label] = secs
+    print(f"\nCPU speed, 512 x 512 frames, {threads} torch thread(s), {n_frames} frames, end to end")
+    mp = 512 * 512 / 1e6
+    for label, secs in timings.items():
+        print(f"  {label:<24} median {np.median(secs):6.3f} s/frame = {mp / np.median(secs):6.2f} MP/s")
+    if cellpose_python and Path(cellpose_python).exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp) / "frames.npy", frames[:cellpose_frames])
+            script = Path(tmp) / "timer.py"
+            script.write_text(_CELLPOSE_TIMER)
+            proc = subprocess.run([cellpose_python, str(script), str(Path(tmp) / "frames.npy"), str(threads)],
+                                  capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"  cellpose timing failed: {proc.stderr.strip().splitlines()[-1:]}")
+            return
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        cp = float(np.median(res["seconds"]))
+        ours = float(np.median(timings["unet, auto diameter"]))
+        print(f"  cellpose {res['version']}: {res['network']}")
+        print(f"  {'cellpose network only':<24} median {cp:6.3f} s/frame = {mp / cp:6.2f} MP/s")
+        print(f"  unet end to end vs cellpose network only: {cp / ours:.1f}x faster")
+    else:
+        print(f"  cellpose: no venv at {cellpose_python}; not compared")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images and frames")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=None, help="unet model folder (default: shipped)")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--cellpose-python", default=os.environ.get("CELLPOSE_PYTHON", "/tmp/cpvenv/bin/python"))
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    backends = {"unet (auto diameter)": {"model": args.model},
+                "watershed": {"backend": "watershed"}}
+    val = dsb_val(limit=10 if args.quick else None)
+    if val:
+        print_table("dsb2018_fluo val images", ap_table(val, backends), len(val))
+    syn = synth_heldout(5 if args.quick else 20)
+    print_table("held-out synthetic frames (seeds 100+, diameters 9-45 px, noise 0.5-2)",
+                ap_table(syn, backends), len(syn))
+    demo_f1()
+    if not args.skip_speed:
+        speed(args.threads, 3 if args.quick else 8, args.cellpose_python)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
