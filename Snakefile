@@ -21,6 +21,11 @@ include: "workflow/rules/train.smk"
 report: "workflow/report/workflow.rst"
 
 
+localrules:
+    all,
+    report_html,
+
+
 rule all:
     input:
         final_outputs(),

@@ -298,6 +298,11 @@ def _parser_report(sub):
     summary.add_argument("adata", help="clustered AnnData (.h5ad) written by `cytotrail cluster`")
     summary.add_argument("-o", "--outdir", required=True, help="output folder")
     summary.set_defaults(func=_cmd_report_summary)
+    prov = kinds.add_parser("provenance", help="the configuration and software versions of a run")
+    prov.add_argument("-o", "--outdir", required=True, help="output folder")
+    prov.add_argument("--config", required=True, help="the run's configuration as JSON text")
+    prov.add_argument("--model", default=None, help="segmentation model folder (default: shipped)")
+    prov.set_defaults(func=_cmd_report_provenance)
 
 
 def _cmd_report_sample(args):
@@ -310,7 +315,13 @@ def _cmd_report_sample(args):
     out = Path(args.outdir)
     io.save_figure(out / "segmentation.png",
                    report.segmentation_figure(frames, labels, n_frames=args.frames, title=sample))
+    io.save_figure(out / "worst_frames.png",
+                   report.worst_frames_figure(frames, labels, n_frames=args.frames, title=sample))
     io.save_figure(out / "tracks.png", report.tracks_figure(tracks, title=sample))
+    io.save_figure(out / "lineages.png", report.lineage_figure(tracks, title=sample))
+    napari_data, graph = report.napari_tracks(tracks)
+    io.write_table(out / "napari_tracks.csv", napari_data)
+    io.write_json(out / "napari_graph.json", graph)
 
 
 def _cmd_report_summary(args):
@@ -322,7 +333,23 @@ def _cmd_report_summary(args):
     out = Path(args.outdir)
     io.save_figure(out / "umap.png", report.umap_figure(adata))
     io.save_figure(out / "heatmap.png", report.heatmap_figure(adata))
+    io.save_figure(out / "composition.png", report.composition_figure(adata.obs))
+    io.save_figure(out / "timeseries.png", report.timeseries_figure(adata))
     io.write_table(out / "summary.tsv", report.summary_table(adata.obs))
+
+
+def _cmd_report_provenance(args):
+    import json
+
+    import yaml
+
+    from cytotrail import io, report
+
+    out = Path(args.outdir)
+    config = json.loads(args.config)
+    with io.atomic_path(out / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(config, sort_keys=True))
+    io.write_table(out / "versions.tsv", report.versions(model=args.model))
 
 
 # --------------------------------------------------------------------------------------

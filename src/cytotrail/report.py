@@ -175,3 +175,178 @@ def summary_table(obs):
                 row[f"n_{cell_type}"] = int(n)
         rows.append(row)
     return pd.DataFrame(rows).fillna(0)
+
+
+def frame_qc(labels):
+    """Per-frame QC score of a label stack: how far a frame strays from the movie's norm.
+
+    The score adds the log-ratio of the frame's nucleus count to the median count, the
+    log-ratio of its median nucleus area to the movie's, and its fraction of fragments
+    (objects under a quarter of the movie's median area). 0 is a typical frame.
+
+    Returns
+    -------
+    DataFrame
+        ``frame, nuclei, median_area, fragments, qc_score``, one row per frame.
+    """
+    rows = []
+    for t, frame in enumerate(labels):
+        areas = np.bincount(frame.ravel())[1:]
+        areas = areas[areas > 0]
+        rows.append((t, len(areas), float(np.median(areas)) if len(areas) else 0.0, areas))
+    all_areas = np.concatenate([r[3] for r in rows]) if rows else np.zeros(0)
+    typical_area = float(np.median(all_areas)) if len(all_areas) else 1.0
+    typical_count = max(float(np.median([r[1] for r in rows])), 1.0) if rows else 1.0
+    out = []
+    for t, n, median_area, areas in rows:
+        fragments = float(np.mean(areas < typical_area / 4)) if len(areas) else 0.0
+        score = (abs(np.log((n + 1) / (typical_count + 1)))
+                 + abs(np.log((median_area + 1) / (typical_area + 1))) + fragments)
+        out.append({"frame": t, "nuclei": n, "median_area": median_area, "fragments": fragments,
+                    "qc_score": score})
+    return pd.DataFrame(out, columns=["frame", "nuclei", "median_area", "fragments", "qc_score"])
+
+
+def worst_frames_figure(nuclear, labels, *, n_frames=3, title=""):
+    """Outlines on the frames with the highest QC score (see :func:`frame_qc`)."""
+    qc = frame_qc(labels).sort_values(["qc_score", "frame"], ascending=[False, True])
+    worst = qc.head(n_frames)
+    from skimage.segmentation import find_boundaries
+
+    fig, axes = _figure(1, max(len(worst), 1), figsize=(4 * max(len(worst), 1), 4.2), squeeze=False)
+    axes = axes[0]
+    if len(worst) == 0:
+        _say(axes[0], "no frames")
+    for ax, row in zip(axes, worst.itertuples()):
+        rgb = np.repeat(_contrast(nuclear[row.frame])[..., None], 3, axis=2)
+        rgb[find_boundaries(labels[row.frame], mode="inner")] = (1.0, 0.8, 0.1)
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(f"frame {row.frame}: QC {row.qc_score:.2f}, {row.nuclei} nuclei")
+        ax.set_axis_off()
+    fig.suptitle(f"{title}: frames with the highest QC score" if title else "highest QC score")
+    fig.tight_layout()
+    return fig
+
+
+def lineage_figure(tracks, *, max_lineages=12, title=""):
+    """Lineage trees of the largest lineages: a line per track over its frames, divisions joined."""
+    fig, ax = _figure(figsize=(9, 5))
+    if len(tracks) == 0 or "lineage_id" not in tracks:
+        _say(ax, "no tracks" if len(tracks) == 0 else "no lineage information")
+        return fig
+    spans = tracks.groupby("track_id").agg(start=("frame", "min"), end=("frame", "max"),
+                                           lineage=("lineage_id", "first"),
+                                           parent=("parent_track_id", "first"))
+    sizes = spans.groupby("lineage").size().sort_values(ascending=False, kind="stable")
+    dividing = sizes[sizes > 1].head(max_lineages).index
+    if len(dividing) == 0:
+        _say(ax, "no divisions were found")
+        return fig
+    row = 0
+    ypos = {}
+    for lineage in dividing:
+        members = spans[spans["lineage"] == lineage].sort_values("start", kind="stable")
+        for track_id, span in members.iterrows():
+            ypos[track_id] = row
+            ax.plot([span["start"], span["end"]], [row, row], "-", color=f"C{int(lineage) % 10}", lw=2)
+            parent = span["parent"]
+            if pd.notna(parent) and int(parent) in ypos:
+                ax.plot([span["start"] - 0.5] * 2, [ypos[int(parent)], row], ":", color="0.4", lw=1)
+                ax.plot(span["start"] - 0.5, ypos[int(parent)], "k^", ms=4)
+            row += 1
+        row += 1
+    ax.set(xlabel="frame", yticks=[], title=title or "lineage trees (^: division)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def composition_figure(obs):
+    """Cell-type composition per sample, and over time (fraction of cells per frame)."""
+    fig, (ax_s, ax_t) = _figure(1, 2, figsize=(11, 4.5))
+    if len(obs) == 0 or "cell_type" not in obs:
+        _say(ax_s, "no cells")
+        _say(ax_t, "no cells")
+        return fig
+    types = obs["cell_type"].astype(str)
+    per_sample = pd.crosstab(obs["sample"].astype(str), types, normalize="index")
+    bottom = np.zeros(len(per_sample))
+    for i, cell_type in enumerate(per_sample.columns):
+        ax_s.bar(per_sample.index, per_sample[cell_type], bottom=bottom, label=cell_type,
+                 color=f"C{i % 10}")
+        bottom += per_sample[cell_type].to_numpy()
+    ax_s.set(ylabel="fraction of cells", title="composition per sample")
+    ax_s.legend(fontsize=8, frameon=False)
+    over_time = pd.crosstab(obs["frame"], types, normalize="index")
+    for i, cell_type in enumerate(over_time.columns):
+        ax_t.plot(over_time.index, over_time[cell_type], color=f"C{i % 10}", label=cell_type)
+    ax_t.set(xlabel="frame", ylabel="fraction of cells", title="composition over time")
+    fig.tight_layout()
+    return fig
+
+
+def timeseries_figure(adata, *, groupby="cell_type"):
+    """Mean marker level per cell type over frames, for cells that were tracked."""
+    markers = list(adata.var_names)
+    n = max(len(markers), 1)
+    fig, axes = _figure(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    axes = axes[0]
+    if adata.n_obs == 0 or groupby not in adata.obs or adata.obs["frame"].nunique() < 2:
+        _say(axes[0], "no time axis: a single frame, or no cells")
+        for ax in axes[1:]:
+            ax.set_axis_off()
+        return fig
+    values = pd.DataFrame(np.asarray(adata.X), columns=markers)
+    values["frame"] = adata.obs["frame"].to_numpy()
+    values["group"] = adata.obs[groupby].astype(str).to_numpy()
+    means = values.groupby(["group", "frame"]).mean()
+    for ax, marker in zip(axes, markers):
+        for i, group in enumerate(sorted(values["group"].unique())):
+            series = means.loc[group, marker]
+            ax.plot(series.index, series.to_numpy(), color=f"C{i % 10}", label=group)
+        ax.set(title=marker, xlabel="frame")
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def napari_tracks(tracks):
+    """Tracks in the layout of napari's tracks layer.
+
+    Returns
+    -------
+    data : DataFrame
+        ``track_id, t, y, x``, sorted by track then time (``viewer.add_tracks(data)``).
+    graph : dict
+        ``{daughter track_id: [mother track_id]}`` for ``add_tracks(..., graph=graph)``.
+    """
+    data = tracks[["track_id", "frame", "y", "x"]].rename(columns={"frame": "t"})
+    data = data.sort_values(["track_id", "t"], kind="stable").reset_index(drop=True)
+    graph = {}
+    if "parent_track_id" in tracks:
+        firsts = tracks.drop_duplicates("track_id")
+        for track_id, parent in zip(firsts["track_id"], firsts["parent_track_id"]):
+            if pd.notna(parent):
+                graph[int(track_id)] = [int(parent)]
+    return data, graph
+
+
+def versions(*, model=None):
+    """Versions of cytotrail, its key dependencies and the segmentation model (name, sha256)."""
+    import json
+    from importlib import metadata
+
+    from cytotrail.segment.model import model_dir
+
+    rows = []
+    for package in ("cytotrail", "snakemake", "torch", "numpy", "pandas", "scikit-image", "trackpy",
+                    "anndata", "scanpy", "leidenalg"):
+        try:
+            rows.append({"component": package, "version": metadata.version(package)})
+        except metadata.PackageNotFoundError:
+            rows.append({"component": package, "version": "not installed"})
+    folder = model_dir(model)
+    card = json.loads((folder / "config.json").read_text())
+    rows.append({"component": f"segmentation model {folder.name}",
+                 "version": f"sha256 {card.get('weights_sha256', '?')[:16]}"})
+    return pd.DataFrame(rows)

@@ -1,6 +1,3 @@
-import json
-
-
 rule cluster_cells:
     """All samples in one AnnData, clustered and annotated with cell types (cytotrail.cluster)."""
     input:

@@ -1,5 +1,6 @@
 # Configuration and sample-sheet validation, wildcard constraints and input functions.
 # Everything here runs when the DAG is built, so bad input fails before any job starts.
+import json
 import math
 import os
 import re
@@ -174,8 +175,9 @@ def final_outputs():
     return [
         f"{RESULTS}/cells.h5ad",
         f"{RESULTS}/report/summary.tsv",
+        f"{RESULTS}/provenance/versions.tsv",
         *all_samples("report/segmentation.png"),
-        *all_samples("report/tracks.png"),
+        f"{RESULTS}/report.html",
     ]
 
 

@@ -1,5 +1,5 @@
 rule report_sample:
-    """Segmentation and tracking QC figures of one sample (cytotrail.report)."""
+    """Segmentation and tracking QC figures, and a napari export, of one sample (cytotrail.report)."""
     input:
         image=lambda wildcards: samples.loc[wildcards.sample, "image"],
         labels=sample_file("labels.tif"),
@@ -12,6 +12,13 @@ rule report_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "outlines"},
         ),
+        worst=report(
+            sample_file("report/worst_frames.png"),
+            caption="../report/worst_frames.rst",
+            category="Segmentation",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "worst frames"},
+        ),
         tracks=report(
             sample_file("report/tracks.png"),
             caption="../report/tracks.rst",
@@ -19,6 +26,15 @@ rule report_sample:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "trajectories"},
         ),
+        lineages=report(
+            sample_file("report/lineages.png"),
+            caption="../report/lineages.rst",
+            category="Tracking",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "lineage trees"},
+        ),
+        napari_tracks=sample_file("report/napari_tracks.csv"),
+        napari_graph=sample_file("report/napari_graph.json"),
     params:
         channel=lambda wildcards: nuclear_channel(wildcards.sample),
         image=image_options,
@@ -30,7 +46,7 @@ rule report_sample:
     log:
         f"{RESULTS}/logs/report_sample/{{sample}}.log",
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: int(1000 + 2 * input_mb(wildcards.sample)) * attempt,
         runtime=10,
     shell:
         "cytotrail report sample {input.image:q} {input.labels:q} {input.tracks:q} "
@@ -39,7 +55,7 @@ rule report_sample:
 
 
 rule report_summary:
-    """UMAP, marker heatmap and per-sample summary of all samples (cytotrail.report)."""
+    """Cell-type figures and the per-sample summary of all samples (cytotrail.report)."""
     input:
         f"{RESULTS}/cells.h5ad",
     output:
@@ -55,6 +71,18 @@ rule report_summary:
             category="Cell types",
             labels={"figure": "marker heatmap"},
         ),
+        composition=report(
+            f"{RESULTS}/report/composition.png",
+            caption="../report/composition.rst",
+            category="Cell types",
+            labels={"figure": "composition"},
+        ),
+        timeseries=report(
+            f"{RESULTS}/report/timeseries.png",
+            caption="../report/timeseries.rst",
+            category="Cell types",
+            labels={"figure": "marker time series"},
+        ),
         summary=report(
             f"{RESULTS}/report/summary.tsv",
             caption="../report/summary.rst",
@@ -69,7 +97,60 @@ rule report_summary:
     log:
         f"{RESULTS}/logs/report_summary.log",
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: int(2000 + 10 * total_input_mb()) * attempt,
         runtime=10,
     shell:
         "cytotrail report summary {input:q} -o {params.outdir:q} > {log:q} 2>&1"
+
+
+rule record_provenance:
+    """The configuration of the run and the versions of cytotrail, its dependencies and model."""
+    output:
+        config=report(
+            f"{RESULTS}/provenance/config.yaml",
+            caption="../report/config.rst",
+            category="Provenance",
+            labels={"file": "configuration"},
+        ),
+        versions=report(
+            f"{RESULTS}/provenance/versions.tsv",
+            caption="../report/versions.rst",
+            category="Provenance",
+            labels={"file": "versions"},
+        ),
+    params:
+        config=json.dumps(config, sort_keys=True),
+        model=cli_flags({"model": config["segment"]["model"]}),
+        outdir=lambda wildcards, output: Path(output.config).parent,
+        version=VERSION,
+    conda:
+        "../envs/cytotrail.yaml"
+    log:
+        f"{RESULTS}/logs/record_provenance.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "cytotrail report provenance -o {params.outdir:q} --config {params.config:q} {params.model} "
+        "> {log:q} 2>&1"
+
+
+rule report_html:
+    """The Snakemake HTML report of the finished run: every figure, table and run time."""
+    input:
+        [path for path in final_outputs() if not path.endswith("report.html")],
+        config=f"{RESULTS}/provenance/config.yaml",
+    output:
+        f"{RESULTS}/report.html",
+    params:
+        snakefile=workflow.main_snakefile,
+    conda:
+        "../envs/cytotrail.yaml"
+    log:
+        f"{RESULTS}/logs/report_html.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "snakemake --snakefile {params.snakefile:q} --configfile {input.config:q} --nolock "
+        "--report {output:q} > {log:q} 2>&1"

@@ -1,0 +1,125 @@
+"""The QC figures, and the HTML report opened in a real (headless) Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, prepare_demo, snakemake
+from cytotrail import report
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def test_frame_qc_flags_the_odd_frame():
+    from cytotrail.synth import make_timelapse
+
+    labels = make_timelapse(n_frames=6, shape=(96, 96), n_cells=12, seed=4).labels.copy()
+    labels[3] = 0
+    labels[3, 10:12, 10:12] = 1  # one fragment instead of a frame of nuclei
+    qc = report.frame_qc(labels)
+    assert qc["qc_score"].idxmax() == 3
+    assert qc.loc[3, "nuclei"] == 1 and qc.loc[3, "fragments"] == 1.0
+
+
+def test_napari_tracks_layout_and_graph():
+    tracks = pd.DataFrame({"track_id": [2, 1, 1, 3, 4], "frame": [2, 1, 0, 2, 2],
+                           "y": [1.0, 2, 3, 4, 5], "x": [5.0, 4, 3, 2, 1],
+                           "parent_track_id": pd.array([1, pd.NA, pd.NA, 1, pd.NA], "Int64")})
+    data, graph = report.napari_tracks(tracks)
+    assert list(data.columns) == ["track_id", "t", "y", "x"]
+    assert data[["track_id", "t"]].values.tolist() == [[1, 0], [1, 1], [2, 2], [3, 2], [4, 2]]
+    assert graph == {2: [1], 3: [1]}
+
+
+@pytest.mark.parametrize("n_frames, n_cells", [(1, 8), (4, 0)])
+def test_figures_build_on_a_single_frame_or_no_cells(n_frames, n_cells):
+    import anndata
+
+    from cytotrail.synth import make_timelapse
+
+    data = make_timelapse(n_frames=n_frames, shape=(64, 64), n_cells=n_cells, seed=2)
+    tracks = data.tracks.assign(lineage_id=data.tracks["track_id"])
+    figures = [report.segmentation_figure(data.image[:, 0], data.labels),
+               report.worst_frames_figure(data.image[:, 0], data.labels),
+               report.tracks_figure(tracks), report.lineage_figure(tracks)]
+    obs = tracks[["frame", "label", "cell_type"]].assign(sample="x")
+    adata = anndata.AnnData(np.ones((len(obs), 2)), obs=obs.reset_index(drop=True).astype({"sample": str}))
+    adata.var_names = ["CD3", "CD20"]
+    figures += [report.heatmap_figure(adata), report.composition_figure(adata.obs),
+                report.timeseries_figure(adata), report.umap_figure(adata)]
+    for figure in figures:
+        figure.canvas.draw()
+    assert len(report.summary_table(adata.obs)) == (1 if n_cells else 0)
+
+
+def _chromium():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("Chromium is not installed (Debian package `chromium`)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (test extra)")
+    return path
+
+
+@pytest.mark.workflow
+def test_html_report_opens_in_chromium_with_every_figure(demo_run):
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    html = demo_run / "results" / "report.html"
+    assert html.is_file()
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(html.as_uri())
+        page.wait_for_load_state("load")
+        # every figure embedded in the report decodes to a real image
+        widths = page.evaluate("""async () => {
+            const out = {};
+            for (const [path, item] of Object.entries(results)) {
+                if (!item.mime_type.startsWith("image/")) continue;
+                const img = new Image();
+                img.src = item.data_uri;
+                await img.decode().catch(() => null);
+                out[path] = img.naturalWidth;
+            }
+            return out;
+        }""")
+        expected = {"segmentation.png", "worst_frames.png", "tracks.png", "lineages.png", "umap.png",
+                    "heatmap.png", "composition.png", "timeseries.png"}
+        assert {Path(p).name for p in widths} == expected
+        assert all(w > 0 for w in widths.values()), widths
+        # and a figure shows when a biologist clicks through to it
+        for category, item in (("Segmentation", "s1"), ("Cell types", None)):
+            page.goto(html.as_uri())
+            page.get_by_text(category, exact=True).first.click()
+            if item:
+                page.get_by_text(item, exact=True).first.click()
+            page.locator("a[iconname=eye]").first.click()
+            page.wait_for_timeout(500)
+            shown = page.evaluate("() => Array.from(document.querySelectorAll('img'))"
+                                  ".filter(i => i.src.startsWith('data:image/png'))"
+                                  ".map(i => i.naturalWidth)")
+            assert shown and all(w > 0 for w in shown), category
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"report-{category.replace(' ', '-').lower()}.png"))
+        browser.close()
+    assert problems == []
+
+
+@pytest.mark.workflow
+def test_report_builds_for_a_sample_with_no_cells(tmp_path):
+    prepare_demo(tmp_path, **{"demo": {"frames": 1, "size": 64, "cells": 0, "seed": 0}})
+    (tmp_path / "config" / "samples.tsv").write_text("sample\timage\nempty\tresources/demo/empty.ome.tif\n")
+    proc = snakemake(tmp_path, "results/empty/report/segmentation.png", check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "results" / "empty" / "report" / "tracks.png").stat().st_size > 0
