@@ -168,3 +168,33 @@ def test_user_tiff_without_metadata_runs_with_axes_and_names(tmp_path):
 
     cells = io.read_table(tmp_path / "results" / "plain" / "cells.parquet")
     assert len(cells) > 0 and "CD3_cell_mean" in cells
+
+
+def _copy_workflow(tmp_path):
+    """A private copy of the workflow definition, to edit."""
+    import shutil
+
+    copy = tmp_path / "workflow-copy"
+    copy.mkdir()
+    shutil.copy(ROOT / "Snakefile", copy / "Snakefile")
+    shutil.copytree(ROOT / "workflow", copy / "workflow")
+    shutil.copytree(ROOT / "profiles", copy / "profiles")
+    return copy
+
+
+def test_changed_rule_code_reruns_that_rule_and_downstream(demo_copy, tmp_path):
+    copy = _copy_workflow(tmp_path)
+    rules = copy / "workflow" / "rules" / "track.smk"
+    rules.write_text(rules.read_text().replace("{params.options} >", "{params.options} --memory 3 >"))
+    jobs = planned_jobs(demo_copy, "--snakefile", str(copy / "Snakefile"))
+    assert jobs["track_cells"] == 2 and "segment_nuclei" not in jobs and "quantify_cells" not in jobs
+    assert jobs["cluster_cells"] == 1 and jobs["report_sample"] == 2
+
+
+def test_new_package_version_reruns_everything(demo_copy, tmp_path):
+    copy = _copy_workflow(tmp_path)
+    common = copy / "workflow" / "rules" / "common.smk"
+    common.write_text(common.read_text().replace("VERSION = cytotrail.__version__", 'VERSION = "99.0"'))
+    jobs = planned_jobs(demo_copy, "--snakefile", str(copy / "Snakefile"))
+    for rule in ("make_demo", "segment_nuclei", "track_cells", "quantify_cells", "report_sample"):
+        assert jobs[rule] == 2, jobs
