@@ -1,0 +1,108 @@
+"""The command line: every stage alone on a user's files, and one clear line on bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from cytotrail import io
+from cytotrail.cli import main
+from cytotrail.synth import make_timelapse, write_dataset
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("movie")
+    data = make_timelapse(n_frames=4, shape=(80, 80), n_cells=8, seed=21)
+    write_dataset(folder, data, sample="m")
+    return folder, data
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+@pytest.mark.parametrize("command", ["segment", "track", "quantify", "cluster", "report", "demo", "train"])
+def test_every_stage_documents_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: cytotrail" in capsys.readouterr().out
+
+
+def test_stages_chain_on_a_users_files(movie, tmp_path):
+    folder, data = movie
+    image = str(folder / "m.ome.tif")
+    labels = str(folder / "truth" / "m_labels.tif")  # the user's own masks
+    assert main(["-q", "segment", image, "-o", str(tmp_path / "l.tif"), "--backend", "labels",
+                 "--labels", labels]) == 0
+    assert main(["-q", "track", str(tmp_path / "l.tif"), "-o", str(tmp_path / "t.csv"),
+                 "--sample", "m"]) == 0
+    assert main(["-q", "quantify", image, str(tmp_path / "l.tif"), "-o", str(tmp_path / "c.parquet")]) == 0
+    tracks, cells = io.read_table(tmp_path / "t.csv"), io.read_table(tmp_path / "c.parquet")
+    assert len(tracks) == len(cells) == len(data.tracks)
+    assert set(tracks["sample"]) == set(cells["sample"]) == {"m"}
+    assert main(["-q", "cluster", str(tmp_path / "c.parquet"), "--tracks", str(tmp_path / "t.csv"),
+                 "-o", str(tmp_path / "a.h5ad"), "--markers", "CD3", "CD20", "CD68", "PanCK",
+                 "--cell-types", "{T_cell: {positive: [CD3]}, B_cell: {positive: [CD20]}}",
+                 "--no-umap"]) == 0
+    import anndata
+
+    adata = anndata.read_h5ad(tmp_path / "a.h5ad")
+    assert adata.n_obs == len(data.tracks)
+    assert set(adata.obs["cell_type"]) <= {"T_cell", "B_cell", "unknown"}
+    assert {"T_cell", "B_cell"} <= set(adata.obs["cell_type"])
+
+
+def test_detections_table_keeps_its_columns(tmp_path):
+    table = make_timelapse(n_frames=5, shape=(96, 96), n_cells=10, seed=22).tracks
+    table = table[["frame", "y", "x", "area"]].assign(note="mine")
+    io.write_table(tmp_path / "det.csv", table)
+    assert main(["-q", "track", str(tmp_path / "det.csv"), "-o", str(tmp_path / "out.parquet")]) == 0
+    out = io.read_table(tmp_path / "out.parquet")
+    assert len(out) == len(table)
+    assert {"frame", "y", "x", "area", "note", "track_id", "parent_track_id"} <= set(out)
+
+
+def test_wrong_channel_name(movie, tmp_path, capsys):
+    folder, _ = movie
+    assert main(["segment", str(folder / "m.ome.tif"), "-o", str(tmp_path / "l.tif"),
+                 "--channel", "Hoechst"]) == 2
+    line = _error_line(capsys)
+    assert "Hoechst" in line and "m.ome.tif" in line and "DNA" in line
+    assert not (tmp_path / "l.tif").exists()
+
+
+def test_image_with_wrong_number_of_dimensions(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((2, 2, 2, 16, 16), np.uint16))
+    assert main(["segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "l.tif")]) == 2
+    assert "x.tif" in _error_line(capsys)
+
+
+def test_corrupt_and_missing_files(tmp_path, capsys):
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00" + bytes(50))
+    assert main(["segment", str(tmp_path / "bad.tif"), "-o", str(tmp_path / "l.tif")]) == 2
+    assert "bad.tif" in _error_line(capsys)
+    assert main(["track", str(tmp_path / "none.csv"), "-o", str(tmp_path / "t.csv")]) == 2
+    assert "none.csv" in _error_line(capsys)
+
+
+def test_frame_with_no_cells_flows_through(tmp_path):
+    data = make_timelapse(n_frames=3, shape=(80, 80), n_cells=8, seed=23)
+    labels = data.labels.copy()
+    labels[1] = 0  # the middle frame lost every nucleus
+    write_dataset(tmp_path, data, sample="m")
+    io.write_labels(tmp_path / "masks.tif", labels)
+    image = str(tmp_path / "m.ome.tif")
+    assert main(["-q", "segment", image, "-o", str(tmp_path / "l.tif"), "--backend", "labels",
+                 "--labels", str(tmp_path / "masks.tif")]) == 0
+    assert main(["-q", "track", str(tmp_path / "l.tif"), "-o", str(tmp_path / "t.csv")]) == 0
+    assert main(["-q", "quantify", image, str(tmp_path / "l.tif"), "-o", str(tmp_path / "c.csv")]) == 0
+    tracks = io.read_table(tmp_path / "t.csv")
+    cells = io.read_table(tmp_path / "c.csv")
+    assert 1 not in set(tracks["frame"]) and 1 not in set(cells["frame"])
+    expected = sum(len(np.unique(f)) - 1 for f in labels)
+    assert len(tracks) == len(cells) == expected
