@@ -1,17 +1,27 @@
-"""Tests of cytotrail.track: contract suite on seeded synthetic ground truth, bad input."""
+"""Tests of cytotrail.track: a contract suite on seeded synthetic ground truth, bad input.
+
+The contract (trackpy's CommonTrackingTests idea): on detections taken from the synthetic
+ground truth, links and divisions are recovered; the answer does not depend on the row
+order, on a translation of the field or on a common drift; missed detections are bridged.
+"""
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 
 from cytotrail.io import InputError
 from cytotrail.synth import make_timelapse
 from cytotrail.track import detections_from_labels, track, track_features
+from cytotrail.track.metrics import tracking_scores
+
+COLUMNS = ["frame", "y", "x", "area"]
 
 
 @pytest.fixture(scope="session")
 def _synth():
-    return make_timelapse(n_frames=12, shape=(128, 128), n_cells=24, seed=5)
+    # crowded, dividing population; seed 5 (the demo uses 0 and 1)
+    return make_timelapse(n_frames=16, shape=(160, 160), n_cells=45, division_every=12, seed=5)
 
 
 @pytest.fixture
@@ -19,24 +29,298 @@ def synth(_synth):
     return _synth
 
 
+@pytest.fixture(scope="session")
+def _tracked(_synth):
+    return track(_synth.tracks[COLUMNS])
+
+
+@pytest.fixture
+def tracked(_tracked):
+    return _tracked.copy()
+
+
+def same_partition(a, b):
+    """True when two track_id columns (same index) group the rows identically."""
+    pairs = pd.DataFrame({"a": a.to_numpy(), "b": b.loc[a.index].to_numpy()}).drop_duplicates()
+    return pairs["a"].is_unique and pairs["b"].is_unique
+
+
+# --------------------------------------------------------------------------------------
+# detections_from_labels
+
+
 def test_detections_from_labels_matches_truth(synth):
-    det = detections_from_labels(synth.labels)
+    det = detections_from_labels(synth.labels, intensity=synth.image[:, 0])
     truth = synth.tracks.sort_values(["frame", "label"]).reset_index(drop=True)
     assert list(det[["frame", "label"]].itertuples(index=False)) == list(
         truth[["frame", "label"]].itertuples(index=False))
     np.testing.assert_allclose(det[["y", "x"]], truth[["y", "x"]], atol=1e-9)
     np.testing.assert_array_equal(det["area"], truth["area"])
-    assert det.attrs["image_shape"] == (128, 128)
+    t = 3
+    rows = det[det["frame"] == t]
+    expected = ndi.mean(synth.image[t, 0].astype(float), synth.labels[t], rows["label"].to_numpy())
+    np.testing.assert_allclose(rows["mean_intensity"], expected)
+    assert det.attrs["image_shape"] == (160, 160)
+    edge_labels = np.unique(np.r_[synth.labels[t, 0], synth.labels[t, -1],
+                                  synth.labels[t, :, 0], synth.labels[t, :, -1]])
+    assert set(rows.loc[rows["touches_border"], "label"]) == set(edge_labels) - {0}
+
+
+def test_detections_from_labels_empty_frame_and_errors():
+    labels = np.zeros((3, 20, 20), np.uint16)
+    labels[0, 2:5, 2:5] = 7
+    labels[2, 10:12, 10:14] = 3
+    det = detections_from_labels(labels)
+    assert det["frame"].tolist() == [0, 2]
+    assert det["area"].tolist() == [9, 8]
+    assert det.loc[0, ["y", "x"]].tolist() == [3.0, 3.0]
+    empty = detections_from_labels(np.zeros((2, 5, 5), np.int32))
+    assert len(empty) == 0 and {"frame", "label", "y", "x", "area"} <= set(empty.columns)
+    with pytest.raises(InputError, match="integers"):
+        detections_from_labels(labels.astype(float))
+    with pytest.raises(InputError, match="negative"):
+        detections_from_labels(-labels.astype(np.int32))
+    with pytest.raises(InputError, match="shape"):
+        detections_from_labels(labels[np.newaxis])
+    with pytest.raises(InputError, match="intensity"):
+        detections_from_labels(labels, intensity=np.zeros((3, 20, 21)))
+
+
+# --------------------------------------------------------------------------------------
+# track: the contract
 
 
 def test_track_adds_columns_and_keeps_input(synth):
-    det = synth.tracks[["frame", "y", "x", "area"]]
+    det = synth.tracks[COLUMNS + ["cell_type"]]
     before = det.copy()
     out = track(det)
     pd.testing.assert_frame_equal(det, before)
-    for col in ("track_id", "parent_track_id", "lineage_id", "generation"):
-        assert col in out
-    assert out["parent_track_id"].dtype == "Int64"
-    assert (out["track_id"] >= 1).all()
     assert out.index.equals(det.index)
-    assert out.attrs["track"]["search_range_px"] > 0
+    pd.testing.assert_frame_equal(out[det.columns], det)
+    assert out["track_id"].dtype == np.int64 and (out["track_id"] >= 1).all()
+    assert out["parent_track_id"].dtype == "Int64"
+    assert set(out["track_id"]) == set(range(1, out["track_id"].max() + 1))
+    info = out.attrs["track"]
+    assert info["search_range_adaptive"] and 2 <= info["search_range_px"] <= 20
+    assert info["n_detections"] == len(det) and info["n_tracks"] == out["track_id"].nunique()
+
+
+def test_links_and_divisions_recovered(synth, tracked):
+    scores = tracking_scores(synth.tracks, tracked)
+    assert scores["link"]["f1"] >= 0.98, scores["link"]
+    assert scores["division"]["n_truth"] >= 10
+    assert scores["division"]["f1"] >= 0.85, scores["division"]
+    # the mother's track is split at the division: no track runs from mother into daughter
+    for tid, rows in tracked.groupby("track_id"):
+        assert rows["frame"].is_unique, f"track {tid} has two detections in one frame"
+
+
+def test_lineage_columns_consistent(tracked):
+    first = tracked.sort_values("frame").groupby("track_id").first()
+    children = first[first["parent_track_id"].notna()]
+    assert len(children) >= 10
+    parents = first.loc[children["parent_track_id"].astype(int)]
+    np.testing.assert_array_equal(children["generation"], parents["generation"].to_numpy() + 1)
+    np.testing.assert_array_equal(children["lineage_id"], parents["lineage_id"].to_numpy())
+    roots = first[first["parent_track_id"].isna()]
+    assert (roots["generation"] == 0).all() and (roots["lineage_id"] == roots.index).all()
+    # daughters start after their mother ends, and come in pairs here
+    last = tracked.groupby("track_id")["frame"].max()
+    assert (children["frame"].to_numpy() > last.loc[children["parent_track_id"].astype(int)].to_numpy()).all()
+    assert children.groupby("parent_track_id").size().isin([1, 2]).all()
+
+
+def test_row_order_does_not_matter(synth, tracked):
+    shuffled = synth.tracks[COLUMNS].sample(frac=1.0, random_state=11)
+    out = track(shuffled)
+    assert out.index.equals(shuffled.index)
+    pd.testing.assert_series_equal(out["track_id"].sort_index(), tracked["track_id"].sort_index())
+    pd.testing.assert_series_equal(out["parent_track_id"].sort_index(),
+                                   tracked["parent_track_id"].sort_index())
+
+
+def test_translation_does_not_matter(synth, tracked):
+    moved = synth.tracks[COLUMNS].copy()
+    moved["y"] += 1000.25
+    moved["x"] -= 37.5
+    out = track(moved)
+    pd.testing.assert_series_equal(out["track_id"], tracked["track_id"])
+    pd.testing.assert_series_equal(out["parent_track_id"], tracked["parent_track_id"])
+
+
+def test_deterministic(synth, tracked):
+    again = track(synth.tracks[COLUMNS])
+    pd.testing.assert_frame_equal(again, tracked)
+
+
+def test_drift_is_estimated_and_removed(synth):
+    drifting = synth.tracks[COLUMNS].copy()
+    # a stage drift of 6 px/frame plus a sudden jump: more than half the cell spacing
+    shift = 6.0 * drifting["frame"] + np.where(drifting["frame"] >= 8, 5.0, 0.0)
+    drifting["x"] += shift
+    out = track(drifting)
+    scores = tracking_scores(synth.tracks, out)
+    assert scores["link"]["f1"] >= 0.98, scores["link"]
+    dx = out.attrs["track"]["drift_px_per_frame"][1]
+    assert 6.0 < dx < 7.5  # true mean: 0.6 (the simulation's own drift) + 6 + 5/15
+    naive = track(drifting, predict=False)
+    assert tracking_scores(synth.tracks, naive)["link"]["f1"] < scores["link"]["f1"]
+
+
+def test_gaps_are_closed(synth):
+    truth = synth.tracks
+    rng = np.random.default_rng(2)
+    # drop one detection from the middle of 25 long tracks
+    long = truth.groupby("track_id")["frame"].agg(["min", "max"])
+    long = long[long["max"] - long["min"] >= 6].index.to_numpy()
+    dropped = []
+    for tid in rng.choice(long, size=min(25, len(long)), replace=False):
+        rows = truth[truth["track_id"] == tid].sort_values("frame")
+        dropped.append(rows.index[len(rows) // 2])
+    det = truth.drop(index=dropped)[COLUMNS]
+    out = track(det, memory=2)
+    links_across = 0
+    for idx in dropped:
+        tid, t = truth.loc[idx, "track_id"], truth.loc[idx, "frame"]
+        rows = truth[truth["track_id"] == tid].set_index("frame")
+        before, after = rows.index[rows.index < t].max(), rows.index[rows.index > t].min()
+        a, b = rows.loc[before, "label"], rows.loc[after, "label"]
+        ia = truth.index[(truth["frame"] == before) & (truth["label"] == a)][0]
+        ib = truth.index[(truth["frame"] == after) & (truth["label"] == b)][0]
+        links_across += out.loc[ia, "track_id"] == out.loc[ib, "track_id"]
+    assert links_across >= 0.9 * len(dropped)
+    assert out.attrs["track"]["memory"] == 2
+    no_memory = track(det, memory=0)
+    assert no_memory["track_id"].nunique() > out["track_id"].nunique()
+
+
+def test_no_divisions_option(synth):
+    out = track(synth.tracks[COLUMNS], divisions=False)
+    assert out["parent_track_id"].isna().all()
+    assert (out["generation"] == 0).all()
+    assert (out["lineage_id"] == out["track_id"]).all()
+
+
+def test_min_length_and_border_flag(synth):
+    det = detections_from_labels(synth.labels)
+    out = track(det, min_length=4)
+    assert out["border_track"].any() and not out["border_track"].all()
+    lengths = out.groupby("track_id").size()
+    in_division = set(out["parent_track_id"].dropna().astype(int)) | set(
+        out.loc[out["parent_track_id"].notna(), "track_id"])
+    short = lengths[lengths < 4].index
+    assert set(short) <= in_division
+    assert len(out) < len(det)
+    # border tracks: some detection of the track touches the frame's edge
+    touching = set(det.loc[det["touches_border"]].index)
+    flagged = out.groupby("track_id").apply(lambda r: bool(set(r.index) & touching))
+    assert (out.groupby("track_id")["border_track"].first() == flagged).all()
+
+
+def test_search_range_in_um(synth):
+    det = synth.tracks[COLUMNS]
+    a = track(det, search_range=8.0)
+    b = track(det, search_range=4.0, pixel_size_um=0.5)
+    assert a.attrs["track"]["search_range_px"] == b.attrs["track"]["search_range_px"] == 8.0
+    pd.testing.assert_series_equal(a["track_id"], b["track_id"])
+
+
+def test_crowded_subnets_never_crash():
+    rng = np.random.default_rng(4)
+    n = 300
+    det = pd.DataFrame({
+        "frame": np.repeat(np.arange(3), n),
+        "y": rng.uniform(0, 60, 3 * n),
+        "x": rng.uniform(0, 60, 3 * n),
+    })
+    out = track(det, search_range=25.0)  # huge subnetworks for trackpy
+    assert len(out) == len(det) and (out["track_id"] >= 1).all()
+    assert out.groupby("track_id")["frame"].apply(lambda f: f.is_unique).all()
+
+
+# --------------------------------------------------------------------------------------
+# track: trivial and bad input
+
+
+def test_empty_and_single_frame():
+    empty = pd.DataFrame({"frame": pd.Series(dtype=int), "y": pd.Series(dtype=float),
+                          "x": pd.Series(dtype=float)})
+    out = track(empty)
+    assert len(out) == 0 and {"track_id", "parent_track_id", "lineage_id", "generation"} <= set(out)
+    single = pd.DataFrame({"frame": [4, 4, 4], "y": [1.0, 20.0, 40.0], "x": [5.0, 5.0, 5.0]})
+    out = track(single)
+    assert out["track_id"].tolist() == [1, 2, 3]
+    assert out["parent_track_id"].isna().all()
+
+
+def test_missing_frame_number_is_bridged():
+    y = np.array([10.0, 30.0, 50.0])
+    det = pd.DataFrame({"frame": np.repeat([0, 1, 3, 4], 3), "y": np.tile(y, 4),
+                        "x": np.repeat([10.0, 11.0, 13.0, 14.0], 3)})
+    out = track(det, memory=1)
+    assert out["track_id"].nunique() == 3
+    assert track(det, memory=0)["track_id"].nunique() == 6
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        (pd.DataFrame({"frame": [0, 1], "y": [1.0, 2.0]}), r"lacks column\(s\) \['x'\]"),
+        (pd.DataFrame({"t": [0, 1], "y": [1.0, 2.0], "x": [1.0, 2.0]}), r"lacks column\(s\) \['frame'\]"),
+        (pd.DataFrame({"frame": [0, 1.5], "y": [1.0, 2.0], "x": [1.0, 2.0]}), "whole frame numbers"),
+        (pd.DataFrame({"frame": [-1, 0], "y": [1.0, 2.0], "x": [1.0, 2.0]}), "negative"),
+        (pd.DataFrame({"frame": [0, 1], "y": [1.0, np.nan], "x": [1.0, 2.0]}), "'y' has 1 NaN"),
+        (pd.DataFrame({"frame": [0, 1], "y": [1.0, 2.0], "x": [np.inf, 2.0]}), "'x' has 1 NaN/infinite"),
+        (pd.DataFrame({"frame": ["a", "b"], "y": [1.0, 2.0], "x": [1.0, 2.0]}), "must be numeric"),
+        (np.zeros((3, 3)), "must be a pandas DataFrame"),
+    ],
+)
+def test_bad_detections_raise_input_error(table, message):
+    with pytest.raises(InputError, match=message):
+        track(table)
+
+
+@pytest.mark.parametrize("kwargs", [{"memory": -1}, {"memory": 1.5}, {"min_length": 0},
+                                    {"search_range": 0}, {"search_range": np.nan},
+                                    {"pixel_size_um": -1.0}])
+def test_bad_options_raise_input_error(kwargs):
+    det = pd.DataFrame({"frame": [0, 1], "y": [1.0, 2.0], "x": [1.0, 2.0]})
+    with pytest.raises(InputError):
+        track(det, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# track_features
+
+
+def test_track_features_on_known_tracks():
+    # track 1 moves 1 px/frame in x for 6 frames, then divides into 2 and 3
+    t = np.arange(6)
+    rows = [pd.DataFrame({"frame": t, "y": 5.0, "x": 10.0 + t, "track_id": 1})]
+    rows.append(pd.DataFrame({"frame": [6, 7, 8], "y": [3.0, 2.0, 1.0], "x": 16.0, "track_id": 2}))
+    rows.append(pd.DataFrame({"frame": [6, 8], "y": [7.0, 9.0], "x": 16.0, "track_id": 3}))
+    tracks = pd.concat(rows, ignore_index=True)
+    tracks["parent_track_id"] = pd.array([pd.NA] * 6 + [1] * 5, dtype="Int64")
+    feats = track_features(tracks.sample(frac=1.0, random_state=0), pixel_size_um=0.5)
+    f = feats.set_index("track_id")
+    assert f.loc[1, "lifetime_frames"] == 6 and f.loc[1, "n_detections"] == 6
+    assert f.loc[1, "displacement_um"] == pytest.approx(2.5)
+    assert f.loc[1, "speed_um_per_frame"] == pytest.approx(0.5)
+    assert f.loc[1, "straightness"] == pytest.approx(1.0)
+    assert f.loc[1, "msd_lag1_um2"] == pytest.approx(0.25)
+    assert f.loc[1, "msd_alpha"] == pytest.approx(2.0)  # ballistic
+    assert f.loc[1, "divides"] and f.loc[1, "n_daughters"] == 2 and f.loc[1, "division_frame"] == 5
+    assert f.loc[3, "n_missed_frames"] == 1 and f.loc[3, "born_by_division"]
+    assert pd.isna(f.loc[3, "division_frame"]) and pd.isna(f.loc[1, "cell_cycle_frames"])
+    assert f.loc[3, "msd_lag1_um2"] != f.loc[3, "msd_lag1_um2"]  # no lag-1 pair: NaN
+    assert feats.attrs["units"]["length"] == "um"
+
+
+def test_track_features_on_tracked_synth(tracked):
+    feats = track_features(tracked)
+    assert len(feats) == tracked["track_id"].nunique()
+    assert feats["n_detections"].sum() == len(tracked)
+    assert (feats["speed_px_per_frame"].dropna() > 0).all()
+    assert feats["divides"].sum() == tracked["parent_track_id"].dropna().nunique()
+    with pytest.raises(InputError, match="track_id"):
+        track_features(tracked.drop(columns="track_id"))

@@ -37,6 +37,8 @@ SUM_AREA_SIGMA = 0.12  # log((a1 + a2) / a_mother) of a division
 DAUGHTER_AREA_SIGMA = 0.3  # log(a1 / a2) of two sisters
 DAUGHTER_INTENSITY_SIGMA = 0.3  # log(i1 / i2) of two sisters
 HALF = np.log(0.5)
+MAX_CANDIDATES = 8  # successors considered per cell
+MAX_DAUGHTERS = 6  # nearest cells considered as daughters of a mother
 
 
 def chains(frame, segment):
@@ -159,6 +161,20 @@ def _pairs(tree_pts, query_pts, radius):
     return s["i"].astype(np.int64), s["j"].astype(np.int64)
 
 
+def _nearest_pairs(tree_pts, query_pts, radius, k):
+    """(query, point) index pairs: up to ``k`` nearest points within ``radius`` of each query."""
+    from scipy.spatial import cKDTree
+
+    if len(tree_pts) == 0 or len(query_pts) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k = min(k, len(tree_pts))
+    dist, j = cKDTree(tree_pts).query(query_pts, k=k, distance_upper_bound=radius)
+    dist, j = dist.reshape(len(query_pts), k), j.reshape(len(query_pts), k)
+    ok = np.isfinite(dist)
+    i = np.broadcast_to(np.arange(len(query_pts))[:, None], ok.shape)
+    return i[ok].astype(np.int64), j[ok].astype(np.int64)
+
+
 def relink_divisions(model, succ, pred, *, memory=0, half_divisions=False, time_limit=20.0):
     """Re-solve the links between two frames wherever a track starts or ends beside others.
 
@@ -184,11 +200,12 @@ def relink_divisions(model, succ, pred, *, memory=0, half_divisions=False, time_
     t_min, t_max = frame.min(), frame.max()
     divisions = {}
     radius = model.division_radius
-    for t in sorted(index):
-        if t + 1 not in index:
+    for u in sorted(index):
+        if u == t_min:
             continue
-        a0, a1 = index[t]
-        b0, b1 = index[t + 1]
+        t = u - 1
+        a0, a1 = index.get(t, (0, 0))
+        b0, b1 = index[u]
         starts = b0 + np.flatnonzero(pred[b0:b1] < 0)
         ends = a0 + np.flatnonzero(succ[a0:a1] < 0)
         if half_divisions and model.area is not None:
@@ -199,14 +216,14 @@ def relink_divisions(model, succ, pred, *, memory=0, half_divisions=False, time_
         else:
             shrunk = np.zeros(0, np.int64)
         triggers = np.concatenate([pos[starts], pos[ends], pos[shrunk]])
-        if len(triggers) == 0 or t + 1 > t_max or t < t_min:
+        if len(triggers) == 0:
             continue
         # the neighbourhood of the triggers in both frames, closed under the current links
         ia, _ = _pairs(triggers, pos[a0:a1], radius + model.search_range)
         ib, _ = _pairs(triggers, pos[b0:b1], radius + model.search_range)
         local_a = np.unique(a0 + ia)
         local_b = np.unique(b0 + ib)
-        if len(local_a) == 0 or len(local_b) == 0:
+        if len(local_b) == 0:
             continue
         partners_b = succ[local_a][succ[local_a] >= 0]
         partners_a = pred[local_b][pred[local_b] >= 0]
@@ -238,13 +255,14 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
     pos, frame = model.pos, model.frame
     bd = model.birth + model.death
     # links (from t, and across gaps from earlier open ends)
-    qi, qj = _pairs(pos[local_b], pos[local_a], model.search_range)
+    qi, qj = _nearest_pairs(pos[local_b], pos[local_a], model.search_range, MAX_CANDIDATES)
     li, lj = local_a[qi], local_b[qj]
     if earlier is not None and len(earlier):
         t1 = frame[local_b[0]]
         for g in np.unique(t1 - frame[earlier]).tolist():
             src = earlier[t1 - frame[earlier] == g]
-            qi, qj = _pairs(pos[local_b], pos[src], model.search_range * np.sqrt(g))
+            qi, qj = _nearest_pairs(pos[local_b], pos[src], model.search_range * np.sqrt(g),
+                                    MAX_CANDIDATES)
             li = np.concatenate([li, src[qi]])
             lj = np.concatenate([lj, local_b[qj]])
         local_a_all = np.concatenate([local_a, earlier])
@@ -254,7 +272,7 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
     keep = link_cost < 0
     li, lj, link_cost = li[keep], lj[keep], link_cost[keep]
     # divisions: pairs of daughters near the mother
-    qi, qj = _pairs(pos[local_b], pos[local_a], model.division_radius)
+    qi, qj = _nearest_pairs(pos[local_b], pos[local_a], model.division_radius, MAX_DAUGHTERS)
     mi, dj = local_a[qi], local_b[qj]
     order = np.lexsort((dj, mi))
     mi, dj = mi[order], dj[order]

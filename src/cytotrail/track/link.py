@@ -90,14 +90,62 @@ def nearest_neighbour_distance(frame, pos):
     return float(np.median(np.concatenate(dists)))
 
 
-def estimate_drift(frame, pos, *, iterations=3):
+def _vote_shift(a, b, radius):
+    """Most common displacement between points of a and b within ``radius`` (a 2-D vote)."""
+    from scipy import ndimage as ndi
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(a).sparse_distance_matrix(cKDTree(b), radius, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros(2)
+    d = b[pairs["j"]] - a[pairs["i"]]
+    n_bins = 41
+    edges = np.linspace(-radius, radius, n_bins + 1)
+    hist, _, _ = np.histogram2d(d[:, 0], d[:, 1], bins=[edges, edges])
+    hist = ndi.gaussian_filter(hist, 1.0)
+    iy, ix = np.unravel_index(np.argmax(hist), hist.shape)
+    centre = np.array([(edges[iy] + edges[iy + 1]) / 2, (edges[ix] + edges[ix + 1]) / 2])
+    near = np.hypot(*(d - centre).T) <= 2.5 * (edges[1] - edges[0])
+    return np.median(d[near], axis=0) if near.any() else centre
+
+
+def _refine_shift(a, b, shift, iterations):
+    """Median displacement of mutual nearest neighbours around ``shift``; and its quality."""
+    resid = np.array([np.inf])
+    n_match = 0
+    for _ in range(iterations):
+        i, j = _mutual_nearest(a, b, shift)
+        if len(i) == 0:
+            break
+        d = b[j] - a[i]
+        resid = np.hypot(*(d - shift).T)
+        keep = resid <= max(np.median(resid) * 3, 1e-9)
+        new = np.median(d[keep], axis=0)
+        n_match = int(keep.sum())
+        done = np.allclose(new, shift)
+        shift = new
+        if done:
+            break
+    i, j = _mutual_nearest(a, b, shift)
+    resid = np.hypot(*(b[j] - a[i] - shift).T) if len(i) else np.array([np.inf])
+    return shift, n_match, float(np.median(resid))
+
+
+def estimate_drift(frame, pos, *, iterations=4, max_drift=None):
     """Common displacement of all cells per frame, by mutual nearest neighbours.
+
+    Each step starts from the previous step's drift; when the matches stay poor (median
+    residual above a third of the cell spacing, e.g. after a sudden stage jump) the shift is
+    found by a vote over all displacements up to ``max_drift`` (default three times the
+    nearest-neighbour distance) and refined again.
 
     Parameters
     ----------
     frame : (N,) int ndarray, sorted ascending
     pos : (N, 2) float ndarray
         Positions (y, x) in the same order.
+    max_drift : float, optional
+        Largest drift per frame (px) to look for.
 
     Returns
     -------
@@ -110,25 +158,24 @@ def estimate_drift(frame, pos, *, iterations=3):
     frames, starts, stops = _frame_slices(frame)
     steps = np.zeros((len(frames), 2))
     counts = np.zeros(len(frames), np.int64)
+    nn = nearest_neighbour_distance(frame, pos)
+    if max_drift is None:
+        max_drift = 3.0 * nn if np.isfinite(nn) else 50.0
+    previous = np.zeros(2)
     for k in range(1, len(frames)):
         a = pos[starts[k - 1]:stops[k - 1]]
         b = pos[starts[k]:stops[k]]
-        shift = np.zeros(2)
-        for _ in range(iterations):
-            i, j = _mutual_nearest(a, b, shift)
-            if len(i) == 0:
-                break
-            d = b[j] - a[i]
-            # keep matches whose residual is small compared with the spacing
-            resid = np.hypot(*(d - shift).T)
-            keep = resid <= max(np.median(resid) * 3, 1e-9)
-            new = np.median(d[keep], axis=0)
-            counts[k] = int(keep.sum())
-            if np.allclose(new, shift):
-                shift = new
-                break
-            shift = new
+        if len(a) == 0 or len(b) == 0:
+            continue
+        shift, n_match, resid = _refine_shift(a, b, previous, iterations)
+        if np.isfinite(nn) and not resid <= nn / 3:
+            voted = _vote_shift(a, b, max_drift)
+            shift2, n_match2, resid2 = _refine_shift(a, b, voted, iterations)
+            if resid2 < resid:
+                shift, n_match = shift2, n_match2
         steps[k] = shift
+        counts[k] = n_match
+        previous = shift
     cumulative = np.cumsum(steps, axis=0)
     offset = np.repeat(cumulative, stops - starts, axis=0)
     table = pd.DataFrame({"frame": frames, "dy": steps[:, 0], "dx": steps[:, 1], "n_matches": counts})
@@ -184,8 +231,9 @@ def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_stra
     """Link frame-sorted detections with trackpy; return a segment id per detection.
 
     Oversized subnetworks (crowds) are retried with a progressively smaller search range
-    (trackpy's adaptive search) and, as a last resort, left unlinked there (``'drop'``):
-    this never raises ``SubnetOversizeException``.
+    (trackpy's adaptive search), then with half and a quarter of the range; as a last
+    resort the detections are left unlinked for the division-aware relinking to join.
+    This never raises ``SubnetOversizeException``.
 
     Parameters
     ----------
@@ -199,7 +247,8 @@ def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_stra
     segment : (N,) int64 ndarray
         Consecutive ids 0..S-1 in order of first appearance.
     strategy : str
-        The trackpy strategy that succeeded.
+        The trackpy strategy that succeeded (with the reduced search range when one was
+        needed, or ``'unlinked'``).
     """
     import trackpy
     from trackpy.linking.utils import SubnetOversizeException
@@ -208,23 +257,29 @@ def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_stra
     n = len(frame)
     if n == 0:
         return np.zeros(0, np.int64), "none"
-    frames, starts, stops = _frame_slices(frame)
-    attempts = [
-        dict(link_strategy=link_strategy, adaptive_stop=max(0.5, 0.1 * search_range),
-             adaptive_step=0.9),
-        dict(link_strategy="drop"),
-    ]
-    for kwargs in attempts:
-        coords = ((int(t), pos[a:b]) for t, a, b in zip(frames, starts, stops))
-        try:
-            ids = np.empty(n, np.int64)
-            for (t, a, b), (_, part) in zip(zip(frames, starts, stops),
-                                            trackpy.link_iter(coords, search_range, memory=memory,
-                                                              predictor=predictor, **kwargs)):
-                ids[a:b] = part
+    all_frames = np.arange(frame[0], frame[-1] + 1)
+    all_starts = np.searchsorted(frame, all_frames, side="left")
+    all_stops = np.searchsorted(frame, all_frames, side="right")
+    # crowds: trackpy's adaptive search first, then smaller ranges, then no links at all
+    attempts = [(search_range, link_strategy), (search_range / 2, link_strategy),
+                (search_range / 4, link_strategy), (None, "unlinked")]
+    for search, strategy in attempts:
+        if search is None:
+            ids = np.arange(n)
             break
+        # every frame number, empty ones included, so that `memory` counts real frames
+        coords = ((int(t), pos[a:b]) for t, a, b in zip(all_frames, all_starts, all_stops))
+        ids = np.empty(n, np.int64)
+        try:
+            linked = trackpy.link_iter(coords, search, memory=memory, predictor=predictor,
+                                       link_strategy=strategy, adaptive_stop=max(0.5, 0.1 * search),
+                                       adaptive_step=0.9)
+            for (a, b), (_, part) in zip(zip(all_starts, all_stops), linked):
+                ids[a:b] = part
         except SubnetOversizeException:
             continue
+        if not pd.DataFrame({"i": ids, "t": frame}).duplicated().any():
+            break
     _, segment = np.unique(ids, return_inverse=True)
     # renumber by first appearance
     first = np.full(segment.max() + 1, n, np.int64)
@@ -232,4 +287,4 @@ def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_stra
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return rank[segment].astype(np.int64), kwargs["link_strategy"]
+    return rank[segment].astype(np.int64), strategy if search == search_range else f"{strategy}@{search}"

@@ -202,7 +202,7 @@ def _lineage(track_id, parent_id):
     """Root ancestor and generation of every row's track."""
     if len(track_id) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    k = track_id.max() + 1
+    k = max(track_id.max(), parent_id.max()) + 1
     parent = np.zeros(k, np.int64)
     parent[track_id] = parent_id
     root = np.arange(k)
