@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pandas as pd
 
 from cytotrail.io import InputError, atomic_path
 
-__all__ = ["cluster", "merge_tables", "score_signatures", "track_summaries", "write_anndata"]
+__all__ = ["KnnTransformer", "cluster", "merge_tables", "score_signatures", "track_summaries", "write_anndata"]
 
 log = logging.getLogger(__name__)
 
@@ -477,8 +478,10 @@ def cluster(
         Signature score below which an observation (or cluster) is ``"unknown"``.
     exclude_same_track : bool
         With ``track_id`` in the table (``level="cell"``), take each cell's graph
-        neighbours from other tracks only (:class:`OtherTrackNeighbors`): the frames of
+        neighbours from other lineages (or tracks) only (:class:`KnnTransformer`): the frames of
         one track are near-duplicates and would otherwise form a cluster of their own.
+        The kNN search is :class:`KnnTransformer` in every case (exact up to 50,000
+        observations, pynndescent beyond).
 
     Returns
     -------
@@ -514,8 +517,11 @@ def cluster(
         raise InputError(f"marker values are NaN or infinite in {int(bad.any(axis=1).sum())} "
                          f"row(s): {counts}; drop or fill those rows first")
 
+    timings = {}
+    clock = time.perf_counter()
     transformed, tparams = _transform(raw, markers, transform, cofactor)
     scaled, constant = _scale(transformed)
+    timings["transform"], clock = _lap(clock)
     if constant.any():
         log.warning("constant markers carry no information and are set to 0: %s",
                     [m for m, c in zip(markers, constant) if c])
@@ -535,19 +541,21 @@ def cluster(
     n_comps = max(1, min(n_pcs, n_vars - 1, n_obs - 1))
     if n_vars >= 2 and n_obs >= 3:
         sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
+        timings["pca"], clock = _lap(clock)
     use_rep = "X" if n_vars <= n_pcs or "X_pca" not in adata.obsm else "X_pca"
     k = int(min(n_neighbors, max(n_obs - 1, 1)))
     groups = _track_groups(adata.obs) if exclude_same_track and level == "cell" else None
     if n_obs >= 3:
-        transformer = None
-        if groups is not None:
-            transformer = OtherTrackNeighbors(n_neighbors=k, groups=groups)
+        transformer = KnnTransformer(n_neighbors=k, groups=groups, random_state=seed)
         sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed,
                         transformer=transformer)
+        timings["neighbors"], clock = _lap(clock)
         sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2,
                      directed=False, random_state=seed)
+        timings["leiden"], clock = _lap(clock)
         if umap:
             sc.tl.umap(adata, random_state=seed)
+            timings["umap"], clock = _lap(clock)
     else:  # too few observations for a graph: one cluster
         adata.obs["leiden"] = pd.Categorical(["0"] * n_obs)
     adata.obs["leiden"] = adata.obs["leiden"].astype(str).astype("category")
@@ -566,8 +574,15 @@ def cluster(
         info["signatures"] = json.dumps(signatures, sort_keys=True)
         _annotate(adata, transformed, markers, signatures, annotate=annotate,
                   min_score=min_score)
+        timings["annotate"], clock = _lap(clock)
+    info["timings_s"] = timings
     adata.uns["cytotrail"] = info
     return adata
+
+
+def _lap(clock):
+    now = time.perf_counter()
+    return round(now - clock, 4), now
 
 
 def _annotate(adata, transformed, markers, signatures, *, annotate, min_score):
@@ -618,27 +633,44 @@ def _track_groups(obs):
     return groups
 
 
-class OtherTrackNeighbors:
-    """kNN transformer for :func:`scanpy.pp.neighbors` that skips same-track neighbours.
+class KnnTransformer:
+    """kNN distance graph for :func:`scanpy.pp.neighbors`, optionally across groups only.
 
-    Exact Euclidean neighbours (scikit-learn); for each observation the ``n_neighbors - 1``
-    nearest observations of *other* groups (tracks) are kept, so that the frames of one
-    tracked cell do not fill each other's neighbourhoods.
+    Exact Euclidean neighbours (scikit-learn) up to ``exact_max`` observations, approximate
+    ones (pynndescent, seeded, with UMAP's default trees and iterations) beyond. With
+    ``groups``, the ``n_neighbors - 1`` nearest observations of *other* groups are kept:
+    the frames of one tracked cell (or of one lineage) are near-duplicates and would
+    otherwise fill each other's neighbourhoods and become clusters of their own.
+
+    The returned CSR matrix has exactly ``n_neighbors - 1`` entries per row, in distance
+    order, without the observation itself (scanpy adds it).
 
     Parameters
     ----------
     n_neighbors : int
         Neighbours including the observation itself, as scanpy counts them.
-    groups : (N,) int ndarray
-        Group (track) of every observation.
+    groups : (N,) int ndarray, optional
+        Group (track or lineage) of every observation.
+    exact_max : int
+        Largest number of observations searched exactly.
+    random_state : int
+        Seed of the approximate search.
+    n_jobs : int, optional
+        Threads of the approximate search (default: all).
     """
 
-    def __init__(self, n_neighbors=15, groups=None):
+    def __init__(self, n_neighbors=15, groups=None, exact_max=50_000, random_state=0,
+                 n_jobs=None):
         self.n_neighbors = n_neighbors
         self.groups = groups
+        self.exact_max = exact_max
+        self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def get_params(self, deep=True):
-        return {"n_neighbors": self.n_neighbors, "groups": self.groups}
+        return {"n_neighbors": self.n_neighbors, "groups": self.groups,
+                "exact_max": self.exact_max, "random_state": self.random_state,
+                "n_jobs": self.n_jobs}
 
     def fit(self, x, y=None):
         return self
@@ -648,40 +680,45 @@ class OtherTrackNeighbors:
 
     def fit_transform(self, x, y=None):
         from scipy import sparse
-        from sklearn.neighbors import NearestNeighbors
 
-        x = np.asarray(x, dtype=np.float64)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         n = len(x)
-        groups = np.asarray(self.groups)
-        want = min(self.n_neighbors - 1, n - 1)
-        sizes = np.bincount(groups)
-        query = int(min(n, want + sizes.max()))
-        nn = NearestNeighbors(n_neighbors=query, algorithm="auto").fit(x)
-        dist, ind = nn.kneighbors(x)
-        other = groups[ind] != groups[:, None]
-        enough = other.sum(axis=1) >= want
-        rows, cols, vals = [], [], []
+        want = int(min(self.n_neighbors - 1, n - 1))
+        groups = (np.arange(n) if self.groups is None
+                  else np.asarray(self.groups, dtype=np.int64))
+        extra = int(np.bincount(groups).max()) if self.groups is not None else 1
+        exact = n <= self.exact_max
+        query = int(min(n, want + (extra if exact else min(extra, 64)) + 1))
+        if exact:
+            from sklearn.neighbors import NearestNeighbors
+
+            dist, ind = NearestNeighbors(n_neighbors=query).fit(x).kneighbors(x)
+        else:
+            from pynndescent import NNDescent
+
+            index = NNDescent(x, n_neighbors=query, random_state=self.random_state,
+                              n_jobs=self.n_jobs, low_memory=True,
+                              n_trees=min(64, 5 + int(round(n**0.5 / 20.0))),
+                              n_iters=max(5, int(round(np.log2(n)))))
+            ind, dist = index.neighbor_graph
+        valid = (ind >= 0) & (groups[np.clip(ind, 0, None)] != groups[:, None])
+        rank = np.cumsum(valid, axis=1)
+        keep = valid & (rank <= want)
+        enough = rank[:, -1] >= want
+        out_ind = np.zeros((n, want), np.int64)
+        out_dist = np.zeros((n, want), np.float64)
         ok = np.flatnonzero(enough)
-        if len(ok):
-            # the first `want` other-group neighbours of each row, in distance order
-            rank = np.cumsum(other[ok], axis=1)
-            keep = other[ok] & (rank <= want)
-            r, c = np.nonzero(keep)
-            rows.append(ok[r])
-            cols.append(ind[ok][r, c])
-            vals.append(dist[ok][r, c])
-        for i in np.flatnonzero(~enough):  # huge groups: search everything for these rows
+        out_ind[ok] = ind[ok][keep[ok]].reshape(-1, want)
+        out_dist[ok] = dist[ok][keep[ok]].reshape(-1, want)
+        for i in np.flatnonzero(~enough):  # large groups: search everything for these rows
             d_all = np.linalg.norm(x - x[i], axis=1)
             d_all[groups == groups[i]] = np.inf
             best = np.argsort(d_all, kind="stable")[:want]
-            best = best[np.isfinite(d_all[best])]
-            rows.append(np.full(len(best), i))
-            cols.append(best)
-            vals.append(d_all[best])
-        rows, cols, vals = (np.concatenate(a) for a in (rows, cols, vals))
-        # explicit zeros must survive: add a tiny offset to exact duplicates
-        vals = np.where(vals > 0, vals, 1e-12)
-        return sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+            out_ind[i], out_dist[i] = best, d_all[best]
+        # explicit zeros must survive as neighbours: exact duplicates get a tiny distance
+        out_dist = np.where(out_dist > 0, out_dist, 1e-12)
+        indptr = np.arange(0, n * want + 1, want)
+        return sparse.csr_matrix((out_dist.ravel(), out_ind.ravel(), indptr), shape=(n, n))
 
 
 def _clean_obs(obs):

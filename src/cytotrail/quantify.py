@@ -222,21 +222,43 @@ def _background_values(background, names, channels):
 
 
 class _Index:
-    """Flat label index of one compartment: ``idx`` in 0..n (0 = not in the compartment)."""
+    """Flat label index of one compartment: ``idx`` in 0..n (0 = not in the compartment).
+
+    ``pos`` lists the flat positions of the compartment's pixels sorted by cell (one
+    counting sort per frame), so that every per-channel statistic is a gather plus a
+    ``ufunc.reduceat`` over contiguous segments.
+    """
 
     def __init__(self, idx, n):
         self.idx = idx
         self.n = n
         self.counts = np.bincount(idx, minlength=n + 1)[1:]
-        self._sorted_ids = None
+        self._pos = None
 
     @property
-    def fg(self):
-        """Flat positions of the pixels in the compartment and their cell ids (1..n)."""
-        if self._sorted_ids is None:
-            pos = np.flatnonzero(self.idx)
-            self._sorted_ids = (pos, self.idx[pos])
-        return self._sorted_ids
+    def pos(self):
+        if self._pos is None:
+            fg = np.flatnonzero(self.idx)
+            cells = self.idx[fg]
+            # radix sort for small ids
+            cells = cells.astype(np.uint16 if self.n < 2**16 else np.int64)
+            self._pos = fg[np.argsort(cells, kind="stable")]
+        return self._pos
+
+    @property
+    def cell(self):
+        """Cell id (1..n) of every position of ``pos``."""
+        return np.repeat(np.arange(1, self.n + 1), self.counts)
+
+    @property
+    def nonempty(self):
+        return np.flatnonzero(self.counts)
+
+    @property
+    def starts(self):
+        """Start of each non-empty cell's segment in ``pos``."""
+        ends = np.cumsum(self.counts)
+        return (ends - self.counts)[self.counts > 0]
 
 
 def _label_index(lab):
@@ -297,63 +319,85 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
 
 
 def _channel_stats(values, index, stats, bg):
-    """Statistics of one channel over every cell of one compartment (background removed)."""
+    """Statistics of one channel over every cell of one compartment (background removed).
+
+    ``values`` is the flat channel in its own dtype. Cells with an empty compartment get
+    NaN (and a zero sum).
+    """
     n, counts = index.n, index.counts
+    ok = index.nonempty
+    starts = index.starts
+    kinds = {kind for _, kind, _ in stats}
+    v = values[index.pos]
     out = {}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        need_sum = any(kind in ("mean", "sum", "std") for _, kind, _ in stats)
-        if need_sum:
-            sums = np.bincount(index.idx, weights=values, minlength=n + 1)[1:]
-            means = sums / counts
-        if any(kind == "std" for _, kind, _ in stats):
-            dev = values - np.concatenate([[0.0], means])[index.idx]
-            var = np.bincount(index.idx, weights=dev * dev, minlength=n + 1)[1:] / counts
+    sums = means = var = ordered = None
+    exact_ints = v.dtype.kind in "ui" and v.dtype.itemsize <= 2
+    if kinds & {"mean", "sum", "std"}:
+        sums = np.zeros(n)
+        if len(ok):
+            # small integers: exact int64 sums; floats: float64 sums
+            acc = np.int64 if exact_ints else np.float64
+            sums[ok] = np.add.reduceat(v, starts, dtype=acc)
+        means = np.full(n, np.nan)
+        means[ok] = sums[ok] / counts[ok]
+    if "std" in kinds:
+        var = np.full(n, np.nan)
+        if len(ok) and exact_ints:
+            # exact integer sums of squares; the difference in extended precision
+            sq = np.add.reduceat(np.square(v, dtype=np.int64), starts)
+            n_ok = counts[ok].astype(np.longdouble)
+            s1 = np.add.reduceat(v, starts, dtype=np.int64).astype(np.longdouble)
+            var[ok] = np.clip(sq.astype(np.longdouble) / n_ok - (s1 / n_ok) ** 2, 0, None)
+        elif len(ok):
+            dev = v - np.repeat(means[ok], counts[ok])
+            var[ok] = np.add.reduceat(dev * dev, starts) / counts[ok]
             del dev
-        ordered = None
-        if any(kind in ("min", "max", "median", "percentile") for _, kind, _ in stats):
-            ordered, starts = _sorted_by_cell(values, index)
-        for name, kind, q in stats:
-            if kind == "mean":
-                out[name] = means - bg
-            elif kind == "sum":
-                out[name] = sums - bg * counts
-            elif kind == "std":
-                out[name] = np.sqrt(var)
-            else:
-                q = {"min": 0.0, "max": 100.0, "median": 50.0}.get(kind, q)
-                out[name] = _segment_percentile(ordered, starts, counts, q) - bg
+    if kinds & {"median", "percentile"}:
+        ordered = _sort_segments(v, index)
+    for name, kind, q in stats:
+        if kind == "mean":
+            out[name] = means - bg
+        elif kind == "sum":
+            out[name] = sums - bg * counts
+        elif kind == "std":
+            out[name] = np.sqrt(var)
+        elif kind in ("min", "max") and ordered is None:
+            res = np.full(n, np.nan)
+            if len(ok):
+                ufunc = np.minimum if kind == "min" else np.maximum
+                res[ok] = ufunc.reduceat(v, starts).astype(np.float64)
+            out[name] = res - bg
+        else:
+            q = {"min": 0.0, "max": 100.0, "median": 50.0}.get(kind, q)
+            out[name] = _segment_percentile(ordered, counts, q) - bg
     return out
 
 
-def _sorted_by_cell(values, index):
-    """Values of the compartment's pixels sorted by cell, then by value; segment starts."""
-    pos, cell = index.fg
-    vals = values[pos]
-    if vals.dtype.kind in "ui" and vals.dtype.itemsize <= 2 or vals.dtype == np.float32:
+def _sort_segments(v, index):
+    """``v`` (grouped by cell) sorted by cell, then by value, as float64."""
+    cell = index.cell
+    if (v.dtype.kind in "ui" and v.dtype.itemsize <= 2) or v.dtype == np.float32:
         # one integer sort of (cell << 32 | order-preserving bits of the value)
-        if vals.dtype == np.float32:
-            bits = vals.view(np.uint32)
-            key = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+        if v.dtype == np.float32:
+            bits = v.view(np.uint32)
+            low = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
         else:
-            key = (vals.astype(np.int64) + 2**31).astype(np.uint64)
+            low = (v.astype(np.int64) + 2**31).astype(np.uint32)
+        key = low.astype(np.uint64)
         key |= cell.astype(np.uint64) << np.uint64(32)
         key.sort()
         low = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        if vals.dtype == np.float32:
-            low = np.where(low >> 31, low & np.uint32(0x7FFFFFFF), ~low).view(np.float32)
-            ordered = low.astype(np.float64)
-        else:
-            ordered = low.astype(np.int64) - 2**31
-            ordered = ordered.astype(np.float64)
-    else:
-        order = np.lexsort((vals, cell))
-        ordered = vals[order].astype(np.float64)
-    starts = np.concatenate([[0], np.cumsum(index.counts)[:-1]])
-    return ordered, starts
+        if v.dtype == np.float32:
+            return np.where(low >> 31, low & np.uint32(0x7FFFFFFF), ~low).view(np.float32) \
+                .astype(np.float64)
+        return (low.astype(np.int64) - 2**31).astype(np.float64)
+    order = np.lexsort((v, cell))
+    return v[order].astype(np.float64)
 
 
-def _segment_percentile(ordered, starts, counts, q):
+def _segment_percentile(ordered, counts, q):
     """Linear-interpolated percentile ``q`` of each sorted segment; NaN for empty ones."""
+    starts = np.cumsum(counts) - counts
     out = np.full(len(counts), np.nan)
     ok = counts > 0
     pos = q / 100.0 * (counts[ok] - 1)
@@ -373,7 +417,7 @@ def _segment_percentile(ordered, starts, counts, q):
 def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full):
     """Centroid (px) and, when ``full``, the shape columns of every nucleus."""
     n, counts = nucleus.n, nucleus.counts
-    pos, cell = nucleus.fg
+    pos, cell = nucleus.pos, nucleus.cell
     rows, cols_ = np.divmod(pos, shape[1])
     rows = rows.astype(np.float64)
     cols_ = cols_.astype(np.float64)
@@ -425,7 +469,7 @@ def _perimeter(lab, nucleus, shape):
     p_idx = np.pad(nucleus.idx.reshape(shape), 1)
     width = nx + 2
     flat = padded.ravel()
-    pos, cell = nucleus.fg
+    pos, cell = nucleus.pos, nucleus.cell
     r, c = np.divmod(pos, nx)
     ppos = (r + 1) * width + (c + 1)
     lv = flat[ppos]
@@ -447,30 +491,44 @@ def _perimeter(lab, nucleus, shape):
 
 
 def _convex_areas(border, nucleus, shape):
-    """Pixel count of each label's convex hull image, as ``skimage.morphology.convex_hull_image``."""
+    """Pixel count of each label's convex hull image, as ``skimage.morphology.convex_hull_image``.
+
+    The hull of a region is the hull of the pixel-edge midpoints (the ``diamond`` offsets
+    skimage uses) of the leftmost and rightmost pixel of each of its rows; the count is of
+    pixel centres inside or on the hull, with the same ``grid_points_in_poly`` call.
+    """
     from scipy.spatial import ConvexHull, QhullError
     from skimage.measure import grid_points_in_poly
 
-    br, bc, bcell = border
-    order = np.argsort(bcell, kind="stable")
-    br, bc, bcell = br[order], bc[order], bcell[order]
-    bounds = np.searchsorted(bcell, np.arange(1, nucleus.n + 2))
+    br, bc, bcell = border  # grouped by cell, row-major inside each cell
+    areas = np.full(nucleus.n, np.nan)
+    if len(br) == 0:
+        return areas
+    key = bcell.astype(np.int64) * (shape[0] + 1) + br
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    last = np.r_[first[1:] - 1, len(key) - 1]
+    ends = np.r_[first, last]
+    ends.sort(kind="stable")
+    er, ec, ecell = br[ends], bc[ends], bcell[ends]
+    starts = np.flatnonzero(np.r_[True, ecell[1:] != ecell[:-1]])
+    cells = ecell[starts] - 1
+    r0 = np.minimum.reduceat(er, starts)
+    c0 = np.minimum.reduceat(ec, starts)
+    height = np.maximum.reduceat(er, starts) - r0 + 1
+    width = np.maximum.reduceat(ec, starts) - c0 + 1
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(er)]))
+    local = np.column_stack([er - r0[seg], ec - c0[seg]]).astype(np.float64)
     diamond = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
-    areas = np.zeros(nucleus.n)
-    for i in range(nucleus.n):
-        r = br[bounds[i]:bounds[i + 1]]
-        c = bc[bounds[i]:bounds[i + 1]]
-        r0, c0 = r.min(), c.min()
-        pts = np.column_stack([r - r0, c - c0]).astype(np.float64)
-        pts = np.unique((pts[:, None, :] + diamond).reshape(-1, 2), axis=0)
+    pts = (local[:, None, :] + diamond).reshape(-1, 2)
+    bounds = np.r_[starts, len(er)] * 4
+    for j, i in enumerate(cells.tolist()):
         try:
-            hull = ConvexHull(pts)
+            hull = ConvexHull(pts[bounds[j]:bounds[j + 1]])
         except QhullError:
-            areas[i] = np.nan
             continue
-        verts = hull.points[hull.vertices]
-        box = (int(r.max() - r0) + 1, int(c.max() - c0) + 1)
-        areas[i] = np.count_nonzero(grid_points_in_poly(box, verts, binarize=False) >= 1)
+        inside = grid_points_in_poly((int(height[j]), int(width[j])), hull.points[hull.vertices],
+                                     binarize=False)
+        areas[i] = np.count_nonzero(inside)
     return areas
 
 

@@ -1,0 +1,131 @@
+"""Benchmark cytotrail.cluster on random mixture data: 10^4 -> 10^5 -> 10^6 cells x 40 markers.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_cluster.py [--sizes 10000 100000 1000000]
+        [--markers 40] [--types 12] [--umap-max 100000] [--threads 2]
+
+Each size runs in a fresh subprocess limited to ``--threads`` threads (OMP, BLAS, numba).
+The data: ``--types`` cell types, each a random log-normal profile over the markers;
+cells scatter around their type's profile, 5% are random "unknown" cells. The pipeline
+(transform, scale, PCA, kNN graph, Leiden, signature annotation) is one
+``cytotrail.cluster.cluster(..., umap=False)`` call, timed step by step from
+``uns["cytotrail"]["timings_s"]``; UMAP is then timed on its own (up to ``--umap-max``
+cells). Peak RSS of the subprocess comes from ``resource.getrusage``. The ARI of Leiden and
+of the annotated cell types against the generating types is printed as a sanity check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def make_mixture(n, n_markers, n_types, seed=0):
+    """(n, n_markers) intensities, true type per cell, and signatures of the types."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    markers = [f"M{i}" for i in range(n_markers)]
+    # each type: 2-4 high markers, the rest low
+    profiles = np.full((n_types, n_markers), np.log(30.0))
+    signatures = {}
+    for k in range(n_types):
+        high = rng.choice(n_markers, size=rng.integers(2, 5), replace=False)
+        profiles[k, high] = np.log(rng.uniform(300, 1500, len(high)))
+        signatures[f"type{k}"] = {"positive": [markers[j] for j in high]}
+    truth = rng.integers(0, n_types, n)
+    values = np.exp(profiles[truth] + rng.normal(0, 0.35, (n, n_markers)))
+    noise = rng.random(n) < 0.05
+    values[noise] = np.exp(rng.uniform(np.log(10), np.log(1500), (int(noise.sum()), n_markers)))
+    labels = np.array([f"type{k}" for k in truth], dtype=object)
+    labels[noise] = "unknown"
+    table = pd.DataFrame(values.astype(np.float32), columns=[f"{m}_cell_mean" for m in markers])
+    table.insert(0, "sample", np.where(rng.random(n) < 0.5, "s1", "s2"))
+    table.insert(1, "frame", 0)
+    table.insert(2, "label", np.arange(1, n + 1))
+    table["y"] = rng.uniform(0, 4096, n)
+    table["x"] = rng.uniform(0, 4096, n)
+    return table, labels, markers, signatures
+
+
+def child(n, n_markers, n_types, umap_max):
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    import anndata  # noqa: F401
+    import scanpy as sc
+
+    from cytotrail.cluster import cluster
+
+    table, truth, markers, signatures = make_mixture(n, n_markers, n_types)
+    t0 = time.perf_counter()
+    adata = cluster(table, markers=markers, signatures=signatures, umap=False, seed=0)
+    total = time.perf_counter() - t0
+    timings = dict(adata.uns["cytotrail"]["timings_s"])
+    umap_s = None
+    if n <= umap_max:
+        t1 = time.perf_counter()
+        sc.tl.umap(adata, random_state=0)
+        umap_s = time.perf_counter() - t1
+    known = truth != "unknown"
+    result = {
+        "n": n,
+        "total_s": total,
+        "timings_s": timings,
+        "umap_s": umap_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "n_clusters": int(adata.obs["leiden"].nunique()),
+        "ari_leiden": float(adjusted_rand_score(truth[known], adata.obs["leiden"][known])),
+        "ari_cell_type": float(adjusted_rand_score(truth[known],
+                                                   adata.obs["cell_type"].astype(str)[known])),
+        "unknown_recall": float(np.mean(adata.obs["cell_type"].astype(str)[~known] == "unknown")),
+    }
+    print(json.dumps(result))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--markers", type=int, default=40)
+    p.add_argument("--types", type=int, default=12)
+    p.add_argument("--umap-max", type=int, default=100_000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args.child, args.markers, args.types, args.umap_max)
+        return
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMBA_NUM_THREADS"):
+        env[var] = str(args.threads)
+    print(f"{args.markers} markers, {args.types} types + 5% noise cells, {args.threads} threads; "
+          "cluster(umap=False) then UMAP alone; one fresh process per size")
+    previous = None
+    for n in args.sizes:
+        cmd = [sys.executable, __file__, "--child", str(n), "--markers", str(args.markers),
+               "--types", str(args.types), "--umap-max", str(args.umap_max)]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if res.returncode != 0:
+            print(f"n={n}: failed\n{res.stderr[-3000:]}")
+            break
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in r["timings_s"].items())
+        umap = f"{r['umap_s']:.1f} s" if r["umap_s"] is not None else "not run"
+        scale = f" ({r['total_s'] / previous:.1f}x the previous size)" if previous else ""
+        print(f"n={n:>9,}: cluster {r['total_s']:7.1f} s{scale} [{steps}]; UMAP {umap}; "
+              f"peak RSS {r['peak_rss_mb'] / 1024:.2f} GB; {r['n_clusters']} clusters; "
+              f"ARI leiden {r['ari_leiden']:.3f}, cell_type {r['ari_cell_type']:.3f}; "
+              f"noise cells called unknown {r['unknown_recall']:.2f}", flush=True)
+        previous = r["total_s"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Benchmark cytotrail.quantify against skimage.measure.regionprops_table.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_quantify.py [--size 4096] [--channels 40] [--cells 50000]
+
+A synthetic frame of touching cells (seeds on a jittered grid grown with
+``expand_labels``) and a uint16 image with C channels. Each method runs in a fresh
+subprocess that builds the data, then measures: wall time of the call and peak RSS
+(``resource.getrusage``), also the RSS before the call (the data alone).
+
+Comparisons, same run, same statistics:
+1. intensities: per-cell mean, std, min, max of every channel in the nucleus label
+   (``quantify(..., compartments=("nucleus",), morphology=False)`` vs ``regionprops_table``
+   with ``intensity_mean, intensity_std, intensity_min, intensity_max``);
+2. morphology: area, centroid, perimeter, eccentricity, solidity, axis lengths,
+   orientation (one channel, so that the intensity part is negligible);
+3. cytotrail only: the default full run (mean in nucleus, cytoplasm and cell, plus
+   morphology) and one with median and p90 added, to show their cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+INTENSITY_PROPS = ("label", "intensity_mean", "intensity_std", "intensity_min", "intensity_max")
+SHAPE_PROPS = ("label", "area", "centroid", "perimeter", "eccentricity", "solidity",
+               "axis_major_length", "axis_minor_length", "orientation")
+
+
+def make_data(size, channels, cells, seed=0):
+    import numpy as np
+    from skimage.segmentation import expand_labels
+
+    rng = np.random.default_rng(seed)
+    step = size / np.sqrt(cells)
+    grid = np.arange(step / 2, size, step)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    pts = np.column_stack([yy.ravel(), xx.ravel()]) + rng.uniform(-step / 4, step / 4,
+                                                                  (yy.size, 2))
+    pts = np.clip(np.round(pts), 0, size - 1).astype(int)[:cells]
+    labels = np.zeros((size, size), np.uint32)
+    labels[pts[:, 0], pts[:, 1]] = np.arange(1, len(pts) + 1)
+    labels = expand_labels(labels, distance=step * 0.45)
+    image = rng.integers(0, 4000, size=(channels, size, size), dtype=np.uint16)
+    return labels, image
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(method, size, channels, cells):
+    import numpy as np
+
+    labels, image = make_data(size, channels if method != "rp_shape" and method != "ct_shape"
+                              else 1, cells)
+    n_cells = len(np.unique(labels)) - 1
+    names = [f"ch{i}" for i in range(image.shape[0])]
+    # imports outside the timing (pandas, scipy, skimage load in both cases)
+    import pandas  # noqa: F401
+    import skimage.measure  # noqa: F401
+    import skimage.segmentation  # noqa: F401
+
+    import cytotrail.quantify  # noqa: F401
+
+    before = _rss_mb()
+    t0 = time.perf_counter()
+    if method == "ct_intensity":
+        from cytotrail.quantify import quantify
+
+        out = quantify(labels, image, channel_names=names, statistics=("mean", "std", "min", "max"),
+                       compartments=("nucleus",), morphology=False)
+    elif method == "rp_intensity":
+        from skimage.measure import regionprops_table
+
+        out = regionprops_table(labels, np.moveaxis(image, 0, -1), properties=INTENSITY_PROPS)
+    elif method == "ct_shape":
+        from cytotrail.quantify import quantify
+
+        out = quantify(labels, image, channel_names=names, statistics=("mean",),
+                       compartments=("nucleus",))
+    elif method == "rp_shape":
+        from skimage.measure import regionprops_table
+
+        out = regionprops_table(labels, properties=SHAPE_PROPS)
+    elif method == "ct_default":
+        from cytotrail.quantify import quantify
+
+        out = quantify(labels, image, channel_names=names)
+    elif method == "ct_median_p90":
+        from cytotrail.quantify import quantify
+
+        out = quantify(labels, image, channel_names=names, statistics=("mean", "median", "p90"))
+    else:
+        raise SystemExit(f"unknown method {method}")
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_cols = len(out.columns) if hasattr(out, "columns") else len(out)
+    print(json.dumps({"method": method, "seconds": seconds, "rss_before_mb": before,
+                      "peak_rss_mb": peak, "cells": int(n_cells), "columns": n_cols}))
+
+
+def run(method, args):
+    cmd = [sys.executable, __file__, "--child", method, "--size", str(args.size), "--channels",
+           str(args.channels), "--cells", str(args.cells)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--channels", type=int, default=40)
+    p.add_argument("--cells", type=int, default=50000)
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--skip-regionprops", action="store_true")
+    args = p.parse_args()
+    if args.child:
+        child(args.child, args.size, args.channels, args.cells)
+        return
+    print(f"frame {args.size}x{args.size}, {args.channels} channels (uint16), "
+          f"~{args.cells} cells; one fresh process per method")
+    results = {}
+    methods = ["ct_intensity", "ct_shape", "ct_default", "ct_median_p90"]
+    if not args.skip_regionprops:
+        methods[1:1] = ["rp_intensity"]
+        methods[3:3] = ["rp_shape"]
+    for m in methods:
+        r = run(m, args)
+        results[m] = r
+        print(f"  {m:15s} {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mb']:8.0f} MB "
+              f"(data alone {r['rss_before_mb']:6.0f} MB, +{r['peak_rss_mb'] - r['rss_before_mb']:.0f} MB)"
+              f"   cells {r['cells']}, columns {r['columns']}", flush=True)
+    if "rp_intensity" in results:
+        a, b = results["ct_intensity"], results["rp_intensity"]
+        print(f"intensity mean/std/min/max x {args.channels} channels: cytotrail "
+              f"{a['seconds']:.2f} s vs regionprops_table {b['seconds']:.2f} s -> "
+              f"{b['seconds'] / a['seconds']:.1f}x faster")
+        a, b = results["ct_shape"], results["rp_shape"]
+        print(f"morphology (area, centroid, perimeter, eccentricity, solidity, axes, orientation): "
+              f"cytotrail {a['seconds']:.2f} s vs regionprops_table {b['seconds']:.2f} s -> "
+              f"{b['seconds'] / a['seconds']:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()
