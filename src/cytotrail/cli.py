@@ -164,6 +164,13 @@ def _parser_quantify(sub):
     p.add_argument("--cytoplasm-um", type=float, default=3.0,
                    help="width of the cytoplasm ring grown from the nucleus, in µm")
     p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
+    p.add_argument("--background", nargs="+", default=None, metavar="VALUE",
+                   help="subtract a background per channel: 'auto' (median of the pixels outside "
+                   "all cells, per frame) or MARKER=VALUE pairs")
+    p.add_argument("--neighbour-radius-um", type=float, default=30.0,
+                   help="radius for the n_neighbours column, in µm")
+    p.add_argument("--no-morphology", action="store_true",
+                   help="skip the shape columns (area, perimeter, solidity, ...)")
     _add_image_options(p)
     _add_sample(p)
     p.set_defaults(func=_cmd_quantify)
@@ -173,6 +180,19 @@ def _cmd_quantify(args):
     from cytotrail import io
     from cytotrail.quantify import quantify
 
+    background = None
+    if args.background == ["auto"]:
+        background = "auto"
+    elif args.background:
+        background = {}
+        for item in args.background:
+            name, _, value = item.rpartition("=")
+            try:
+                background[name] = float(value)
+            except ValueError:
+                name = ""
+            if not name:
+                raise InputError(f"--background: expected 'auto' or MARKER=VALUE, got {item!r}")
     image, names = io.read_image(args.image, axes=args.axes, channel_names=args.channel_names)
     labels = io.read_labels(args.labels)
     if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
@@ -180,7 +200,10 @@ def _cmd_quantify(args):
                          f"{image.shape[0]} frame(s) of {image.shape[2:]}")
     cells = quantify(labels, image, channel_names=names, markers=args.markers,
                      statistics=args.statistics, compartments=args.compartments,
-                     cytoplasm_um=args.cytoplasm_um, pixel_size_um=args.pixel_size_um)
+                     cytoplasm_um=args.cytoplasm_um, pixel_size_um=args.pixel_size_um,
+                     background=background,
+                     neighbour_radius_um=args.neighbour_radius_um,
+                     morphology=not args.no_morphology)
     cells.insert(0, "sample", _sample_name(args, args.image))
     io.write_table(args.output, cells)
     log.info("wrote %s: %d cells", args.output, len(cells))
@@ -214,6 +237,13 @@ def _parser_cluster(sub):
     p.add_argument("--n-neighbors", type=int, default=15, help="neighbours in the kNN graph")
     p.add_argument("--level", default="cell", choices=["cell", "track"],
                    help="cluster cell-frames or whole tracks")
+    p.add_argument("--annotate", default="cell", choices=["cell", "cluster"],
+                   help="cell types from each cell's own signature scores or its cluster's")
+    p.add_argument("--min-score", type=float, default=0.2,
+                   help="signature score below which a cell is 'unknown'")
+    p.add_argument("--unmatched", default="error", choices=["error", "keep", "drop"],
+                   help="cells without a track row (and track rows without a cell): fail, keep "
+                   "them without track_id, or drop them")
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP embedding")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=_cmd_cluster)
@@ -229,14 +259,14 @@ def _cmd_cluster(args):
     tracks = None
     if args.tracks:
         tracks = pd.concat([io.read_table(path) for path in args.tracks], ignore_index=True)
-    table = merge_tables(cells, tracks)
+    table = merge_tables(cells, tracks, unmatched=args.unmatched)
     signatures = None
     if args.cell_types:
         signatures = _read_signatures(args.cell_types)
     adata = cluster(table, markers=args.markers, feature=args.feature, signatures=signatures,
                     transform=args.transform, cofactor=args.cofactor, resolution=args.resolution,
                     n_neighbors=args.n_neighbors, level=args.level, umap=not args.no_umap,
-                    seed=args.seed)
+                    seed=args.seed, annotate=args.annotate, min_score=args.min_score)
     write_anndata(args.output, adata)
     log.info("wrote %s: %d observations x %d markers", args.output, adata.n_obs, adata.n_vars)
 
