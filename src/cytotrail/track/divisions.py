@@ -37,6 +37,7 @@ SUM_AREA_SIGMA = 0.12  # log((a1 + a2) / a_mother) of a division
 DAUGHTER_AREA_SIGMA = 0.3  # log(a1 / a2) of two sisters
 DAUGHTER_INTENSITY_SIGMA = 0.3  # log(i1 / i2) of two sisters
 HALF = np.log(0.5)
+BORDER_AREA_WEIGHT = 0.25  # area terms of detections cut by the frame's edge
 MAX_CANDIDATES = 8  # successors considered per cell
 MAX_DAUGHTERS = 6  # nearest cells considered as daughters of a mother
 
@@ -73,10 +74,14 @@ class CostModel:
         Displacement standard deviation per axis per frame; default ``search_range / 5``.
     succ : (N,) int ndarray
         Current links, to estimate the area-ratio spread.
+    border : (N,) bool ndarray, optional
+        Detections cut by the frame's edge: their area is a poor cue (area terms count a
+        quarter), and only they may divide with one daughter out of view.
     """
 
-    def __init__(self, frame, pos, area, intensity, *, search_range, sigma, succ):
+    def __init__(self, frame, pos, area, intensity, *, search_range, sigma, succ, border=None):
         self.frame, self.pos, self.area, self.intensity = frame, pos, area, intensity
+        self.border = border
         if sigma is None or not np.isfinite(sigma) or sigma <= 0:
             sigma = search_range / 5.0
         self.sigma = float(max(sigma, 0.2))
@@ -99,8 +104,17 @@ class CostModel:
             return 0.1
         return float(np.clip(1.4826 * np.median(np.abs(r - np.median(r))), 0.03, 0.3))
 
-    def _area_term(self, r, sigma, cap=None):
-        return np.minimum(r**2 / (2 * sigma**2), AREA_COST_CAP if cap is None else cap)
+    def _area_term(self, r, sigma, cap=None, weight=1.0):
+        return weight * np.minimum(r**2 / (2 * sigma**2), AREA_COST_CAP if cap is None else cap)
+
+    def _weight(self, *idx):
+        """Weight of area terms: a quarter where any of the detections touches the border."""
+        if self.border is None:
+            return 1.0
+        cut = np.zeros(len(idx[0]), bool)
+        for i in idx:
+            cut |= self.border[i]
+        return np.where(cut, BORDER_AREA_WEIGHT, 1.0)
 
     def link(self, i, j):
         """Cost of detection i continuing as detection j (j in a later frame)."""
@@ -108,7 +122,8 @@ class CostModel:
         d2 = ((self.pos[j] - self.pos[i]) ** 2).sum(axis=1)
         cost = d2 / (2 * self.sigma**2 * g) + GAP_COST_PER_FRAME * (g - 1)
         if self.sigma_a is not None:
-            cost = cost + self._area_term(_log_ratio(self.area[j], self.area[i]), self.sigma_a)
+            cost = cost + self._area_term(_log_ratio(self.area[j], self.area[i]), self.sigma_a,
+                                          weight=self._weight(i, j))
         return cost
 
     def division(self, m, d1, d2):
@@ -127,22 +142,29 @@ class CostModel:
         cost = cost + 2.0 * np.clip(cos, 0, None) ** 2
         if self.area is not None:
             a = self.area
+            w = self._weight(m, d1, d2)
             total = _log_ratio(a[d1] + a[d2], a[m])
-            cost = cost + self._area_term(total, SUM_AREA_SIGMA, DIVISION_AREA_CAP)
+            cost = cost + self._area_term(total, SUM_AREA_SIGMA, DIVISION_AREA_CAP, w)
             cost = cost + self._area_term(_log_ratio(a[d1], a[d2]), DAUGHTER_AREA_SIGMA,
-                                          DIVISION_AREA_CAP)
+                                          DIVISION_AREA_CAP, w)
         if self.intensity is not None:
             ratio = _log_ratio(self.intensity[d1], self.intensity[d2])
             cost = cost + self._area_term(ratio, DAUGHTER_INTENSITY_SIGMA, DIVISION_AREA_CAP)
         return cost
 
     def half_division(self, m, d):
-        """Cost of mother m dividing with only daughter d seen (needs areas)."""
+        """Cost of a mother m at the border dividing with only daughter d in view.
+
+        Needs areas and border flags; infinite for mothers away from the border.
+        """
         g = (self.frame[d] - self.frame[m]).astype(np.float64)
         d2 = ((self.pos[d] - self.pos[m]) ** 2).sum(axis=1)
         r = _log_ratio(self.area[d], self.area[m]) - HALF
-        return (d2 / (2 * (2 * self.sigma) ** 2 * g) + GAP_COST_PER_FRAME * (g - 1) + DIVISION_COST
-                + HIDDEN_DAUGHTER_COST + self._area_term(r, SUM_AREA_SIGMA))
+        cost = (d2 / (2 * (2 * self.sigma) ** 2 * g) + GAP_COST_PER_FRAME * (g - 1) + DIVISION_COST
+                + HIDDEN_DAUGHTER_COST + self._area_term(r, SUM_AREA_SIGMA, DIVISION_AREA_CAP))
+        if self.border is None:
+            return np.full(len(m), np.inf)
+        return np.where(self.border[m] | self.border[d], cost, np.inf)
 
 
 def _frame_index(frame):
@@ -175,7 +197,7 @@ def _nearest_pairs(tree_pts, query_pts, radius, k):
     return i[ok].astype(np.int64), j[ok].astype(np.int64)
 
 
-def relink_divisions(model, succ, pred, *, memory=0, half_divisions=False, time_limit=20.0):
+def relink_divisions(model, succ, pred, *, memory=0, half_divisions=True, time_limit=20.0):
     """Re-solve the links between two frames wherever a track starts or ends beside others.
 
     Parameters
@@ -208,7 +230,7 @@ def relink_divisions(model, succ, pred, *, memory=0, half_divisions=False, time_
         b0, b1 = index[u]
         starts = b0 + np.flatnonzero(pred[b0:b1] < 0)
         ends = a0 + np.flatnonzero(succ[a0:a1] < 0)
-        if half_divisions and model.area is not None:
+        if half_divisions and model.area is not None and model.border is not None:
             # a linked cell whose area halves is a division with a daughter unseen
             linked = a0 + np.flatnonzero(succ[a0:a1] >= 0)
             r = _log_ratio(model.area[succ[linked]], model.area[linked])
@@ -287,7 +309,7 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
     else:
         dm = d1 = d2 = np.zeros(0, np.int64)
         div_cost = np.zeros(0)
-    if half_divisions and model.area is not None:
+    if half_divisions and model.area is not None and model.border is not None:
         hm, hd = mi, dj
         half_cost = model.half_division(hm, hd) - bd
         keep = half_cost < 0

@@ -111,8 +111,10 @@ def track(
 
         succ, pred = dv.chains(f, segment)
         linked_before = succ.copy()
+        touches = _touches_border(detections, image_shape, pos)
         model = dv.CostModel(f, pc, area, intensity, search_range=search_px,
-                             sigma=info.get("sigma"), succ=succ)
+                             sigma=info.get("sigma"), succ=succ,
+                             border=None if touches is None else touches[order])
         found = {}
         if divisions:
             succ, pred, found = dv.relink_divisions(model, succ, pred, memory=memory)
@@ -142,7 +144,8 @@ def track(
         out[name] = values[inverse] if n else values
     parents = out["parent_track_id"].to_numpy(dtype=np.int64)
     out["parent_track_id"] = pd.arrays.IntegerArray(parents, parents <= 0)
-    out["border_track"] = _border_tracks(detections, out["track_id"].to_numpy(), image_shape, pos)
+    out["border_track"] = _border_tracks(out["track_id"].to_numpy(),
+                                         _touches_border(detections, image_shape, pos))
     out = out[keep[inverse]] if n else out
 
     out.attrs = dict(detections.attrs)
@@ -219,24 +222,33 @@ def _lineage(track_id, parent_id):
     return root[track_id], generation[track_id]
 
 
-def _border_tracks(detections, track_id, image_shape, pos):
+def _touches_border(detections, image_shape, pos):
+    """Per row: the object touches the frame's edge (None when that cannot be known).
+
+    From a ``touches_border`` column, else from ``image_shape`` (or ``attrs["image_shape"]``)
+    and the radius ``sqrt(area / pi)``.
+    """
+    n = len(detections)
+    if "touches_border" in detections.columns:
+        return detections["touches_border"].fillna(False).to_numpy(dtype=bool)
+    shape = image_shape or detections.attrs.get("image_shape")
+    if shape is None or n == 0:
+        return None
+    if "area" in detections.columns:
+        area = pd.to_numeric(detections["area"], errors="coerce").fillna(0).to_numpy(np.float64)
+        radius = np.sqrt(np.clip(area, 0, None) / np.pi)
+    else:
+        radius = np.zeros(n)
+    ny, nx = shape
+    y, x = pos[:, 0], pos[:, 1]
+    return (y - radius <= 0.5) | (x - radius <= 0.5) | (y + radius >= ny - 1.5) | (x + radius >= nx - 1.5)
+
+
+def _border_tracks(track_id, touches):
     """True for every row of a track that has a detection touching the frame border."""
     n = len(track_id)
-    if n == 0:
-        return np.zeros(0, bool)
-    if "touches_border" in detections.columns:
-        touches = detections["touches_border"].fillna(False).to_numpy(dtype=bool)
-    else:
-        shape = image_shape or detections.attrs.get("image_shape")
-        if shape is None:
-            return np.zeros(n, bool)
-        if "area" in detections.columns:
-            radius = np.sqrt(pd.to_numeric(detections["area"], errors="coerce").fillna(0).to_numpy() / np.pi)
-        else:
-            radius = np.zeros(n)
-        ny, nx = shape
-        y, x = pos[:, 0], pos[:, 1]
-        touches = (y - radius <= 0) | (x - radius <= 0) | (y + radius >= ny - 1) | (x + radius >= nx - 1)
+    if n == 0 or touches is None:
+        return np.zeros(n, bool)
     flagged = np.zeros(track_id.max() + 1, bool)
     flagged[track_id[touches]] = True
     return flagged[track_id]
