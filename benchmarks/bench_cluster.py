@@ -4,6 +4,14 @@ Usage::
 
     .venv/bin/python benchmarks/bench_cluster.py [--sizes 10000 100000 1000000]
         [--markers 40] [--types 12] [--umap-max 100000] [--threads 2]
+    .venv/bin/python benchmarks/bench_cluster.py --synthetic
+
+``--synthetic`` instead measures accuracy on synthetic timelapses with known types
+(``cytotrail.synth.make_timelapse``, K in {3, 4, 6}, several seeds, plus the demo-like
+n_types=4 seed 0): quantify the true labels (default options, and ``background="local"``),
+join the true tracks, cluster with the default options and the data's signatures, on the
+type markers only and on all markers (with the type-independent Ki67), and print the ARI
+of ``cell_type`` and of ``leiden`` against the true types.
 
 Each size runs in a fresh subprocess limited to ``--threads`` threads (OMP, BLAS, numba).
 The data: ``--types`` cell types, each a random log-normal profile over the markers;
@@ -90,6 +98,47 @@ def child(n, n_markers, n_types, umap_max):
     print(json.dumps(result))
 
 
+SYNTHETIC_CASES = [(3, 5), (3, 11), (3, 31), (4, 2), (4, 21), (4, 33), (6, 7), (6, 13), (6, 41)]
+
+
+def synthetic():
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    from cytotrail.cluster import cluster, merge_tables
+    from cytotrail.quantify import quantify
+    from cytotrail.synth import make_timelapse
+
+    rows = []
+    for n_types, seed in SYNTHETIC_CASES + [(4, 0)]:
+        data = make_timelapse(n_types=n_types, seed=seed, n_frames=20, shape=(256, 256),
+                              n_cells=50)
+        tracks = data.tracks.drop(columns=["y", "x", "area"]).rename(columns={"cell_type": "truth"})
+        for background in (None, "local"):
+            cells = quantify(data.labels, data.image, channel_names=data.channel_names,
+                             background=background)
+            table = merge_tables(cells, tracks)
+            for marker_set in ("type markers", "all markers"):
+                markers = [m.name for m in data.panel
+                           if m.cell_type is not None or marker_set == "all markers"]
+                adata = cluster(table, markers=markers, signatures=data.signatures, umap=False)
+                truth = adata.obs["truth"].astype(str)
+                rows.append({
+                    "case": "demo-like" if seed == 0 else "test",
+                    "K": n_types, "seed": seed, "background": str(background),
+                    "markers": marker_set, "cells": adata.n_obs,
+                    "clusters": adata.obs["leiden"].nunique(),
+                    "ari_cell_type": ari(truth, adata.obs["cell_type"].astype(str)),
+                    "ari_leiden": ari(truth, adata.obs["leiden"].astype(str)),
+                })
+        print(pd.DataFrame(rows[-4:]).round(3).to_string(index=False, header=len(rows) == 4),
+              flush=True)
+    df = pd.DataFrame(rows)
+    summary = df.groupby(["case", "background", "markers"])[["ari_cell_type", "ari_leiden"]]
+    print("\nmin / mean ARI over the cases (defaults: resolution 0.1, n_neighbors 15):")
+    print(summary.agg(["min", "mean"]).round(3).to_string())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -97,8 +146,13 @@ def main():
     p.add_argument("--types", type=int, default=12)
     p.add_argument("--umap-max", type=int, default=100_000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--synthetic", action="store_true",
+                   help="accuracy on synthetic timelapses with known types instead")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.synthetic:
+        synthetic()
+        return
     if args.child:
         child(args.child, args.markers, args.types, args.umap_max)
         return

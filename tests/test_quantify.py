@@ -189,6 +189,26 @@ def test_background_subtraction(synth):
                                plain.loc[first, "CD3_nucleus_mean"] - bg)
 
 
+def test_local_background_removes_uneven_illumination(synth):
+    _, labels, _ = synth
+    yy, xx = np.mgrid[0:128, 0:128]
+    gradient = 100 + 1.0 * yy + 0.5 * xx  # 100 .. 290 across the frame
+    signal = np.where(labels > 0, 200.0, 0.0)
+    image = (gradient + signal)[:, np.newaxis].astype(np.float32)
+    opts = dict(channel_names=["M"], compartments=("nucleus",), statistics=("mean", "median"))
+    plain = quantify(labels, image, **opts)
+    glob = quantify(labels, image, background="auto", **opts)
+    local = quantify(labels, image, background="local", background_block_um=12.0,
+                     pixel_size_um=0.5, **opts)
+    spread = plain["M_nucleus_mean"].std()
+    assert spread > 30  # the gradient dominates
+    assert glob["M_nucleus_mean"].std() == pytest.approx(spread, rel=0.05)  # one per frame
+    for stat in ("mean", "median"):
+        values = local[f"M_nucleus_{stat}"]
+        np.testing.assert_allclose(values, 200, atol=25)
+        assert values.std() < 0.25 * spread
+
+
 def test_two_dimensional_input_and_empty_frames():
     labels = np.zeros((20, 30), np.uint16)
     labels[3:8, 4:10] = 7

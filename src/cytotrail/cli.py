@@ -233,7 +233,8 @@ def _parser_cluster(sub):
                    "'{T_cell: {positive: [CD3], negative: [CD20]}}'")
     p.add_argument("--transform", default="arcsinh", choices=["arcsinh", "percentile", "log1p", "none"])
     p.add_argument("--cofactor", type=float, default=None, help="arcsinh cofactor (default: per marker)")
-    p.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution")
+    p.add_argument("--resolution", type=float, default=0.1,
+                   help="Leiden resolution (default 0.1: about one cluster per cell type)")
     p.add_argument("--n-neighbors", type=int, default=15, help="neighbours in the kNN graph")
     p.add_argument("--level", default="cell", choices=["cell", "track"],
                    help="cluster cell-frames or whole tracks")

@@ -66,6 +66,7 @@ def quantify(
     percentiles=(),
     neighbour_radius_um=30.0,
     morphology=True,
+    background_block_um=50.0,
 ):
     """Measure every cell of every frame: morphology plus per-channel intensity statistics.
 
@@ -89,17 +90,21 @@ def quantify(
         Width of the cytoplasm ring grown from each nucleus, in µm.
     pixel_size_um : float
         Pixel size in µm: scales the morphology and converts ``cytoplasm_um`` to pixels.
-    background : None, "auto", dict or sequence of float
+    background : None, "auto", "local", dict or sequence of float
         Subtracted from each channel before the statistics: a value per channel
-        (``{marker: value}`` or one value per channel of ``channel_names``), or ``"auto"``
-        for the median of the pixels outside every cell (nucleus plus ring) of each frame.
-        Values are not clipped at zero.
+        (``{marker: value}`` or one value per channel of ``channel_names``); ``"auto"``,
+        the median of the pixels outside every cell (nucleus plus ring) of each frame; or
+        ``"local"``, that median per block of ``background_block_um`` interpolated
+        (bilinear) at each cell's centroid, for uneven illumination. Values are not
+        clipped at zero.
     percentiles : sequence of float
         Extra percentiles, same as adding ``pNN`` to ``statistics``.
     neighbour_radius_um : float
         Radius for ``n_neighbours`` (centroid to centroid), in µm.
     morphology : bool
         Measure the shape columns (the centroid, ``frame`` and ``label`` are always there).
+    background_block_um : float
+        Block size of ``background="local"``, in µm.
 
     Returns
     -------
@@ -161,7 +166,8 @@ def quantify(
             labels[t], image[t], t, markers=markers, channels=channels, stats=stats,
             compartments=compartments, grow_px=cytoplasm_um / pixel_size_um,
             pixel_size_um=pixel_size_um, background=bg,
-            neighbour_radius_um=neighbour_radius_um, morphology=morphology))
+            neighbour_radius_um=neighbour_radius_um, morphology=morphology,
+            block_px=max(int(round(background_block_um / pixel_size_um)), 2)))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -201,10 +207,10 @@ def _background_values(background, names, channels):
     if background is None:
         return [0.0] * len(channels)
     if isinstance(background, str):
-        if background != "auto":
-            raise InputError(f"background must be None, 'auto', a dict or one value per channel; "
-                             f"got {background!r}")
-        return [None] * len(channels)
+        if background not in ("auto", "local"):
+            raise InputError(f"background must be None, 'auto', 'local', a dict or one value per "
+                             f"channel; got {background!r}")
+        return [None if background == "auto" else "local"] * len(channels)
     if isinstance(background, dict):
         unknown = [k for k in background if k not in names]
         if unknown:
@@ -281,7 +287,7 @@ def _label_index(lab):
 
 
 def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow_px,
-                    pixel_size_um, background, neighbour_radius_um, morphology):
+                    pixel_size_um, background, neighbour_radius_um, morphology, block_px):
     ids, nuc_idx, lut = _label_index(lab)
     n = len(ids)
     shape = lab.shape
@@ -292,7 +298,8 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     cols.update(shape_cols)
 
     index = {"nucleus": nucleus}
-    needs_ring = any(c in ("cytoplasm", "cell") for c in compartments) or None in background
+    needs_ring = (any(c in ("cytoplasm", "cell") for c in compartments) or None in background
+                  or "local" in background)
     if needs_ring:
         from skimage.segmentation import expand_labels
 
@@ -304,18 +311,54 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
             cell_idx[grown.ravel() == 0] = 0
         index["cell"] = _Index(cell_idx, n)
         index["cytoplasm"] = _Index(np.where(nuc_idx > 0, 0, cell_idx), n)
-    outside = None
-    if None in background:
-        outside = np.flatnonzero(index["cell"].idx == 0)
+    outside = blocks = None
+    if None in background or "local" in background:
+        outside = index["cell"].idx == 0
+    if "local" in background:
+        blocks = _block_index(outside, shape, block_px)
 
     for marker, c, bg in zip(markers, channels, background):
         values = img[c].ravel()
         if bg is None:
-            bg = float(np.median(values[outside])) if len(outside) else 0.0
+            bg = float(np.median(values[outside])) if outside.any() else 0.0
+        elif isinstance(bg, str):  # "local"
+            bg = _local_background(values, outside, blocks, cols["y"], cols["x"], block_px)
         for comp in compartments:
             for name, value in _channel_stats(values, index[comp], stats, bg).items():
                 cols[f"{marker}_{comp}_{name}"] = value
     return pd.DataFrame(cols)
+
+
+def _block_index(outside, shape, block):
+    """_Index of the background pixels by square block (ids 1..n_blocks, row-major)."""
+    ny, nx = shape
+    nby, nbx = -(-ny // block), -(-nx // block)
+    rows = np.arange(ny) // block
+    colsb = np.arange(nx) // block
+    bid = (rows[:, None] * nbx + colsb[None, :] + 1).ravel()
+    return _Index(np.where(outside, bid, 0), nby * nbx), (nby, nbx)
+
+
+def _local_background(values, outside, blocks, yc, xc, block):
+    """Per-cell background: block medians of the background pixels, bilinear at the centroid.
+
+    Blocks without background pixels take the value of the nearest block that has some.
+    """
+    from scipy.ndimage import map_coordinates
+
+    index, grid_shape = blocks
+    if not outside.any():
+        return 0.0
+    med = _segment_percentile(_sort_segments(values[index.pos], index), index.counts, 50.0)
+    med = med.reshape(grid_shape)
+    empty = np.isnan(med)
+    if empty.any():  # blocks without background pixels take the nearest block's value
+        from scipy.ndimage import distance_transform_edt
+
+        nearest = distance_transform_edt(empty, return_distances=False, return_indices=True)
+        med = med[tuple(nearest)]
+    coords = np.vstack([(yc - (block - 1) / 2) / block, (xc - (block - 1) / 2) / block])
+    return map_coordinates(med, coords, order=1, mode="nearest")
 
 
 def _channel_stats(values, index, stats, bg):

@@ -1,0 +1,301 @@
+"""Tests of cytotrail.cluster: table joins, clustering and cell-type annotation, AnnData output."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytotrail.cluster import (
+    KnnTransformer,
+    cluster,
+    merge_tables,
+    score_signatures,
+    track_summaries,
+    write_anndata,
+)
+from cytotrail.io import InputError
+from cytotrail.quantify import quantify
+from cytotrail.synth import make_timelapse
+
+
+def _ari(a, b):
+    from sklearn.metrics import adjusted_rand_score
+
+    return adjusted_rand_score(np.asarray(a, str), np.asarray(b, str))
+
+
+def _tables(data, sample):
+    cells = quantify(data.labels, data.image, channel_names=data.channel_names,
+                     background="local")
+    cells.insert(0, "sample", sample)
+    tracks = data.tracks.rename(columns={"cell_type": "truth"})
+    tracks = tracks.drop(columns=["y", "x", "area"]).assign(sample=sample)
+    return cells, tracks
+
+
+@pytest.fixture(scope="module")
+def _synth():
+    data = make_timelapse(n_types=3, seed=5, n_frames=8, shape=(192, 192), n_cells=36)
+    other = make_timelapse(n_types=3, seed=6, n_frames=8, shape=(192, 192), n_cells=36)
+    (c1, t1), (c2, t2) = _tables(data, "a"), _tables(other, "b")
+    return data, pd.concat([c1, c2], ignore_index=True), pd.concat([t1, t2], ignore_index=True)
+
+
+@pytest.fixture
+def synth(_synth):
+    data, cells, tracks = _synth
+    return data, cells.copy(), tracks.copy()
+
+
+@pytest.fixture(scope="module")
+def _clustered(_synth):
+    data, cells, tracks = _synth
+    table = merge_tables(cells, tracks)
+    markers = [m.name for m in data.panel if m.cell_type]
+    return cluster(table, markers=markers, signatures=data.signatures, umap=False, seed=3)
+
+
+# --------------------------------------------------------------------------------------
+# merge_tables
+
+
+def test_merge_tables_joins_tracks(synth):
+    _, cells, tracks = synth
+    before = cells.copy()
+    merged = merge_tables(cells, tracks)
+    pd.testing.assert_frame_equal(cells, before)  # input untouched
+    assert len(merged) == len(cells)
+    pd.testing.assert_frame_equal(merged[cells.columns], cells)
+    for col in ("track_id", "parent_track_id", "lineage_id", "truth"):
+        assert col in merged.columns
+    # label == track_id in the synthetic ground truth
+    np.testing.assert_array_equal(merged["track_id"], merged["label"])
+    assert merge_tables(cells) is not cells
+
+
+def test_merge_tables_errors(synth):
+    _, cells, tracks = synth
+    with pytest.raises(InputError, match=r"duplicated keys \(sample, frame, label\)"):
+        merge_tables(pd.concat([cells, cells.iloc[:2]]), tracks)
+    with pytest.raises(InputError, match="tracks table has 2 rows with duplicated keys"):
+        merge_tables(cells, pd.concat([tracks, tracks.iloc[:1]]))
+    fewer = tracks.iloc[5:]
+    with pytest.raises(InputError, match="5 cell row\\(s\\) have no track row"):
+        merge_tables(cells, fewer)
+    renamed = tracks.assign(sample=tracks["sample"].map({"a": "A", "b": "b"}))
+    with pytest.raises(InputError, match=r"samples in cells: \['a', 'b'\], in tracks: \['A', 'b'\]"):
+        merge_tables(cells, renamed)
+    with pytest.raises(InputError, match="lacks the key column"):
+        merge_tables(cells, tracks.drop(columns="label"))
+    kept = merge_tables(cells, fewer, unmatched="keep")
+    assert len(kept) == len(cells) and kept["track_id"].isna().sum() == 5
+    assert len(merge_tables(cells, fewer, unmatched="drop")) == len(cells) - 5
+
+
+# --------------------------------------------------------------------------------------
+# cluster
+
+
+def test_cluster_recovers_types(_clustered):
+    adata = _clustered
+    truth = adata.obs["truth"]
+    assert _ari(truth, adata.obs["cell_type"]) >= 0.9
+    assert _ari(truth, adata.obs["leiden"]) >= 0.8
+    assert (adata.obs["cell_type"] != "unknown").mean() > 0.95
+    assert adata.obs["cell_type_confidence"].between(0, 1).all()
+
+
+def test_anndata_layout(_clustered, _synth):
+    adata = _clustered
+    data, cells, _ = _synth
+    markers = [m.name for m in data.panel if m.cell_type]
+    assert list(adata.var_names) == markers
+    assert adata.n_obs == len(cells)
+    np.testing.assert_allclose(adata.layers["raw"],
+                               cells[[f"{m}_cell_mean" for m in markers]].to_numpy(), rtol=1e-6)
+    for col in ("sample", "frame", "label", "track_id", "area", "Ki67_cell_mean", "leiden",
+                "cell_type", "cell_type_confidence", "cell_type_frame", "cell_type_cluster"):
+        assert col in adata.obs.columns, col
+    assert "CD3_cell_mean" not in adata.obs.columns
+    assert adata.obs["leiden"].dtype == "category"
+    assert all(isinstance(c, str) for c in adata.obs["leiden"].cat.categories)
+    np.testing.assert_allclose(adata.obsm["spatial"], cells[["x", "y"]].to_numpy())
+    params = adata.uns["cytotrail"]["params"]
+    assert params["markers"] == markers and params["seed"] == 3
+    assert adata.uns["leiden"]["params"]["random_state"] == 3
+    assert set(adata.uns["cytotrail"]["cofactors"]) == set(markers)
+    # X is z-scored per marker
+    np.testing.assert_allclose(adata.X.mean(axis=0), 0, atol=1e-4)
+
+
+def test_one_type_per_track(_clustered):
+    obs = _clustered.obs
+    per_track = obs.groupby(["sample", "track_id"], observed=True)["cell_type"].nunique()
+    assert (per_track == 1).mean() > 0.97
+    before = obs.groupby(["sample", "track_id"], observed=True)["cell_type_frame"].nunique()
+    assert (per_track <= before).all()
+
+
+def test_graph_excludes_same_lineage(_clustered):
+    obs = _clustered.obs
+    dist = _clustered.obsp["distances"].tocoo()
+    lineage = (obs["sample"].astype(str) + ":" + obs["lineage_id"].astype(str)).to_numpy()
+    assert dist.nnz > 0
+    assert not np.any(lineage[dist.row] == lineage[dist.col])
+
+
+def test_other_track_neighbors_exact():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    groups = np.repeat(np.arange(12), 5)
+    d = KnnTransformer(n_neighbors=4, groups=groups).fit_transform(x).toarray()
+    for i in range(len(x)):
+        full = np.linalg.norm(x - x[i], axis=1)
+        full[groups == groups[i]] = np.inf
+        expected = np.sort(full)[:3]
+        np.testing.assert_allclose(np.sort(d[i][d[i] > 0]), expected, rtol=1e-5)
+
+
+def test_seeded_and_deterministic(synth):
+    data, cells, tracks = synth
+    table = merge_tables(cells, tracks)
+    markers = [m.name for m in data.panel]
+    a = cluster(table, markers=markers, umap=True, seed=1, resolution=0.3)
+    b = cluster(table, markers=markers, umap=True, seed=1, resolution=0.3)
+    np.testing.assert_array_equal(a.obs["leiden"], b.obs["leiden"])
+    np.testing.assert_allclose(a.obsm["X_umap"], b.obsm["X_umap"])
+    assert a.uns["umap"]["params"]["random_state"] == 1 if "random_state" in a.uns["umap"][
+        "params"] else True
+
+
+def test_level_track(synth):
+    data, cells, tracks = synth
+    table = merge_tables(cells, tracks)
+    markers = [m.name for m in data.panel if m.cell_type]
+    adata = cluster(table, markers=markers, signatures=data.signatures, level="track", umap=False)
+    n_tracks = table.groupby(["sample", "track_id"]).ngroups
+    assert adata.n_obs == n_tracks
+    assert {"n_frames", "first_frame", "last_frame", "track_id", "sample"} <= set(adata.obs)
+    truth = table.groupby(["sample", "track_id"])["truth"].first().to_numpy()
+    assert _ari(truth, adata.obs["cell_type"]) >= 0.9
+    summary = track_summaries(table, markers=markers)
+    one = table[(table["sample"] == "a") & (table["track_id"] == summary.loc[0, "track_id"])]
+    assert summary.loc[0, "CD3_cell_mean"] == pytest.approx(one["CD3_cell_mean"].mean())
+    assert summary.loc[0, "n_frames"] == len(one)
+
+
+def test_foreign_table_and_transforms():
+    rng = np.random.default_rng(2)
+    n = 300
+    kind = rng.integers(0, 3, n)
+    values = rng.lognormal(0, 0.3, (n, 3)) * 5
+    values[np.arange(n), kind] *= 20
+    table = pd.DataFrame(values, columns=["A", "B", "C"]).assign(
+        x=rng.uniform(0, 100, n), y=rng.uniform(0, 100, n), sample="s")
+    sigs = {"a": {"positive": ["A"], "negative": ["B", "C"]},
+            "b": {"positive": ["B"], "negative": ["A", "C"]},
+            "c": {"positive": ["C"], "negative": ["A", "B"]}}
+    for transform in ("arcsinh", "percentile", "log1p", "none"):
+        adata = cluster(table, markers=["A", "B", "C"], feature="", signatures=sigs,
+                        transform=transform, umap=False, resolution=0.2)
+        assert _ari(kind, adata.obs["cell_type"]) > 0.95, transform
+    fixed = cluster(table, markers=["A", "B", "C"], feature="", cofactor=5.0, umap=False)
+    np.testing.assert_allclose(fixed.layers["transformed"], np.arcsinh(values / 5.0), rtol=1e-6)
+
+
+def test_hierarchy_and_unknown():
+    rng = np.random.default_rng(3)
+    n = 400
+    values = rng.lognormal(0, 0.2, (n, 3))
+    values[:100, 0] *= 30  # CD45+ CD3+ : T
+    values[:100, 1] *= 30
+    values[100:200, 0] *= 30  # CD45+ CD3- : other immune
+    values[200:300, 2] *= 30  # PanCK+ : tumour; rows 300.. carry nothing
+    table = pd.DataFrame(values, columns=["CD45", "CD3", "PanCK"])
+    sigs = {"Immune": {"positive": ["CD45"], "negative": ["PanCK"]},
+            "T": {"positive": ["CD3"], "parent": "Immune"},
+            "Tumour": {"positive": ["PanCK"], "negative": ["CD45"]}}
+    types, confidence, scores = score_signatures(np.arcsinh(values), ["CD45", "CD3", "PanCK"],
+                                                 sigs, min_score=0.3)
+    assert (types[:100] == "T").mean() > 0.95
+    assert (types[100:200] == "Immune").mean() > 0.95
+    assert (types[200:300] == "Tumour").mean() > 0.95
+    assert (types[300:] == "unknown").mean() > 0.95
+    assert np.all(confidence[types == "unknown"] == 0)
+    assert list(scores.columns) == ["Immune", "T", "Tumour"]
+    with pytest.raises(InputError, match="parent 'Lymphoid' is not a cell type"):
+        score_signatures(values, ["CD45", "CD3", "PanCK"], {"T": {"positive": ["CD3"],
+                                                                  "parent": "Lymphoid"}})
+
+
+def test_bad_input_is_named(synth):
+    data, cells, tracks = synth
+    with pytest.raises(InputError, match=r"markers \['CD99'\] have no column.*available.*'CD3'"):
+        cluster(cells, markers=["CD3", "CD99"])
+    with pytest.raises(InputError, match="duplicated marker names \\['CD3'\\]"):
+        cluster(cells, markers=["CD3", "CD3", "CD20"])
+    nan = cells.copy()
+    nan.loc[3, "CD20_cell_mean"] = np.nan
+    with pytest.raises(InputError, match="NaN or infinite in 1 row.*'CD20': 1"):
+        cluster(nan, markers=["CD3", "CD20"])
+    with pytest.raises(InputError, match="no cells"):
+        cluster(cells.iloc[:0], markers=["CD3", "CD20"])
+    with pytest.raises(InputError, match="signature markers \\['CD68'\\]"):
+        cluster(cells, markers=["CD3", "CD20"], signatures={"T": {"positive": ["CD68"]}})
+    with pytest.raises(InputError, match="level"):
+        cluster(cells, markers=["CD3"], level="lineage")
+
+
+def test_constant_zero_and_negative_markers(synth):
+    data, cells, _ = synth
+    table = cells.assign(Zero_cell_mean=0.0, Neg_cell_mean=-cells["CD3_cell_mean"])
+    markers = ["CD3", "CD20", "CD68", "Zero", "Neg"]
+    adata = cluster(table, markers=markers, umap=False)
+    assert adata.uns["cytotrail"]["constant_markers"] == ["Zero"]
+    assert np.all(adata.X[:, markers.index("Zero")] == 0)
+    assert np.all(np.isfinite(adata.X))
+    # arcsinh is odd: negative intensities keep their order
+    neg = adata.layers["transformed"][:, markers.index("Neg")]
+    order = np.argsort(table["Neg_cell_mean"].to_numpy(), kind="stable")
+    assert np.all(np.diff(neg[order]) >= 0)
+
+
+def test_tiny_tables():
+    table = pd.DataFrame({"A": [1.0, 2.0], "B": [3.0, 1.0], "sample": ["s", "s"]})
+    adata = cluster(table, markers=["A", "B"], feature="", umap=True)
+    assert list(adata.obs["leiden"]) == ["0", "0"]
+
+
+def test_write_anndata_round_trip(tmp_path, _clustered):
+    import anndata
+
+    path = tmp_path / "out" / "cells.h5ad"
+    write_anndata(path, _clustered)
+    assert [p.name for p in path.parent.iterdir()] == ["cells.h5ad"]  # no temp file left
+    back = anndata.read_h5ad(path)
+    assert back.shape == _clustered.shape
+    np.testing.assert_array_equal(back.obs["cell_type"], _clustered.obs["cell_type"])
+    assert back.uns["cytotrail"]["params"]["seed"] == 3
+
+
+def test_cli_cluster(tmp_path, synth):
+    import anndata
+    import yaml
+
+    from cytotrail import io
+    from cytotrail.cli import main
+
+    data, cells, tracks = synth
+    io.write_table(tmp_path / "cells.parquet", cells)
+    io.write_table(tmp_path / "tracks.csv", tracks.drop(columns="truth"))
+    (tmp_path / "types.yaml").write_text(yaml.safe_dump(data.signatures))
+    out = tmp_path / "cells.h5ad"
+    code = main(["cluster", str(tmp_path / "cells.parquet"), "--tracks",
+                 str(tmp_path / "tracks.csv"), "-o", str(out), "--markers", "CD3", "CD20",
+                 "CD68", "--cell-types", str(tmp_path / "types.yaml"), "--no-umap"])
+    assert code == 0
+    adata = anndata.read_h5ad(out)
+    truth = tracks.set_index(["sample", "frame", "label"])["truth"]
+    keys = pd.MultiIndex.from_frame(adata.obs[["sample", "frame", "label"]])
+    assert _ari(truth.loc[keys], adata.obs["cell_type"]) >= 0.9
+    assert main(["cluster", str(tmp_path / "cells.parquet"), "-o", str(out), "--markers",
+                 "CD3", "Nope"]) == 2
