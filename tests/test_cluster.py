@@ -135,6 +135,38 @@ def test_one_type_per_track(_clustered):
     assert (per_track <= before).all()
 
 
+def test_track_consensus_keeps_true_switches():
+    from cytotrail.cluster import _track_consensus
+
+    rng = np.random.default_rng(0)
+    rows, types = [], []
+    for track in range(30):
+        n = 12
+        frames = rng.permutation(n)  # rows in any order
+        if track < 10:  # one type with 2 wrong frames: majority wins
+            seq = np.array(["A"] * n, object)
+            seq[rng.choice(n, 2, replace=False)] = "B"
+        elif track < 20:  # switches A -> B at frame 5, one noisy frame
+            seq = np.where(np.arange(n) < 5, "A", "B").astype(object)
+            seq[9] = "C"
+        else:  # alternating: no clean switch, majority (ties -> first seen)
+            seq = np.array(["A", "B", "A"] * 4, object)
+        rows += [{"sample": "s", "track_id": track, "frame": f} for f in frames]
+        types += list(seq[frames])
+    obs = pd.DataFrame(rows)
+    out, conf = _track_consensus(obs, np.array(types), np.ones(len(types)))
+    obs["type"] = out
+    for track, g in obs.groupby("track_id"):
+        g = g.sort_values("frame")
+        if track < 10:
+            assert (g["type"] == "A").all()
+        elif track < 20:
+            assert list(g["type"]) == ["A"] * 5 + ["B"] * 7
+        else:
+            assert (g["type"] == "A").all()
+    assert conf[obs["track_id"].to_numpy() < 10] == pytest.approx(10 / 12)
+
+
 def test_graph_excludes_same_lineage(_clustered):
     obs = _clustered.obs
     dist = _clustered.obsp["distances"].tocoo()
@@ -181,6 +213,13 @@ def test_level_track(synth):
     one = table[(table["sample"] == "a") & (table["track_id"] == summary.loc[0, "track_id"])]
     assert summary.loc[0, "CD3_cell_mean"] == pytest.approx(one["CD3_cell_mean"].mean())
     assert summary.loc[0, "n_frames"] == len(one)
+    trends = track_summaries(table, markers=markers, trends=True)
+    for i in (0, 5):
+        one = table[(table["sample"] == trends.loc[i, "sample"])
+                    & (table["track_id"] == trends.loc[i, "track_id"])]
+        if len(one) > 1:
+            expected = np.polyfit(one["frame"], one["CD20_cell_mean"], 1)[0]
+            assert trends.loc[i, "CD20_cell_mean_slope"] == pytest.approx(expected)
 
 
 def test_foreign_table_and_transforms():

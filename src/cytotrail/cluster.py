@@ -155,7 +155,7 @@ def _feature_columns(table, markers, feature):
     return markers, columns
 
 
-def track_summaries(table, *, markers, feature="cell_mean"):
+def track_summaries(table, *, markers, feature="cell_mean", trends=False):
     """One row per track: mean marker values and the track's extent in time and space.
 
     Parameters
@@ -165,6 +165,9 @@ def track_summaries(table, *, markers, feature="cell_mean"):
     markers : sequence of str
     feature : str
         Column suffix of the marker values (``""``: columns named like the markers).
+    trends : bool
+        Add ``<column>_slope``: the least-squares change per frame of each marker over
+        the track (NaN for one-frame tracks), the simplest summary of its time series.
 
     Returns
     -------
@@ -191,6 +194,14 @@ def track_summaries(table, *, markers, feature="cell_mean"):
     for c in ("parent_track_id", "lineage_id"):
         if c in data.columns:
             out[c] = g[c].first()
+    if trends and "frame" in data.columns:
+        frame = data["frame"].astype(float)
+        df = frame - g["frame"].transform("mean")
+        denom = (df * df).groupby([data[k] for k in groups], sort=True).sum()
+        for c in columns:
+            dv = data[c] - g[c].transform("mean")
+            num = (df * dv).groupby([data[k] for k in groups], sort=True).sum()
+            out[f"{c}_slope"] = (num / denom.where(denom > 0)).to_numpy()
     return out.reset_index()
 
 
@@ -381,60 +392,64 @@ def _scores_to_types(scores, min_score, sigs):
     return types.astype(str), confidence, scores
 
 
-def _track_consensus(obs, types, confidence, *, min_run=3, purity=0.9):
+def _track_consensus(obs, types, confidence, *, min_run=3, purity=0.8):
     """One type per track: the majority, unless the track truly switches type once.
 
     A switch is kept when splitting the track's frames at one point gives two runs of at
-    least ``min_run`` frames, each with a different majority type covering ``purity`` of
-    its frames. Returns new (types, confidence) arrays.
+    least ``min_run`` frames, each with a different known majority type covering
+    ``purity`` of its frames. Otherwise every frame gets the track's majority type and
+    its confidence is scaled by the majority's share. Returns new (types, confidence).
     """
-    types = np.asarray(types, dtype=object).copy()
+    types = np.asarray(types, dtype=object)
     confidence = np.asarray(confidence, float).copy()
     groups = ["sample", "track_id"] if "sample" in obs.columns else ["track_id"]
-    frame = obs["frame"].to_numpy() if "frame" in obs.columns else np.arange(len(obs))
-    tid = obs["track_id"]
-    valid = tid.notna().to_numpy()
-    if not valid.any():
-        return types, confidence
-    key = obs.loc[valid, groups].astype(str).agg("\x1f".join, axis=1).to_numpy()
-    rows = np.flatnonzero(valid)
-    order = np.lexsort((frame[rows], key))
-    rows, key = rows[order], key[order]
-    bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
+    group = obs.groupby(groups, sort=False, observed=True, dropna=True).ngroup().to_numpy()
+    frame = obs["frame"].to_numpy()
+    codes, names = pd.factorize(pd.Series(types, dtype=object))
+    names = np.asarray(names, dtype=object)
+    unknown = np.flatnonzero(names == UNKNOWN)
+    rows = np.flatnonzero(group >= 0)
+    if len(rows) == 0:
+        return types.astype(str), confidence
+    rows = rows[np.lexsort((frame[rows], group[rows]))]
+    g = group[rows]
+    bounds = np.flatnonzero(np.r_[True, g[1:] != g[:-1], True])
+    out = codes.copy()
+    n_types = len(names)
     for a, b in zip(bounds[:-1], bounds[1:]):
         idx = rows[a:b]
-        seq = types[idx]
-        values, counts = np.unique(seq, return_counts=True)
-        majority = values[counts.argmax()]
-        split = _best_switch(seq, min_run, purity)
+        seq = codes[idx]
+        counts = np.bincount(seq, minlength=n_types)
+        share = counts.max() / len(seq)
+        split = None
+        if share < purity and len(seq) >= 2 * min_run:
+            split = _best_switch(seq, n_types, unknown, min_run, purity)
         if split is None:
-            types[idx] = majority
-            confidence[idx] = confidence[idx] * (counts.max() / len(seq))
+            out[idx] = counts.argmax()
+            confidence[idx] *= share
         else:
             k, first, second = split
-            types[idx[:k]] = first
-            types[idx[k:]] = second
-    return types.astype(str), confidence
+            out[idx[:k]] = first
+            out[idx[k:]] = second
+    return names[out].astype(str), confidence
 
 
-def _best_switch(seq, min_run, purity):
+def _best_switch(seq, n_types, unknown, min_run, purity):
+    """(k, type before, type after) of the best single switch point, or None."""
     n = len(seq)
-    if n < 2 * min_run:
+    onehot = np.zeros((n, n_types), np.int64)
+    onehot[np.arange(n), seq] = 1
+    head = np.cumsum(onehot, axis=0)[min_run - 1:n - min_run]  # counts in seq[:k]
+    k = np.arange(min_run, n - min_run + 1)
+    tail = onehot.sum(axis=0) - head
+    h, t = head.argmax(axis=1), tail.argmax(axis=1)
+    hc, tc = head.max(axis=1), tail.max(axis=1)
+    ok = ((h != t) & ~np.isin(h, unknown) & ~np.isin(t, unknown)
+          & (hc >= purity * k) & (tc >= purity * (n - k)))
+    if not ok.any():
         return None
-    best = None
-    for k in range(min_run, n - min_run + 1):
-        head, tail = seq[:k], seq[k:]
-        hv, hc = np.unique(head, return_counts=True)
-        tv, tc = np.unique(tail, return_counts=True)
-        h, t = hv[hc.argmax()], tv[tc.argmax()]
-        if h == t or h == UNKNOWN or t == UNKNOWN:
-            continue
-        ph, pt = hc.max() / k, tc.max() / (n - k)
-        if ph >= purity and pt >= purity:
-            score = hc.max() + tc.max()
-            if best is None or score > best[0]:
-                best = (score, k, h, t)
-    return None if best is None else best[1:]
+    best = np.flatnonzero(ok)[np.argmax((hc + tc)[ok])]
+    return int(k[best]), int(h[best]), int(t[best])
 
 
 # --------------------------------------------------------------------------------------
@@ -653,10 +668,10 @@ def _track_groups(obs):
     if not valid.any():
         return None
     cols = ["sample", key] if "sample" in obs.columns else [key]
-    codes = obs[cols].astype(str).agg("\x1f".join, axis=1)
-    groups = pd.factorize(codes)[0].astype(np.int64)
-    n = groups.max() + 1
-    groups[~valid] = n + np.arange(int((~valid).sum()))
+    groups = obs.groupby(cols, sort=False, observed=True, dropna=True).ngroup().to_numpy()
+    groups = groups.astype(np.int64)
+    missing = groups < 0
+    groups[missing] = groups.max() + 1 + np.arange(int(missing.sum()))
     return groups
 
 
