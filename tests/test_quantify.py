@@ -107,6 +107,16 @@ def test_compartments_follow_expand_labels(synth):
     # the cell mean is the area-weighted mean of its two parts
     n_cell = np.bincount(grown.ravel())[got.index]
     np.testing.assert_allclose(got["CD68_cell_mean"] * n_cell, got["CD68_cell_sum"])
+    # cell statistics combined from the two parts equal those measured on the cell directly
+    direct = quantify(labels, image, channel_names=names, markers=["CD68"], cytoplasm_um=2.0,
+                      pixel_size_um=0.5, statistics=("sum", "mean", "max", "min"),
+                      compartments=("cell",), background={"CD68": 50.0})
+    parts = quantify(labels, image, channel_names=names, markers=["CD68"], cytoplasm_um=2.0,
+                     pixel_size_um=0.5, statistics=("sum", "mean", "max", "min"),
+                     background={"CD68": 50.0})
+    for stat in ("sum", "mean", "max", "min"):
+        np.testing.assert_allclose(parts[f"CD68_cell_{stat}"], direct[f"CD68_cell_{stat}"],
+                                   rtol=1e-12)
 
 
 def test_empty_cytoplasm_is_nan():

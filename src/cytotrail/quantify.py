@@ -323,10 +323,40 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
             bg = float(np.median(values[outside])) if outside.any() else 0.0
         elif isinstance(bg, str):  # "local"
             bg = _local_background(values, outside, blocks, cols["y"], cols["x"], block_px)
+        results = {}
+        for comp in sorted(compartments, key=("nucleus", "cytoplasm", "cell").index):
+            todo = stats
+            if comp == "cell" and {"nucleus", "cytoplasm"} <= set(results):
+                results["cell"] = _combine_parts(results["nucleus"], results["cytoplasm"],
+                                                 index, stats)
+                todo = [st for st in stats if st[0] not in results["cell"]]
+            else:
+                results[comp] = {}
+            if todo:
+                results[comp].update(_channel_stats(values, index[comp], todo, bg))
         for comp in compartments:
-            for name, value in _channel_stats(values, index[comp], stats, bg).items():
-                cols[f"{marker}_{comp}_{name}"] = value
+            for name, *_ in stats:
+                cols[f"{marker}_{comp}_{name}"] = results[comp][name]
     return pd.DataFrame(cols)
+
+
+def _combine_parts(nucleus, cytoplasm, index, stats):
+    """Cell sums, means, minima and maxima from those of its nucleus and cytoplasm."""
+    n_nuc, n_cyto = index["nucleus"].counts, index["cytoplasm"].counts
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name, kind, _ in stats:
+            if kind == "sum":
+                out[name] = nucleus[name] + cytoplasm[name]
+            elif kind == "mean":
+                total = np.nan_to_num(nucleus[name] * n_nuc) + np.nan_to_num(cytoplasm[name]
+                                                                             * n_cyto)
+                out[name] = total / (n_nuc + n_cyto)
+            elif kind == "min":
+                out[name] = np.fmin(nucleus[name], cytoplasm[name])
+            elif kind == "max":
+                out[name] = np.fmax(nucleus[name], cytoplasm[name])
+    return out
 
 
 def _block_index(outside, shape, block):
