@@ -96,8 +96,14 @@ def run_cytotrail(det):
 def run_trackpy(det, search_range):
     import trackpy
 
+    from trackpy.linking.utils import SubnetOversizeException
+
     trackpy.quiet()
-    linked = trackpy.link(det, search_range, memory=2, pos_columns=["y", "x"])
+    try:
+        linked = trackpy.link(det, search_range, memory=2, pos_columns=["y", "x"])
+    except SubnetOversizeException:  # trackpy's own remedy for crowds
+        linked = trackpy.link(det, search_range, memory=2, pos_columns=["y", "x"],
+                              adaptive_stop=1.0, adaptive_step=0.9)
     out = det.copy()
     out["track_id"] = linked.loc[det.index, "particle"].to_numpy() + 1
     out["parent_track_id"] = pd.array([pd.NA] * len(out), dtype="Int64")

@@ -324,3 +324,47 @@ def test_track_features_on_tracked_synth(tracked):
     assert feats["divides"].sum() == tracked["parent_track_id"].dropna().nunique()
     with pytest.raises(InputError, match="track_id"):
         track_features(tracked.drop(columns="track_id"))
+
+
+def _merge_rows(truth, a, b, frames):
+    """Detections where cells a and b are one object (summed area, area-weighted centre)."""
+    det = truth[COLUMNS + ["track_id"]].copy()
+    for t in frames:
+        ia = det.index[(det["frame"] == t) & (det["track_id"] == a)][0]
+        ib = det.index[(det["frame"] == t) & (det["track_id"] == b)][0]
+        wa, wb = det.loc[ia, "area"], det.loc[ib, "area"]
+        for c in ("y", "x"):
+            det.loc[ib, c] = (det.loc[ia, c] * wa + det.loc[ib, c] * wb) / (wa + wb)
+        det.loc[ib, "area"] = wa + wb
+        det = det.drop(index=ia)
+    return det[COLUMNS]
+
+
+def test_merge_is_resolved_not_linked_as_division(synth):
+    truth = synth.tracks
+    life = truth.groupby("track_id")["frame"].agg(["min", "max"])
+    # two touching, long-lived cells of clearly different size, merged for frames t0, t0 + 1
+    best = None
+    for t0 in range(3, 10):
+        rows = truth[truth["frame"] == t0]
+        ids, area = rows["track_id"].to_numpy(), rows["area"].to_numpy(float)
+        lived = ((life.loc[ids, "min"] < t0 - 1) & (life.loc[ids, "max"] > t0 + 4)).to_numpy()
+        dist = np.hypot(*(rows[["y", "x"]].to_numpy()[:, None] - rows[["y", "x"]].to_numpy()[None]).T)
+        ratio = np.maximum(area[:, None], area[None]) / np.minimum(area[:, None], area[None])
+        ok = (dist < 13) & (ratio > 1.3) & lived[:, None] & lived[None] & np.triu(np.ones_like(dist, bool), 1)
+        for i, j in zip(*np.nonzero(ok)):
+            if best is None or dist[i, j] < best[0]:
+                best = (dist[i, j], t0, ids[i], ids[j])
+    assert best is not None
+    _, t0, a, b = best
+    det = _merge_rows(truth, a, b, [t0, t0 + 1])
+    out = track(det)
+    assert out.attrs["track"]["n_merges"] >= 1
+    assert out["merged"].sum() >= 2
+    for cell in (a, b):
+        rows = out.loc[out.index.intersection(truth.index[truth["track_id"] == cell])]
+        assert rows["track_id"].nunique() == 1, f"cell {cell} split over tracks {rows['track_id'].unique()}"
+        assert rows["parent_track_id"].nunique() <= 1
+    # the blob's split is not reported as a division
+    blob_track = out.loc[out["merged"], "track_id"].unique()
+    assert not out["parent_track_id"].isin(blob_track).any()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CostModel", "relink_divisions", "resolve_events"]
+__all__ = ["CostModel", "relink_divisions", "resolve_events", "resolve_merges"]
 
 GAP_COST_PER_FRAME = 2.0  # each missed frame inside a track
 DIVISION_COST = 6.0  # a division, before its geometric and area terms
@@ -37,6 +37,7 @@ SUM_AREA_SIGMA = 0.12  # log((a1 + a2) / a_mother) of a division
 DAUGHTER_AREA_SIGMA = 0.3  # log(a1 / a2) of two sisters
 DAUGHTER_INTENSITY_SIGMA = 0.3  # log(i1 / i2) of two sisters
 HALF = np.log(0.5)
+BIRTH_EXTRA = 0.0  # added to the birth and death costs
 BORDER_AREA_WEIGHT = 0.25  # area terms of detections cut by the frame's edge
 MAX_CANDIDATES = 8  # successors considered per cell
 MAX_DAUGHTERS = 6  # nearest cells considered as daughters of a mother
@@ -79,7 +80,8 @@ class CostModel:
         quarter), and only they may divide with one daughter out of view.
     """
 
-    def __init__(self, frame, pos, area, intensity, *, search_range, sigma, succ, border=None):
+    def __init__(self, frame, pos, area, intensity, *, search_range, sigma, succ, border=None,
+                 persistence=True):
         self.frame, self.pos, self.area, self.intensity = frame, pos, area, intensity
         self.border = border
         if sigma is None or not np.isfinite(sigma) or sigma <= 0:
@@ -88,7 +90,7 @@ class CostModel:
         self.search_range = float(search_range)
         n_sigma = max(search_range / self.sigma, 3.0)
         # a link as long as the search range costs as much as a death plus a birth
-        self.birth = self.death = n_sigma**2 / 4.0
+        self.birth = self.death = n_sigma**2 / 4.0 + BIRTH_EXTRA
         self.sigma_a = self._area_sigma(succ) if area is not None else None
         # a daughter lies about half a nucleus from its mother's centre
         if area is not None and np.isfinite(area).any():
@@ -96,6 +98,52 @@ class CostModel:
         else:
             radius = 0.0
         self.division_radius = self.search_range + max(radius, 2 * self.sigma)
+        # motion model: velocity persistence phi and the spread of the predicted step
+        self.phi, self.sigma_pred = self._persistence(succ) if persistence else (0.0, self.sigma)
+        self.velocity = np.full_like(pos, np.nan)
+
+    def _persistence(self, succ):
+        """AR(1) coefficient of frame-to-frame steps, and the residual step spread."""
+        i = np.flatnonzero(succ >= 0)
+        j = succ[i]
+        k = succ[j[succ[j] >= 0]]
+        i, j = i[succ[j] >= 0], j[succ[j] >= 0]
+        ok = (self.frame[j] - self.frame[i] == 1) & (self.frame[k] - self.frame[j] == 1)
+        if ok.sum() < 20:
+            return 0.0, self.sigma
+        v1 = self.pos[j[ok]] - self.pos[i[ok]]
+        v2 = self.pos[k[ok]] - self.pos[j[ok]]
+        # trust only steps the linker is sure of: well inside the search range
+        sure = (np.hypot(*v1.T) < 0.6 * self.search_range) & (np.hypot(*v2.T) < 0.6 * self.search_range)
+        v1, v2 = v1[sure], v2[sure]
+        if len(v1) < 20:
+            return 0.0, self.sigma
+        phi = float(np.clip((v1 * v2).sum() / max((v1 * v1).sum(), 1e-12), 0.0, 0.9))
+        r = (v2 - phi * v1).ravel()
+        sigma_pred = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+        if not np.isfinite(sigma_pred) or sigma_pred <= 0 or sigma_pred >= self.sigma:
+            return 0.0, self.sigma
+        return phi, max(sigma_pred, 0.2)
+
+    def update_velocity(self, idx, pred):
+        """Set the last step of detections ``idx`` from their current predecessors."""
+        idx = np.asarray(idx, np.int64)
+        p = pred[idx]
+        ok = p >= 0
+        v = np.full((len(idx), 2), np.nan)
+        g = (self.frame[idx[ok]] - self.frame[p[ok]]).astype(np.float64)
+        v[ok] = (self.pos[idx[ok]] - self.pos[p[ok]]) / g[:, None]
+        self.velocity[idx] = v
+
+    def predicted(self, i, g):
+        """Expected position of detection i after g frames, and the step's spread per axis."""
+        v = self.velocity[i]
+        known = np.isfinite(v[:, 0])
+        if self.phi <= 0:
+            return self.pos[i], np.full(len(i), self.sigma)
+        gain = self.phi * (1 - self.phi**g) / (1 - self.phi)
+        shift = np.where(known[:, None], v * gain[:, None], 0.0)
+        return self.pos[i] + shift, np.where(known, self.sigma_pred, self.sigma)
 
     def _area_sigma(self, succ):
         i = np.flatnonzero(succ >= 0)
@@ -119,11 +167,13 @@ class CostModel:
     def link(self, i, j):
         """Cost of detection i continuing as detection j (j in a later frame)."""
         g = (self.frame[j] - self.frame[i]).astype(np.float64)
-        d2 = ((self.pos[j] - self.pos[i]) ** 2).sum(axis=1)
-        cost = d2 / (2 * self.sigma**2 * g) + GAP_COST_PER_FRAME * (g - 1)
+        expected, sigma = self.predicted(i, g)
+        d2 = ((self.pos[j] - expected) ** 2).sum(axis=1)
+        cost = d2 / (2 * sigma**2 * g) + np.log(sigma / self.sigma) * 2 + GAP_COST_PER_FRAME * (g - 1)
         if self.sigma_a is not None:
-            cost = cost + self._area_term(_log_ratio(self.area[j], self.area[i]), self.sigma_a,
-                                          weight=self._weight(i, j))
+            # log area drifts like a random walk: its variance grows with the gap
+            cost = cost + self._area_term(_log_ratio(self.area[j], self.area[i]),
+                                          self.sigma_a * np.sqrt(g), weight=self._weight(i, j))
         return cost
 
     def division(self, m, d1, d2):
@@ -132,9 +182,10 @@ class CostModel:
         g1 = (frame[d1] - frame[m]).astype(np.float64)
         g2 = (frame[d2] - frame[m]).astype(np.float64)
         centre = (pos[d1] + pos[d2]) / 2
-        d2c = ((centre - pos[m]) ** 2).sum(axis=1)
-        cost = (d2c / (2 * self.sigma**2 * (g1 + g2) / 2) + GAP_COST_PER_FRAME * (g1 + g2 - 2)
-                + DIVISION_COST)
+        expected, sigma = self.predicted(m, (g1 + g2) / 2)
+        d2c = ((centre - expected) ** 2).sum(axis=1)
+        cost = (d2c / (2 * sigma**2 * (g1 + g2) / 2) + np.log(sigma / self.sigma) * 2
+                + GAP_COST_PER_FRAME * (g1 + g2 - 2) + DIVISION_COST)
         # the sisters lie on opposite sides of the mother: penalise a small angle between them
         v1, v2 = pos[d1] - pos[m], pos[d2] - pos[m]
         norm = np.sqrt((v1**2).sum(axis=1) * (v2**2).sum(axis=1))
@@ -262,6 +313,7 @@ def relink_divisions(model, succ, pred, *, memory=0, half_divisions=True, time_l
             ic, _ = _pairs(pos[local_b], pos[open_end], model.search_range * np.sqrt(g + 1))
             earlier.append(open_end[np.unique(ic)])
         earlier = np.concatenate(earlier) if earlier else np.zeros(0, np.int64)
+        model.update_velocity(np.concatenate([local_a, earlier]), pred)
         _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, time_limit,
                     earlier=earlier)
     return succ, pred, divisions
@@ -409,6 +461,7 @@ def resolve_events(model, succ, pred, divisions, *, memory, gap_closing=True, fi
     """
     frame, pos = model.frame, model.pos
     succ, pred, divisions = succ.copy(), pred.copy(), dict(divisions)
+    model.update_velocity(np.arange(len(frame)), pred)
     t_min, t_max = frame.min(), frame.max()
     is_daughter = np.zeros(len(frame), bool)
     for ds in divisions.values():
@@ -533,3 +586,84 @@ def segments_from_links(succ, divisions):
             if segment[d] != segment[mother]:
                 parent[segment[d]] = segment[mother]
     return segment, parent
+
+
+def resolve_merges(model, succ, pred, divisions, *, max_frames=10, area_tolerance=0.3):
+    """Find two cells segmented as one object for a while, and keep both tracks.
+
+    A merge: track A ends at detection ``e`` (frame t) next to track B, whose next detection
+    ``p`` (t + 1) has about the area of A and B together (``|log((a_e + a_q) / a_p)| <
+    area_tolerance`` and ``a_p > 1.4 a_q`` where ``q`` is B's detection at t). When B's
+    blob later splits in two (a division found within ``max_frames``), the split is the two
+    cells coming apart, not a division: A continues (across the gap) into the part that
+    matches it in area and side, B into the other. The blob's detections are flagged.
+
+    Needs areas; without them nothing is done.
+
+    Returns
+    -------
+    succ, pred, divisions : updated copies
+    merged : (N,) bool ndarray
+        Detections that hold two cells.
+    n_merges : int
+        Merges resolved (the blob split again).
+    """
+    n = len(model.frame)
+    merged = np.zeros(n, bool)
+    if model.area is None or n == 0:
+        return succ, pred, divisions, merged, 0
+    frame, pos, area = model.frame, model.pos, model.area
+    succ, pred, divisions = succ.copy(), pred.copy(), dict(divisions)
+    is_mother = np.zeros(n, bool)
+    is_mother[list(divisions)] = True
+    ends = np.flatnonzero((succ < 0) & ~is_mother & (frame < frame.max()))
+    if len(ends) == 0:
+        return succ, pred, divisions, merged, 0
+    big = 10.0 * (model.division_radius + 1.0) * 3
+    pts = np.column_stack([pos, frame * big])
+    qi, qj = _pairs(pts, np.column_stack([pos[ends], (frame[ends] + 1) * big]), model.division_radius)
+    e, p = ends[qi], qj
+    q = pred[p]
+    ok = (q >= 0) & (q != e)
+    e, p, q = e[ok], p[ok], q[ok]
+    if len(e) == 0:
+        return succ, pred, divisions, merged, 0
+    together = _log_ratio(area[e] + area[q], area[p])
+    jump = _log_ratio(area[p], area[q])
+    ok = (np.abs(together) < area_tolerance) & (jump > np.log(1.4))
+    if model.border is not None:
+        ok &= ~(model.border[e] | model.border[p])
+    e, p, q = e[ok], p[ok], q[ok]
+    order = np.lexsort((e, np.abs(together[ok])))
+    used = set()
+    n_merges = 0
+    for k in order.tolist():
+        ek, pk, qk = int(e[k]), int(p[k]), int(q[k])
+        if ek in used or pk in used:
+            continue
+        # follow the blob while it keeps the joint area, until it divides
+        blob = [pk]
+        cur = pk
+        split = None
+        while len(blob) <= max_frames:
+            if cur in divisions and len(divisions[cur]) == 2:
+                split = cur
+                break
+            nxt = succ[cur]
+            if nxt < 0 or abs(_log_ratio(area[[nxt]], area[[cur]])[0]) > area_tolerance:
+                break
+            blob.append(int(nxt))
+            cur = int(nxt)
+        if split is None:  # no split seen: cannot tell a merge from growth; leave it
+            continue
+        used.update((ek, pk))
+        merged[blob] = True
+        d1, d2 = divisions.pop(split)
+        # which part is A: the cheaper pair of links from A's and B's last separate states
+        straight = model.link(np.array([ek, qk]), np.array([d1, d2])).sum()
+        swapped = model.link(np.array([ek, qk]), np.array([d2, d1])).sum()
+        da, db = (d1, d2) if straight <= swapped else (d2, d1)
+        succ[split], pred[db] = db, split
+        succ[ek], pred[da] = da, ek
+        n_merges += 1
+    return succ, pred, divisions, merged, n_merges

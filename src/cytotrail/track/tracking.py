@@ -65,9 +65,10 @@ def track(
     DataFrame
         ``detections`` in its row order and index, minus any dropped short tracks, with
         ``track_id`` (int >= 1), ``parent_track_id`` (Int64, <NA> when none),
-        ``lineage_id`` (root ancestor's ``track_id``), ``generation`` (0 for roots) and
-        ``border_track`` (some detection of the track touches the frame border) added or
-        replaced. ``attrs["track"]`` holds the parameters actually used (search range,
+        ``lineage_id`` (root ancestor's ``track_id``), ``generation`` (0 for roots),
+        ``border_track`` (some detection of the track touches the frame border) and
+        ``merged`` (the detection holds two cells that were segmented as one; the other
+        cell's track skips those frames) added or replaced. ``attrs["track"]`` holds the parameters actually used (search range,
         drift, counts of divisions and closed gaps). Equal inputs give equal outputs,
         also when the rows are shuffled.
     """
@@ -105,7 +106,8 @@ def track(
     # frame-to-frame links only; gaps are closed below with the full cost model
     segment, strategy = link_frames(f, pc, search_range=search_px, memory=0,
                                     link_strategy=link_strategy)
-    stats = {"n_divisions": 0, "n_mothers_split": 0, "n_gaps_closed": 0}
+    stats = {"n_divisions": 0, "n_mothers_split": 0, "n_gaps_closed": 0, "n_merges": 0}
+    merged = np.zeros(n, bool)
     if n:
         from cytotrail.track import divisions as dv
 
@@ -120,10 +122,13 @@ def track(
             succ, pred, found = dv.relink_divisions(model, succ, pred, memory=memory)
         succ, pred, found, extra = dv.resolve_events(model, succ, pred, found, memory=memory,
                                                      find_divisions=bool(divisions))
+        succ, pred, found, merged, n_merges = dv.resolve_merges(model, succ, pred, found)
         segment, parent_seg = dv.segments_from_links(succ, found)
+        stats["n_merges"] = n_merges
         stats["n_divisions"] = len(found)
         stats["n_mothers_split"] = int(sum(linked_before[m] >= 0 for m in found))
-        stats["n_gaps_closed"] = extra["n_gaps_closed"]
+        linked = np.flatnonzero(succ >= 0)
+        stats["n_gaps_closed"] = int((f[succ[linked]] - f[linked] > 1).sum())
     else:
         parent_seg = np.zeros(0, np.int64)
 
@@ -131,12 +136,13 @@ def track(
     lineage, generation = _lineage(track_id, parent_id)
 
     out = detections.copy()
-    out = out.drop(columns=[c for c in (*OUTPUT_COLUMNS, "border_track") if c in out.columns])
+    out = out.drop(columns=[c for c in (*OUTPUT_COLUMNS, "border_track", "merged") if c in out.columns])
     columns = {
         "track_id": track_id,
         "parent_track_id": parent_id,
         "lineage_id": lineage,
         "generation": generation,
+        "merged": merged,
     }
     inverse = np.empty(n, np.int64)
     inverse[order] = np.arange(n)
