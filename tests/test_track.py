@@ -368,3 +368,35 @@ def test_merge_is_resolved_not_linked_as_division(synth):
     # the blob's split is not reported as a division
     blob_track = out.loc[out["merged"], "track_id"].unique()
     assert not out["parent_track_id"].isin(blob_track).any()
+
+
+def test_samples_are_tracked_separately(synth, tracked):
+    one = synth.tracks[COLUMNS].assign(sample="a")
+    two = synth.tracks[COLUMNS].assign(sample="b", x=synth.tracks["x"] + 0.01)
+    both = pd.concat([two, one], ignore_index=True)  # sample b first, a second
+    out = track(both)
+    assert out.index.equals(both.index)
+    n = len(one)
+    np.testing.assert_array_equal(out["track_id"].to_numpy()[n:], tracked["track_id"].to_numpy())
+    assert set(out.attrs["track"]["per_sample"]) == {"a", "b"}
+    assert out.groupby(["sample", "track_id"])["frame"].apply(lambda f: f.is_unique).all()
+
+
+def test_cli_track_on_labels(tmp_path, synth):
+    from cytotrail import io
+    from cytotrail.cli import main
+
+    io.write_labels(tmp_path / "s1.tif", synth.labels)
+    assert main(["track", str(tmp_path / "s1.tif"), "-o", str(tmp_path / "t.csv")]) == 0
+    out = io.read_table(tmp_path / "t.csv")
+    assert (out["sample"] == "s1").all() and len(out) == len(synth.tracks)
+    assert scores_ok(synth.tracks, out)
+    bad = pd.DataFrame({"frame": [0, 1], "y": [1.0, np.nan], "x": [1.0, 2.0]})
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["track", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "x.csv")]) == 2
+
+
+def scores_ok(truth, out):
+    """Link F1 >= 0.98 of a table with (frame, label) keys against the truth."""
+    merged = out.merge(truth[["frame", "label"]].reset_index(), on=["frame", "label"]).set_index("index")
+    return tracking_scores(truth, merged)["link"]["f1"] >= 0.98

@@ -121,6 +121,8 @@ def _parser_track(sub):
                    help="largest displacement between frames, in px (default: adapted to the data)")
     p.add_argument("--memory", type=int, default=2, help="frames a cell may vanish and still be linked")
     p.add_argument("--no-divisions", action="store_true", help="do not detect cell divisions")
+    p.add_argument("--min-length", type=int, default=1,
+                   help="drop tracks with fewer detections, unless they take part in a division")
     _add_sample(p)
     p.set_defaults(func=_cmd_track)
 
@@ -136,7 +138,7 @@ def _cmd_track(args):
     else:
         detections = io.read_table(args.input)
     tracks = track(detections, search_range=args.search_range, memory=args.memory,
-                   divisions=not args.no_divisions)
+                   divisions=not args.no_divisions, min_length=args.min_length)
     io.write_table(args.output, tracks)
     log.info("wrote %s: %d detections in %d tracks", args.output, len(tracks),
              tracks["track_id"].nunique())

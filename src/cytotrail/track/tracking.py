@@ -36,7 +36,8 @@ def track(
     detections : DataFrame
         One row per object per frame with columns ``frame`` (whole numbers >= 0), ``y``,
         ``x`` (px). Optional cues: ``area`` (px^2), ``mean_intensity``, ``touches_border``.
-        Other columns are carried through. The table is not modified.
+        Other columns are carried through. The table is not modified. A ``sample`` column
+        with several values: each sample is tracked on its own (ids restart at 1).
     search_range : float, optional
         Largest displacement between consecutive frames after drift correction, in px
         (in µm when ``pixel_size_um`` is given). Default: adapted to the data, five robust
@@ -50,8 +51,9 @@ def track(
     min_length : int
         Drop tracks with fewer detections, unless they take part in a division.
     predict : bool
-        Estimate the common drift of the field per frame and link on drift-corrected
-        positions.
+        Motion model: estimate the common drift of the field per frame and link on
+        drift-corrected positions, and predict each cell's next step from its last one
+        (velocity persistence estimated from the data).
     pixel_size_um : float, optional
         Pixel size; when given, ``search_range`` is read in µm.
     image_shape : (int, int), optional
@@ -83,6 +85,11 @@ def track(
     memory, min_length = int(memory), int(min_length)
     frame, pos = validate_detections(detections)
     n = len(frame)
+    if "sample" in detections.columns and detections["sample"].nunique(dropna=False) > 1:
+        return _track_by_sample(detections, search_range=search_range, memory=memory,
+                                divisions=divisions, min_length=min_length, predict=predict,
+                                pixel_size_um=pixel_size_um, image_shape=image_shape,
+                                link_strategy=link_strategy)
 
     # canonical order: by frame, then position; independent of the input's row order
     order = np.lexsort((pos[:, 1], pos[:, 0], frame))
@@ -115,7 +122,7 @@ def track(
         linked_before = succ.copy()
         touches = _touches_border(detections, image_shape, pos)
         model = dv.CostModel(f, pc, area, intensity, search_range=search_px,
-                             sigma=info.get("sigma"), succ=succ,
+                             sigma=info.get("sigma"), succ=succ, persistence=predict,
                              border=None if touches is None else touches[order])
         found = {}
         if divisions:
@@ -172,6 +179,28 @@ def track(
         "n_tracks": int(out["track_id"].nunique()),
         **{k: int(v) for k, v in stats.items()},
     }
+    return out
+
+
+def _track_by_sample(detections, **options):
+    """Track each sample of a multi-sample table on its own; ids restart at 1 per sample."""
+    codes, names = pd.factorize(detections["sample"], sort=True)
+    parts, positions, info = [], [], {}
+    for k in np.unique(codes):
+        idx = np.flatnonzero(codes == k)
+        rows = detections.iloc[idx].reset_index(drop=True)
+        out = track(rows, **options)
+        info[str(names[k]) if k >= 0 else "nan"] = out.attrs.pop("track")
+        positions.append(idx[out.index.to_numpy()])
+        parts.append(out)
+    positions = np.concatenate(positions)
+    out = pd.concat(parts, ignore_index=True)
+    order = np.argsort(positions, kind="stable")
+    out = out.iloc[order]
+    out.index = detections.index[positions[order]]
+    out["parent_track_id"] = out["parent_track_id"].astype("Int64")
+    out.attrs = dict(detections.attrs)
+    out.attrs["track"] = {"per_sample": info}
     return out
 
 
