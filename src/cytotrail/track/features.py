@@ -82,7 +82,8 @@ def track_features(tracks, *, pixel_size_um=None, frame_interval=None, max_lag=1
         out[f"path_length_{lu}"] = path
         out[f"displacement_{lu}"] = disp
         out["straightness"] = np.where(path > 0, disp / np.where(path > 0, path, 1), np.nan)
-        out[f"speed_{lu}_per_{tu}"] = np.where(duration > 0, path / np.where(duration > 0, duration, 1), np.nan)
+        moving = duration > 0
+        out[f"speed_{lu}_per_{tu}"] = np.where(moving, path / np.where(moving, duration, 1), np.nan)
     msd1, alpha = _msd(key, frame, y, x, n_tracks, max_lag)
     out[f"msd_lag1_{lu}2"] = msd1
     out["msd_alpha"] = alpha
@@ -97,7 +98,8 @@ def track_features(tracks, *, pixel_size_um=None, frame_interval=None, max_lag=1
         out[col] = first[col].to_numpy() if col in t.columns else (
             out["track_id"].to_numpy() if col == "lineage_id" else np.zeros(n_tracks, np.int64))
     group_keys = keys[:-1]
-    parent_key = out[group_keys + ["parent_track_id"]].dropna().rename(columns={"parent_track_id": "track_id"})
+    parent_key = out[group_keys + ["parent_track_id"]].dropna()
+    parent_key = parent_key.rename(columns={"parent_track_id": "track_id"})
     parent_key["track_id"] = parent_key["track_id"].astype(np.int64)
     counts = parent_key.groupby(group_keys + ["track_id"]).size().rename("n_daughters")
     out = out.merge(counts, how="left", left_on=keys, right_index=True)

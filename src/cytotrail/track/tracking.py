@@ -70,9 +70,23 @@ def track(
         ``lineage_id`` (root ancestor's ``track_id``), ``generation`` (0 for roots),
         ``border_track`` (some detection of the track touches the frame border) and
         ``merged`` (the detection holds two cells that were segmented as one; the other
-        cell's track skips those frames) added or replaced. ``attrs["track"]`` holds the parameters actually used (search range,
-        drift, counts of divisions and closed gaps). Equal inputs give equal outputs,
-        also when the rows are shuffled.
+        cell's track skips those frames) added or replaced. ``attrs["track"]`` holds the
+        parameters actually used (search range, drift, displacement spread) and counts of
+        divisions, split mothers, closed gaps and resolved merges. Equal inputs give equal
+        outputs, also when the rows are shuffled or the field is translated.
+
+    Notes
+    -----
+    1. Drift: the common shift of the field between frames (median of mutual nearest-
+       neighbour displacements, a 2-D vote after sudden jumps) is removed.
+    2. Frame-to-frame links: ``trackpy.link_iter`` on the drift-corrected positions with
+       its adaptive search for crowded subnetworks (smaller ranges, never an exception).
+    3. Division-aware relinking: around every track start or end, the links between the two
+       frames are solved again as a small integer program (scipy's HiGHS MILP) that may
+       also choose divisions and bridge gaps of up to ``memory`` frames; costs combine
+       displacement from the predicted position, area ratios and sister similarity.
+    4. Remaining gaps and divisions across missed frames, then merges (two cells segmented
+       as one for a while) are resolved; see :mod:`cytotrail.track.divisions`.
     """
     if memory is None or int(memory) != memory or memory < 0:
         raise InputError(f"memory must be a whole number >= 0, got {memory!r}")
@@ -115,6 +129,7 @@ def track(
                                     link_strategy=link_strategy)
     stats = {"n_divisions": 0, "n_mothers_split": 0, "n_gaps_closed": 0, "n_merges": 0}
     merged = np.zeros(n, bool)
+    motion = (0.0, _float(info.get("sigma")))
     if n:
         from cytotrail.track import divisions as dv
 
@@ -124,6 +139,7 @@ def track(
         model = dv.CostModel(f, pc, area, intensity, search_range=search_px,
                              sigma=info.get("sigma"), succ=succ, persistence=predict,
                              border=None if touches is None else touches[order])
+        motion = (float(model.phi), float(model.sigma_pred))
         found = {}
         if divisions:
             succ, pred, found = dv.relink_divisions(model, succ, pred, memory=memory)
@@ -173,8 +189,11 @@ def track(
         "displacement_sigma_px": _float(info.get("sigma")),
         "nn_distance_px": _float(info.get("nn_distance")),
         "drift_px_per_frame": (
-            [float(drift["dy"].mean()), float(drift["dx"].mean())] if drift is not None else [0.0, 0.0]
+            [float(drift["dy"].iloc[1:].mean()), float(drift["dx"].iloc[1:].mean())]
+            if drift is not None and len(drift) > 1 else [0.0, 0.0]
         ),
+        "velocity_persistence": motion[0],
+        "predicted_step_sigma_px": motion[1],
         "n_detections": int(n),
         "n_tracks": int(out["track_id"].nunique()),
         **{k: int(v) for k, v in stats.items()},
