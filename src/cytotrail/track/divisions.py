@@ -39,6 +39,7 @@ DAUGHTER_INTENSITY_SIGMA = 0.3  # log(i1 / i2) of two sisters
 HALF = np.log(0.5)
 BIRTH_EXTRA = 0.0  # added to the birth and death costs
 BORDER_AREA_WEIGHT = 0.25  # area terms of detections cut by the frame's edge
+BORDER_BIRTH_FACTOR = 0.6  # births and deaths at the border cost this fraction
 MAX_CANDIDATES = 8  # successors considered per cell
 MAX_DAUGHTERS = 6  # nearest cells considered as daughters of a mother
 
@@ -124,6 +125,18 @@ class CostModel:
         if not np.isfinite(sigma_pred) or sigma_pred <= 0 or sigma_pred >= self.sigma:
             return 0.0, self.sigma
         return phi, max(sigma_pred, 0.2)
+
+    def birth_of(self, j):
+        """Cost of detection j starting a track: lower at the border, where cells come in."""
+        if self.border is None:
+            return np.full(len(j), self.birth)
+        return np.where(self.border[j], self.birth * BORDER_BIRTH_FACTOR, self.birth)
+
+    def death_of(self, i):
+        """Cost of detection i ending a track: lower at the border, where cells leave."""
+        if self.border is None:
+            return np.full(len(i), self.death)
+        return np.where(self.border[i], self.death * BORDER_BIRTH_FACTOR, self.death)
 
     def update_velocity(self, idx, pred):
         """Set the last step of detections ``idx`` from their current predecessors."""
@@ -327,7 +340,6 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
     a gap.
     """
     pos, frame = model.pos, model.frame
-    bd = model.birth + model.death
     # links (from t, and across gaps from earlier open ends)
     qi, qj = _nearest_pairs(pos[local_b], pos[local_a], model.search_range, MAX_CANDIDATES)
     li, lj = local_a[qi], local_b[qj]
@@ -342,7 +354,7 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
         local_a_all = np.concatenate([local_a, earlier])
     else:
         local_a_all = local_a
-    link_cost = model.link(li, lj) - bd
+    link_cost = model.link(li, lj) - model.death_of(li) - model.birth_of(lj)
     keep = link_cost < 0
     li, lj, link_cost = li[keep], lj[keep], link_cost[keep]
     # divisions: pairs of daughters near the mother
@@ -355,7 +367,8 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
                for x in range(lo, hi) for y in range(x + 1, hi)]
     if triples:
         dm, d1, d2 = np.asarray(triples, np.int64).T
-        div_cost = model.division(dm, d1, d2) - model.death - 2 * model.birth
+        div_cost = (model.division(dm, d1, d2) - model.death_of(dm) - model.birth_of(d1)
+                    - model.birth_of(d2))
         keep = div_cost < 0
         dm, d1, d2, div_cost = dm[keep], d1[keep], d2[keep], div_cost[keep]
     else:
@@ -363,7 +376,7 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
         div_cost = np.zeros(0)
     if half_divisions and model.area is not None and model.border is not None:
         hm, hd = mi, dj
-        half_cost = model.half_division(hm, hd) - bd
+        half_cost = model.half_division(hm, hd) - model.death_of(hm) - model.birth_of(hd)
         keep = half_cost < 0
         hm, hd, half_cost = hm[keep], hd[keep], half_cost[keep]
     else:
@@ -477,7 +490,6 @@ def resolve_events(model, succ, pred, divisions, *, memory, gap_closing=True, fi
     big = 10.0 * (model.division_radius + 1.0) * (memory + 3)
     pts = np.column_stack([pos, frame * big])
     events = []  # (cost, kind, a, b, c)
-    bd = model.birth + model.death
     if gap_closing:
         for g in range(1, memory + 2):
             q = np.column_stack([pos[ends], (frame[ends] + g) * big])
@@ -486,7 +498,7 @@ def resolve_events(model, succ, pred, divisions, *, memory, gap_closing=True, fi
             ok = is_start[s]
             e, s = e[ok], s[ok]
             if len(e):
-                c = model.link(e, s) - bd
+                c = model.link(e, s) - model.death_of(e) - model.birth_of(s)
                 events += zip(c.tolist(), ["gap"] * len(e), e.tolist(), s.tolist(), [-1] * len(e))
     if find_divisions:
         ms, ss = [], []
@@ -505,7 +517,7 @@ def resolve_events(model, succ, pred, divisions, *, memory, gap_closing=True, fi
         ok = (frame[s1] - frame[m1] >= 2) | (frame[c1] - frame[m1] >= 2)
         m1, s1, c1 = m1[ok], s1[ok], c1[ok]
         if len(m1):
-            c = model.division(m1, c1, s1) - model.link(m1, c1) - model.birth
+            c = model.division(m1, c1, s1) - model.link(m1, c1) - model.birth_of(s1)
             events += zip(c.tolist(), ["mid"] * len(m1), m1.tolist(), c1.tolist(), s1.tolist())
         # the mother ends and two starts are the daughters, one of them after a gap
         m2, s2 = m[~mid], s[~mid]
@@ -520,7 +532,8 @@ def resolve_events(model, succ, pred, divisions, *, memory, gap_closing=True, fi
                 pm, pa, pb = np.asarray(triples, np.int64).T
                 ok = (frame[pa] - frame[pm] >= 2) | (frame[pb] - frame[pm] >= 2)
                 pm, pa, pb = pm[ok], pa[ok], pb[ok]
-                c = model.division(pm, pa, pb) - model.death - 2 * model.birth
+                c = (model.division(pm, pa, pb) - model.death_of(pm) - model.birth_of(pa)
+                     - model.birth_of(pb))
                 events += zip(c.tolist(), ["end"] * len(pm), pm.tolist(), pa.tolist(), pb.tolist())
     events = sorted({ev for ev in events if ev[0] < 0}, key=lambda ev: (ev[0], ev[1], ev[2], ev[3], ev[4]))
     if not events:
