@@ -247,6 +247,11 @@ def test_bad_input_is_named(synth):
         quantify(labels, image, channel_names=names[:-1])
     with pytest.raises(InputError, match="background"):
         quantify(labels, image, channel_names=names, background={"CD99": 1.0})
+    holes = image.astype(np.float32)
+    holes[1, 2, 5:7, 5] = np.nan
+    with pytest.raises(InputError, match="channel .CD20. of frame 1 has 2 NaN"):
+        quantify(labels, holes, channel_names=names)
+    quantify(labels, holes, channel_names=names, markers=["CD3"])  # other channels are fine
 
 
 def test_does_not_modify_inputs(synth):

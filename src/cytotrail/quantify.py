@@ -116,7 +116,9 @@ def quantify(
     ------
     InputError
         Unknown markers (naming them and the available channels), duplicated channel
-        names, unknown statistics or compartments, or shapes that do not match.
+        names, unknown statistics or compartments, shapes that do not match, or NaN /
+        infinite pixels in a measured channel. Negative intensities are measured as they
+        are.
     """
     labels = np.asarray(labels)
     image = np.asarray(image)
@@ -319,6 +321,10 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
 
     for marker, c, bg in zip(markers, channels, background):
         values = img[c].ravel()
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            bad = int(np.count_nonzero(~np.isfinite(values)))
+            raise InputError(f"channel {marker!r} of frame {t} has {bad} NaN or infinite "
+                             "pixel(s); fill them (e.g. with 0) before quantifying")
         if bg is None:
             bg = float(np.median(values[outside])) if outside.any() else 0.0
         elif isinstance(bg, str):  # "local"
