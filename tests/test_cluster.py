@@ -95,6 +95,7 @@ def test_merge_tables_errors(synth):
 # cluster
 
 
+@pytest.mark.slow  # first cluster() call: scanpy import and numba compilation, ~10 s
 def test_cluster_recovers_types(_clustered):
     adata = _clustered
     truth = adata.obs["truth"]
@@ -104,6 +105,7 @@ def test_cluster_recovers_types(_clustered):
     assert adata.obs["cell_type_confidence"].between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_anndata_layout(_clustered, _synth):
     adata = _clustered
     data, cells, _ = _synth
@@ -127,6 +129,7 @@ def test_anndata_layout(_clustered, _synth):
     np.testing.assert_allclose(adata.X.mean(axis=0), 0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_one_type_per_track(_clustered):
     obs = _clustered.obs
     per_track = obs.groupby(["sample", "track_id"], observed=True)["cell_type"].nunique()
@@ -167,6 +170,7 @@ def test_track_consensus_keeps_true_switches():
     assert conf[obs["track_id"].to_numpy() < 10] == pytest.approx(10 / 12)
 
 
+@pytest.mark.slow
 def test_graph_excludes_same_lineage(_clustered):
     obs = _clustered.obs
     dist = _clustered.obsp["distances"].tocoo()
@@ -187,6 +191,7 @@ def test_other_track_neighbors_exact():
         np.testing.assert_allclose(np.sort(d[i][d[i] > 0]), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_seeded_and_deterministic(synth):
     data, cells, tracks = synth
     table = merge_tables(cells, tracks)
