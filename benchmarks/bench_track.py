@@ -222,6 +222,14 @@ def random_walk(n_cells, n_frames, *, seed=0, spacing=30.0, step=2.0):
                          "x": pos[:, 1]})
 
 
+def peak_rss_gb():
+    """Peak resident memory of this process (VmHWM; ru_maxrss would include the parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
 def speed_one(n_cells, n_frames):
     from cytotrail.track import track
 
@@ -229,7 +237,7 @@ def speed_one(n_cells, n_frames):
     t0 = time.perf_counter()
     out = track(det)
     seconds = time.perf_counter() - t0
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    rss_gb = peak_rss_gb()
     from cytotrail.track.metrics import tracking_scores
 
     truth = det.assign(track_id=np.tile(np.arange(1, n_cells + 1), n_frames),

@@ -400,3 +400,23 @@ def scores_ok(truth, out):
     """Link F1 >= 0.98 of a table with (frame, label) keys against the truth."""
     merged = out.merge(truth[["frame", "label"]].reset_index(), on=["frame", "label"]).set_index("index")
     return tracking_scores(truth, merged)["link"]["f1"] >= 0.98
+
+
+def test_far_apart_frame_numbers():
+    # frame numbers are labels of time points: a huge jump must not allocate per missing frame
+    det = pd.DataFrame({"frame": [0, 0, 1, 1, 10**9, 10**9, 10**9 + 1, 10**9 + 1],
+                        "y": [5.0, 40.0] * 4, "x": [5.0, 5.0, 6.0, 6.0, 7.0, 7.0, 8.0, 8.0]})
+    out = track(det)
+    assert out["track_id"].nunique() == 4
+    assert out["track_id"].tolist()[:4] == [1, 2, 1, 2]
+
+
+def test_track_features_per_sample(tracked):
+    both = pd.concat([tracked.assign(sample="a"), tracked.assign(sample="b")], ignore_index=True)
+    feats = track_features(both)
+    assert len(feats) == 2 * tracked["track_id"].nunique()
+    assert list(feats.columns[:2]) == ["sample", "track_id"]
+    a = feats[feats["sample"] == "a"].drop(columns="sample").reset_index(drop=True)
+    b = feats[feats["sample"] == "b"].drop(columns="sample").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["n_daughters"].sum() == tracked.drop_duplicates("track_id")["parent_track_id"].notna().sum()

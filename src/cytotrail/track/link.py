@@ -257,7 +257,13 @@ def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_stra
     n = len(frame)
     if n == 0:
         return np.zeros(0, np.int64), "none"
-    all_frames = np.arange(frame[0], frame[-1] + 1)
+    frames = np.unique(frame)
+    # the present frames plus empty ones for missing frame numbers, so that `memory` counts
+    # real frames; more than memory + 1 empty frames in a row change nothing, so no more
+    gaps = np.diff(frames) - 1
+    empties = [np.arange(a + 1, a + 1 + min(g, memory + 1))
+               for a, g in zip(frames[:-1], gaps) if g > 0]
+    all_frames = np.sort(np.concatenate([frames, *empties])) if empties else frames
     all_starts = np.searchsorted(frame, all_frames, side="left")
     all_stops = np.searchsorted(frame, all_frames, side="right")
     # crowds: trackpy's adaptive search first, then smaller ranges, then no links at all
