@@ -233,6 +233,9 @@ def peak_rss_gb():
 def speed_one(n_cells, n_frames):
     from cytotrail.track import track
 
+    t0 = time.perf_counter()
+    track(random_walk(100, 10, seed=1))  # warm-up: imports and trackpy's numba compilation
+    warmup = time.perf_counter() - t0
     det = random_walk(n_cells, n_frames)
     t0 = time.perf_counter()
     out = track(det)
@@ -243,13 +246,22 @@ def speed_one(n_cells, n_frames):
     truth = det.assign(track_id=np.tile(np.arange(1, n_cells + 1), n_frames),
                        parent_track_id=pd.array([pd.NA] * len(det), dtype="Int64"))
     link_f1 = tracking_scores(truth, out)["link"]["f1"]
-    print(json.dumps(dict(n=len(det), seconds=seconds, rss_gb=rss_gb,
+    # the peer: plain trackpy.link on the same table at the same search range
+    import trackpy
+
+    trackpy.quiet()
+    t0 = time.perf_counter()
+    trackpy.link(det, out.attrs["track"]["search_range_px"], memory=2, pos_columns=["y", "x"])
+    trackpy_seconds = time.perf_counter() - t0
+    print(json.dumps(dict(n=len(det), seconds=seconds, rss_gb=rss_gb, trackpy_seconds=trackpy_seconds,
+                          warmup_seconds=warmup,
                           n_tracks=int(out["track_id"].nunique()), true_tracks=n_cells,
                           link_f1=link_f1, search_range=out.attrs["track"]["search_range_px"])))
 
 
 def speed():
-    print("\nspeed: random walks, 1,000 cells, no images; each size in a fresh process")
+    print("\nspeed: random walks, 1,000 cells, no images; each size in a fresh process, timed after a "
+          "warm-up on 1,000 detections (imports, numba compilation: its time is shown)")
     results = []
     for n_frames in (10, 100, 1000):
         proc = subprocess.run([sys.executable, __file__, "--speed-one", "1000", str(n_frames)],
@@ -261,7 +273,8 @@ def speed():
         results.append(r)
         print(f"{r['n']:>9,d} detections: {r['seconds']:7.2f} s  {r['n'] / r['seconds']:>10,.0f} det/s  "
               f"peak RSS {r['rss_gb']:.2f} GB  tracks {r['n_tracks']} (true {r['true_tracks']}), "
-              f"link F1 {r['link_f1']:.4f}, search {r['search_range']:.1f} px", flush=True)
+              f"link F1 {r['link_f1']:.4f}, search {r['search_range']:.1f} px; plain trackpy.link "
+              f"{r['trackpy_seconds']:.2f} s; warm-up {r['warmup_seconds']:.1f} s", flush=True)
     for a, b in zip(results[:-1], results[1:]):
         print(f"scaling {a['n']:,d} -> {b['n']:,d}: time x{b['seconds'] / a['seconds']:.1f} "
               f"for x{b['n'] / a['n']:.0f} detections")

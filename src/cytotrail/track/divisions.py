@@ -13,13 +13,19 @@ also hand a daughter to a neighbour. Two steps repair this:
    missed frames apart are joined (gap closing), and divisions whose mother or daughter was
    missed in a frame are found, with the same costs; a compatible set of least total cost
    is chosen.
+3. **Merges** (:func:`resolve_merges`). Two touching cells segmented as one object for a
+   few frames look like a track ending into its neighbour, whose area doubles, and later a
+   "division": that split is given back to the two cells and the blob is flagged.
 
-Costs are negative log-likelihoods: squared displacements over the drift-corrected
-displacement variance, squared log area ratios over their variance (estimated from the
-confident links; capped, so that odd segmentations cannot dominate), and fixed costs for a
-birth, a death, a missed frame and a division. A division is scored by how well the
-daughters' midpoint matches the mother, how their areas add up to the mother's, and how
-alike the sisters are in area and intensity.
+Costs are negative log-likelihoods: squared displacements from the position predicted by
+each cell's last step (velocity persistence estimated from the data) over the
+drift-corrected step variance, squared log area ratios over their variance (estimated from
+the confident links, growing with the gap; capped, so that odd segmentations cannot
+dominate), and fixed costs for a birth, a death, a missed frame and a division. A division
+is scored by how well the daughters' midpoint matches the mother's predicted position, how
+their areas add up to the mother's, whether they lie on opposite sides, and how alike the
+sisters are in area and intensity. Objects cut by the frame's edge have unreliable areas
+(their area terms count a quarter) and may appear or vanish there at a lower cost.
 """
 
 from __future__ import annotations
@@ -37,7 +43,6 @@ SUM_AREA_SIGMA = 0.12  # log((a1 + a2) / a_mother) of a division
 DAUGHTER_AREA_SIGMA = 0.3  # log(a1 / a2) of two sisters
 DAUGHTER_INTENSITY_SIGMA = 0.3  # log(i1 / i2) of two sisters
 HALF = np.log(0.5)
-BIRTH_EXTRA = 0.0  # added to the birth and death costs
 BORDER_AREA_WEIGHT = 0.25  # area terms of detections cut by the frame's edge
 BORDER_BIRTH_FACTOR = 0.6  # births and deaths at the border cost this fraction
 MAX_CANDIDATES = 8  # successors considered per cell
@@ -91,7 +96,7 @@ class CostModel:
         self.search_range = float(search_range)
         n_sigma = max(search_range / self.sigma, 3.0)
         # a link as long as the search range costs as much as a death plus a birth
-        self.birth = self.death = n_sigma**2 / 4.0 + BIRTH_EXTRA
+        self.birth = self.death = n_sigma**2 / 4.0
         self.sigma_a = self._area_sigma(succ) if area is not None else None
         # a daughter lies about half a nucleus from its mother's centre
         if area is not None and np.isfinite(area).any():
