@@ -420,3 +420,13 @@ def test_track_features_per_sample(tracked):
     b = feats[feats["sample"] == "b"].drop(columns="sample").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
     assert a["n_daughters"].sum() == tracked.drop_duplicates("track_id")["parent_track_id"].notna().sum()
+
+
+@pytest.mark.parametrize("strategy", ["numba", "recursive", "nonrecursive"])
+def test_contract_holds_for_every_trackpy_strategy(synth, tracked, strategy):
+    out = track(synth.tracks[COLUMNS], link_strategy=strategy)
+    scores = tracking_scores(synth.tracks, out)
+    assert scores["link"]["f1"] >= 0.98 and scores["division"]["f1"] >= 0.85, scores
+    shuffled = track(synth.tracks[COLUMNS].sample(frac=1.0, random_state=3), link_strategy=strategy)
+    pd.testing.assert_series_equal(shuffled["track_id"].sort_index(), out["track_id"])
+    assert out.attrs["track"]["link_strategy"] == strategy
