@@ -162,6 +162,17 @@ def total_input_mb():
     return sum(input_mb(s) for s in SAMPLES)
 
 
+def train_inputs(wildcards):
+    """Training data for train_model (image and label folders, manifest, starting model)."""
+    train = config["train"]
+    inputs = {"images": train["images"], "labels": train["labels"]}
+    if train["manifest"]:
+        inputs["manifest"] = train["manifest"]
+    if train["init"] and Path(train["init"]).exists():
+        inputs["init"] = train["init"]
+    return inputs
+
+
 def sample_file(name):
     """Path of a per-sample output, e.g. sample_file("labels.tif")."""
     return f"{RESULTS}/{{sample}}/{name}"

@@ -1,48 +1,16 @@
 # Training or fine-tuning the nuclei segmentation U-Net (cytotrail.segment.train).
 # Not part of the default target: run `snakemake train_model` (or ask for its output).
-# Keys under `train:` in the config; defaults are the recipe of the shipped model.
-TRAIN_DEFAULTS = {
-    "images": [],
-    "labels": [],
-    "manifest": None,
-    "output": "resources/models/nuclei_unet",
-    "init": None,
-    "synthetic": 60,
-    "synthetic_val": 10,
-    "synthetic_weight": 0.35,
-    "seed": 0,
-    "steps": 2500,
-    "batch_size": 8,
-    "crop": 128,
-    "lr": 0.002,
-    "base": 16,
-    "depth": 4,
-}
-
-
-def train_setting(key):
-    return config.get("train", {}).get(key, TRAIN_DEFAULTS[key])
-
-
-def train_inputs(wildcards):
-    inputs = {"images": train_setting("images"), "labels": train_setting("labels")}
-    if train_setting("manifest"):
-        inputs["manifest"] = train_setting("manifest")
-    if train_setting("init") and Path(train_setting("init")).exists():
-        inputs["init"] = train_setting("init")
-    return inputs
-
-
+# Keys under `train:` in the config (see the schema); defaults are the recipe of the shipped model.
 rule train_model:
     """Train the U-Net on image/label folder pairs plus synthetic frames; write a model folder."""
     input:
         unpack(train_inputs),
     output:
-        directory(train_setting("output")),
+        directory(config["train"]["output"]),
     params:
         options=cli_flags(
             {
-                key: train_setting(key)
+                key: config["train"][key]
                 for key in ("init", "synthetic", "synthetic_val", "synthetic_weight", "seed",
                             "steps", "batch_size", "crop", "lr", "base", "depth")
             }
@@ -50,6 +18,8 @@ rule train_model:
         data=lambda wildcards, input: cli_flags(
             {"images": input.images, "labels": input.labels, "manifest": input.get("manifest")}
         ),
+    conda:
+        "../envs/cytotrail.yaml"
     log:
         f"{RESULTS}/logs/train_model.log",
     benchmark:
