@@ -119,6 +119,19 @@ def test_compartments_follow_expand_labels(synth):
                                    rtol=1e-12)
 
 
+def test_numpy_path_equals_numba_path(synth, monkeypatch):
+    import cytotrail.quantify as q
+
+    image, labels, names = synth
+    stats = ("mean", "sum", "std", "min", "max")
+    for img in (image, (image.astype(np.float32) - 200) * 0.7):
+        fast = quantify(labels, img, channel_names=names, statistics=stats, background="auto")
+        monkeypatch.setitem(q._KERNELS, "accumulate", None)
+        slow = quantify(labels, img, channel_names=names, statistics=stats, background="auto")
+        monkeypatch.undo()
+        pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-9)
+
+
 def test_empty_cytoplasm_is_nan():
     labels = np.zeros((1, 12, 12), np.uint32)
     labels[0, 2:6, 2:6] = 1

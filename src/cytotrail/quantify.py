@@ -319,6 +319,16 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     if "local" in background:
         blocks = _block_index(outside, shape, block_px)
 
+    kernels = _numba_kernels() if any(k in _MOMENT_KINDS for _, k, _ in stats) else None
+    combo = None
+    if kernels is not None:
+        # one flat index for both parts of the cell: nucleus 1..n, cytoplasm n+1..2n
+        dtype = np.int32 if 2 * n + 1 < 2**31 else np.int64
+        combo = nuc_idx.astype(dtype)
+        if "cytoplasm" in index:
+            ring = index["cytoplasm"].idx
+            combo[ring > 0] = ring[ring > 0] + n
+
     for marker, c, bg in zip(markers, channels, background):
         values = img[c].ravel()
         if values.dtype.kind == "f" and not np.isfinite(values).all():
@@ -329,21 +339,141 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
             bg = float(np.median(values[outside])) if outside.any() else 0.0
         elif isinstance(bg, str):  # "local"
             bg = _local_background(values, outside, blocks, cols["y"], cols["x"], block_px)
-        results = {}
+        results = {comp: {} for comp in compartments}
+        moments = [st for st in stats if st[1] in _MOMENT_KINDS]
+        if moments and kernels is not None:
+            for comp, out in _moment_stats(values, combo, index, compartments, moments, bg,
+                                           kernels).items():
+                results[comp].update(out)
         for comp in sorted(compartments, key=("nucleus", "cytoplasm", "cell").index):
-            todo = stats
-            if comp == "cell" and {"nucleus", "cytoplasm"} <= set(results):
-                results["cell"] = _combine_parts(results["nucleus"], results["cytoplasm"],
-                                                 index, stats)
-                todo = [st for st in stats if st[0] not in results["cell"]]
-            else:
-                results[comp] = {}
+            todo = [st for st in stats if st[0] not in results[comp]]
+            if comp == "cell" and todo and {"nucleus", "cytoplasm"} <= set(compartments):
+                results["cell"].update(_combine_parts(results["nucleus"], results["cytoplasm"],
+                                                      index, todo))
+                todo = [st for st in stats if st[0] not in results[comp]]
             if todo:
                 results[comp].update(_channel_stats(values, index[comp], todo, bg))
         for comp in compartments:
             for name, *_ in stats:
                 cols[f"{marker}_{comp}_{name}"] = results[comp][name]
     return pd.DataFrame(cols)
+
+
+_MOMENT_KINDS = ("mean", "sum", "std", "min", "max")
+_KERNELS = {}
+
+
+def _numba_kernels():
+    """One-pass per-cell accumulators compiled with numba (None when numba is missing)."""
+    if "accumulate" in _KERNELS:
+        return _KERNELS["accumulate"]
+    try:
+        import numba
+    except ImportError:  # the numpy path (reduceat over cell-sorted pixels) takes over
+        _KERNELS["accumulate"] = None
+        return None
+
+    @numba.njit(cache=True, nogil=True)
+    def accumulate(values, combo, n_slots, squares):
+        s = np.zeros(n_slots)
+        ss = np.zeros(n_slots)
+        lo = np.full(n_slots, np.inf)
+        hi = np.full(n_slots, -np.inf)
+        for i in range(values.size):
+            k = combo[i]
+            if k > 0:
+                v = np.float64(values[i])
+                s[k] += v
+                if squares:
+                    ss[k] += v * v
+                if v < lo[k]:
+                    lo[k] = v
+                if v > hi[k]:
+                    hi[k] = v
+        return s, ss, lo, hi
+
+    @numba.njit(cache=True, nogil=True)
+    def deviations(values, combo, n, slot_mean, cell_mean):
+        d = np.zeros(2 * n + 1)
+        dc = np.zeros(n + 1)
+        for i in range(values.size):
+            k = combo[i]
+            if k > 0:
+                v = np.float64(values[i])
+                x = v - slot_mean[k]
+                d[k] += x * x
+                c = k if k <= n else k - n
+                y = v - cell_mean[c]
+                dc[c] += y * y
+        return d, dc
+
+    @numba.njit(cache=True, nogil=True)
+    def position_sums(idx, width, n_slots):
+        ys = np.zeros(n_slots)
+        xs = np.zeros(n_slots)
+        for i in range(idx.size):
+            k = idx[i]
+            if k > 0:
+                ys[k] += i // width
+                xs[k] += i % width
+        return ys, xs
+
+    _KERNELS["accumulate"] = (accumulate, deviations, position_sums)
+    return _KERNELS["accumulate"]
+
+
+def _moment_stats(values, combo, index, compartments, stats, bg, kernels):
+    """mean, sum, std, min and max of every compartment in one pass over the pixels."""
+    accumulate, deviations = kernels[:2]
+    n = index["nucleus"].n
+    exact_ints = values.dtype.kind in "ui" and values.dtype.itemsize <= 2
+    want_std = any(kind == "std" for _, kind, _ in stats)
+    s, ss, lo, hi = accumulate(values, combo, 2 * n + 1, want_std and exact_ints)
+    parts = {"nucleus": slice(1, n + 1), "cytoplasm": slice(n + 1, 2 * n + 1)}
+    counts = {"nucleus": index["nucleus"].counts}
+    if "cytoplasm" in index:
+        counts["cytoplasm"] = index["cytoplasm"].counts
+    acc = {}
+    for comp, sl in parts.items():
+        if comp in counts:
+            acc[comp] = (s[sl], ss[sl], lo[sl], hi[sl], counts[comp])
+    if "cytoplasm" in acc:
+        (s1, q1, l1, h1, c1), (s2, q2, l2, h2, c2) = acc["nucleus"], acc["cytoplasm"]
+        acc["cell"] = (s1 + s2, q1 + q2, np.minimum(l1, l2), np.maximum(h1, h2), c1 + c2)
+    var = {}
+    if want_std and not exact_ints:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slot_mean = np.zeros(2 * n + 1)
+            for comp, sl in parts.items():
+                if comp in acc:
+                    slot_mean[sl] = acc[comp][0] / np.maximum(acc[comp][4], 1)
+            cell = acc.get("cell", acc["nucleus"])
+            cell_mean = np.r_[0.0, cell[0] / np.maximum(cell[4], 1)]
+        d, dc = deviations(values, combo, n, slot_mean, cell_mean)
+        var = {"nucleus": d[1:n + 1], "cytoplasm": d[n + 1:], "cell": dc[1:]}
+    out = {}
+    for comp in compartments:
+        total, squares, low, high, count = acc[comp]
+        empty = count == 0
+        res = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for name, kind, _ in stats:
+                if kind == "sum":
+                    res[name] = total - bg * count
+                elif kind == "mean":
+                    res[name] = total / count - bg
+                elif kind == "min":
+                    res[name] = np.where(empty, np.nan, low) - bg
+                elif kind == "max":
+                    res[name] = np.where(empty, np.nan, high) - bg
+                elif exact_ints:
+                    m = count.astype(np.longdouble)
+                    v = squares.astype(np.longdouble) / m - (total.astype(np.longdouble) / m) ** 2
+                    res[name] = np.sqrt(np.clip(v, 0, None).astype(np.float64))
+                else:
+                    res[name] = np.sqrt(var[comp] / count)
+        out[comp] = res
+    return out
 
 
 def _combine_parts(nucleus, cytoplasm, index, stats):
@@ -496,6 +626,12 @@ def _segment_percentile(ordered, counts, q):
 def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full):
     """Centroid (px) and, when ``full``, the shape columns of every nucleus."""
     n, counts = nucleus.n, nucleus.counts
+    if not full:
+        kernels = _numba_kernels()
+        if kernels is not None:  # one pass, no sort: sums of row and column per label
+            ysum, xsum = kernels[2](nucleus.idx, shape[1], n + 1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return {"y": ysum[1:] / counts, "x": xsum[1:] / counts}
     pos, cell = nucleus.pos, nucleus.cell
     rows, cols_ = np.divmod(pos, shape[1])
     rows = rows.astype(np.float64)
