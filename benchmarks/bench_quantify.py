@@ -69,7 +69,9 @@ def child(method, size, channels, cells):
                               else 1, cells)
     n_cells = len(np.unique(labels)) - 1
     names = [f"ch{i}" for i in range(image.shape[0])]
-    # imports outside the timing (pandas, scipy, skimage load in both cases)
+    # imports outside the timing (pandas, scipy, skimage load in both cases; numba, which
+    # cytotrail's kernels use, costs about 0.2 s once per process)
+    import numba  # noqa: F401
     import pandas  # noqa: F401
     import skimage.measure  # noqa: F401
     import skimage.segmentation  # noqa: F401
