@@ -1,10 +1,15 @@
 """Per-cell marker intensities and morphology, vectorised over labels.
 
 One row per cell per frame. Every statistic is computed for all cells of a frame at once
-on a flat label index (``np.bincount`` for sums, means and standard deviations; one sort
-of ``(cell, value)`` keys per channel for minima, maxima, medians and percentiles), and
-channels are streamed one at a time, so memory does not grow with the number of channels.
-The morphology equals :func:`skimage.measure.regionprops_table` to float precision.
+on a flat label index: means, sums, standard deviations, minima and maxima in one pass
+over the pixels per channel (a small numba kernel accumulating per-cell sums, squares,
+minima and maxima for the nucleus and the cytoplasm together, the cell combined from
+both; without numba, ``ufunc.reduceat`` over the pixels sorted by cell), medians and
+percentiles from one integer sort of ``(cell, value)`` keys per channel. Channels are
+streamed one at a time, so memory does not grow with the number of channels. Integer
+images of up to 16 bits give exact sums and standard deviations. The morphology equals
+:func:`skimage.measure.regionprops_table` to float precision, computed for all labels at
+once except the convex hull (solidity), which loops over labels.
 
 Columns of the returned table
 -----------------------------
