@@ -535,6 +535,13 @@ def cluster(
     InputError
         Missing or duplicated markers, NaN or infinite values, no observations, bad
         options or signatures.
+
+    Notes
+    -----
+    Bad input, as tested: a sample without cells contributes no observations; a
+    constant (e.g. all-zero) marker is kept with 0 in ``X`` and listed in
+    ``uns["cytotrail"]["constant_markers"]``; negative intensities are transformed as
+    they are (arcsinh is odd; ``log1p`` clips them at 0); NaN or infinite values raise.
     """
     import anndata as ad
     import scanpy as sc
