@@ -430,3 +430,13 @@ def test_contract_holds_for_every_trackpy_strategy(synth, tracked, strategy):
     shuffled = track(synth.tracks[COLUMNS].sample(frac=1.0, random_state=3), link_strategy=strategy)
     pd.testing.assert_series_equal(shuffled["track_id"].sort_index(), out["track_id"])
     assert out.attrs["track"]["link_strategy"] == strategy
+
+
+def test_track_features_trivial_tables():
+    empty = track(pd.DataFrame({"frame": pd.Series(dtype=float), "y": pd.Series(dtype=float),
+                                "x": pd.Series(dtype=float)}))
+    feats = track_features(empty)
+    assert len(feats) == 0 and {"track_id", "speed_px_per_frame", "divides"} <= set(feats)
+    one = track_features(track(pd.DataFrame({"frame": [3], "y": [1.0], "x": [2.0]})))
+    assert one.loc[0, "lifetime_frames"] == 1 and one.loc[0, "path_length_px"] == 0
+    assert np.isnan(one.loc[0, "speed_px_per_frame"]) and not one.loc[0, "divides"]

@@ -71,7 +71,8 @@ def track_features(tracks, *, pixel_size_um=None, frame_interval=None, max_lag=1
     out["lifetime_frames"] = out["last_frame"] - out["first_frame"] + 1
     out["n_missed_frames"] = out["lifetime_frames"] - out["n_detections"]
 
-    same = np.r_[False, key[1:] == key[:-1]]
+    same = np.zeros(len(key), bool)
+    same[1:] = key[1:] == key[:-1]
     step = np.zeros(len(key))
     step[1:] = np.hypot(np.diff(y), np.diff(x))
     step[~same] = 0.0
