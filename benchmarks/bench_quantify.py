@@ -90,6 +90,11 @@ def child(method, size, channels, cells):
         from skimage.measure import regionprops_table
 
         out = regionprops_table(labels, np.moveaxis(image, 0, -1), properties=INTENSITY_PROPS)
+    elif method == "ct_intensity_2threads":
+        from cytotrail.quantify import quantify
+
+        out = quantify(labels, image, channel_names=names, statistics=("mean", "std", "min", "max"),
+                       compartments=("nucleus",), morphology=False, threads=2)
     elif method == "ct_compartments":
         from cytotrail.quantify import quantify
 
@@ -156,7 +161,7 @@ def main():
     print(f"frame {args.size}x{args.size}, {args.channels} channels (uint16), "
           f"~{args.cells} cells; one fresh process per method")
     results = {}
-    methods = ["ct_intensity", "rp_intensity", "ct_compartments", "rp_compartments", "ct_shape",
+    methods = ["ct_intensity", "ct_intensity_2threads", "rp_intensity", "ct_compartments", "rp_compartments", "ct_shape",
                "rp_shape", "ct_default", "ct_median_p90"]
     if args.skip_regionprops:
         methods = [m for m in methods if not m.startswith("rp_")]
@@ -170,13 +175,15 @@ def main():
         for what, ours, theirs in (
                 (f"nucleus mean/std/min/max x {args.channels} channels", "ct_intensity",
                  "rp_intensity"),
+                (f"nucleus mean/std/min/max x {args.channels} channels, cytotrail threads=2",
+                 "ct_intensity_2threads", "rp_intensity"),
                 (f"nucleus+cytoplasm+cell mean/std/min/max x {args.channels} channels "
                  "(regionprops: expand_labels + 3 label images)", "ct_compartments",
                  "rp_compartments"),
                 ("morphology (area, centroid, perimeter, eccentricity, solidity, axes, "
                  "orientation)", "ct_shape", "rp_shape")):
             a, b = results[ours], results[theirs]
-            print(f"{what}: cytotrail {a['seconds']:.2f} s wall / {a['cpu_s']:.2f} s CPU vs "
+            print(f"{what}:\n    cytotrail {a['seconds']:.2f} s wall / {a['cpu_s']:.2f} s CPU vs "
                   f"regionprops_table {b['seconds']:.2f} s / {b['cpu_s']:.2f} s -> "
                   f"{b['seconds'] / a['seconds']:.1f}x faster (wall), "
                   f"{b['cpu_s'] / a['cpu_s']:.1f}x (CPU)")

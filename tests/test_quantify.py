@@ -131,6 +131,18 @@ def test_numpy_path_equals_numba_path(synth, monkeypatch):
         monkeypatch.undo()
         pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-9)
 
+    # blocks of channels, threads and a non-contiguous channel order do not change results
+    wide = np.concatenate([image, image[:, ::-1]], axis=1)  # 12 channels: two blocks
+    wide_names = names + [f"{n}_b" for n in names]
+    order = wide_names[::-1]
+    one = quantify(labels, wide, channel_names=wide_names, markers=order, statistics=stats)
+    two = quantify(labels, wide, channel_names=wide_names, markers=order, statistics=stats,
+                   threads=2)
+    pd.testing.assert_frame_equal(one, two)
+    # "CD3_b" holds image channel 4 (PanCK): the same numbers under another name
+    for stat in stats:
+        np.testing.assert_array_equal(one[f"CD3_b_cell_{stat}"], one[f"PanCK_cell_{stat}"])
+
 
 def test_empty_cytoplasm_is_nan():
     labels = np.zeros((1, 12, 12), np.uint32)

@@ -72,6 +72,7 @@ def quantify(
     neighbour_radius_um=30.0,
     morphology=True,
     background_block_um=50.0,
+    threads=1,
 ):
     """Measure every cell of every frame: morphology plus per-channel intensity statistics.
 
@@ -110,6 +111,9 @@ def quantify(
         Measure the shape columns (the centroid, ``frame`` and ``label`` are always there).
     background_block_um : float
         Block size of ``background="local"``, in µm.
+    threads : int
+        Threads for the per-channel accumulation (blocks of 8 channels run in parallel;
+        the results do not depend on it).
 
     Returns
     -------
@@ -174,7 +178,8 @@ def quantify(
             compartments=compartments, grow_px=cytoplasm_um / pixel_size_um,
             pixel_size_um=pixel_size_um, background=bg,
             neighbour_radius_um=neighbour_radius_um, morphology=morphology,
-            block_px=max(int(round(background_block_um / pixel_size_um)), 2)))
+            block_px=max(int(round(background_block_um / pixel_size_um)), 2),
+            threads=threads))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -294,7 +299,8 @@ def _label_index(lab):
 
 
 def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow_px,
-                    pixel_size_um, background, neighbour_radius_um, morphology, block_px):
+                    pixel_size_um, background, neighbour_radius_um, morphology, block_px,
+                    threads):
     ids, nuc_idx, lut = _label_index(lab)
     n = len(ids)
     shape = lab.shape
@@ -334,7 +340,15 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
             ring = index["cytoplasm"].idx
             combo[ring > 0] = ring[ring > 0] + n
 
-    for marker, c, bg in zip(markers, channels, background):
+    moments = [st for st in stats if st[1] in _MOMENT_KINDS]
+    exact_ints = img.dtype.kind in "ui" and img.dtype.itemsize <= 2
+    squares = exact_ints and any(kind == "std" for _, kind, _ in moments)
+    chunk = 8 * max(int(threads), 1)  # channels held as accumulators at a time
+    accumulated = {}
+    for j, (marker, c, bg) in enumerate(zip(markers, channels, background)):
+        if moments and kernels is not None and j % chunk == 0:
+            accumulated = dict(zip(range(j, j + chunk), _accumulate_channels(
+                img, channels[j:j + chunk], combo, 2 * n + 1, squares, kernels, threads)))
         values = img[c].ravel()
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             bad = int(np.count_nonzero(~np.isfinite(values)))
@@ -345,10 +359,9 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
         elif isinstance(bg, str):  # "local"
             bg = _local_background(values, outside, blocks, cols["y"], cols["x"], block_px)
         results = {comp: {} for comp in compartments}
-        moments = [st for st in stats if st[1] in _MOMENT_KINDS]
         if moments and kernels is not None:
-            for comp, out in _moment_stats(values, combo, index, compartments, moments, bg,
-                                           kernels).items():
+            for comp, out in _moment_stats(values, accumulated.pop(j), combo, index,
+                                           compartments, moments, bg, kernels).items():
                 results[comp].update(out)
         for comp in sorted(compartments, key=("nucleus", "cytoplasm", "cell").index):
             todo = [st for st in stats if st[0] not in results[comp]]
@@ -380,21 +393,24 @@ def _numba_kernels():
 
     @numba.njit(cache=True, nogil=True)
     def accumulate(values, combo, n_slots, squares):
-        s = np.zeros(n_slots)
-        ss = np.zeros(n_slots)
-        lo = np.full(n_slots, np.inf)
-        hi = np.full(n_slots, -np.inf)
-        for i in range(values.size):
+        # values: (B, N) channels; per slot and channel: sum, sum of squares, min, max
+        nc = values.shape[0]
+        s = np.zeros((n_slots, nc))
+        ss = np.zeros((n_slots, nc))
+        lo = np.full((n_slots, nc), np.inf)
+        hi = np.full((n_slots, nc), -np.inf)
+        for i in range(combo.size):
             k = combo[i]
             if k > 0:
-                v = np.float64(values[i])
-                s[k] += v
-                if squares:
-                    ss[k] += v * v
-                if v < lo[k]:
-                    lo[k] = v
-                if v > hi[k]:
-                    hi[k] = v
+                for c in range(nc):
+                    v = np.float64(values[c, i])
+                    s[k, c] += v
+                    if squares:
+                        ss[k, c] += v * v
+                    if v < lo[k, c]:
+                        lo[k, c] = v
+                    if v > hi[k, c]:
+                        hi[k, c] = v
         return s, ss, lo, hi
 
     @numba.njit(cache=True, nogil=True)
@@ -427,13 +443,42 @@ def _numba_kernels():
     return _KERNELS["accumulate"]
 
 
-def _moment_stats(values, combo, index, compartments, stats, bg, kernels):
-    """mean, sum, std, min and max of every compartment in one pass over the pixels."""
-    accumulate, deviations = kernels[:2]
+def _accumulate_channels(img, channels, combo, n_slots, squares, kernels, threads):
+    """Per-slot (sum, sum of squares, min, max) of each channel, in blocks of channels.
+
+    A block of up to 8 channels shares one pass over the index; with ``threads`` > 1,
+    blocks run in parallel (the kernel releases the GIL).
+    """
+    accumulate = kernels[0]
+    blocks = [channels[i:i + 8] for i in range(0, len(channels), 8)]
+
+    def run(block):
+        if img.flags.c_contiguous and block == list(range(block[0], block[-1] + 1)):
+            values = img[block[0]:block[-1] + 1].reshape(len(block), -1)
+        else:
+            values = np.stack([img[c].ravel() for c in block])
+        return accumulate(values, combo, n_slots, squares)
+
+    if threads > 1 and len(blocks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(run, blocks))
+    else:
+        results = [run(block) for block in blocks]
+    out = []
+    for res in results:
+        out.extend(tuple(a[:, j] for a in res) for j in range(res[0].shape[1]))
+    return out
+
+
+def _moment_stats(values, acc_channel, combo, index, compartments, stats, bg, kernels):
+    """mean, sum, std, min and max of every compartment from one channel's accumulators."""
+    deviations = kernels[1]
     n = index["nucleus"].n
     exact_ints = values.dtype.kind in "ui" and values.dtype.itemsize <= 2
     want_std = any(kind == "std" for _, kind, _ in stats)
-    s, ss, lo, hi = accumulate(values, combo, 2 * n + 1, want_std and exact_ints)
+    s, ss, lo, hi = acc_channel
     parts = {"nucleus": slice(1, n + 1), "cytoplasm": slice(n + 1, 2 * n + 1)}
     counts = {"nucleus": index["nucleus"].counts}
     if "cytoplasm" in index:
