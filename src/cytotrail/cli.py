@@ -173,6 +173,8 @@ def _parser_quantify(sub):
                    help="radius for the n_neighbours column, in µm")
     p.add_argument("--no-morphology", action="store_true",
                    help="skip the shape columns (area, perimeter, solidity, ...)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for the per-channel statistics (results do not depend on it)")
     _add_image_options(p)
     _add_sample(p)
     p.set_defaults(func=_cmd_quantify)
@@ -205,7 +207,7 @@ def _cmd_quantify(args):
                      cytoplasm_um=args.cytoplasm_um, pixel_size_um=args.pixel_size_um,
                      background=background,
                      neighbour_radius_um=args.neighbour_radius_um,
-                     morphology=not args.no_morphology)
+                     morphology=not args.no_morphology, threads=args.threads)
     cells.insert(0, "sample", _sample_name(args, args.image))
     io.write_table(args.output, cells)
     log.info("wrote %s: %d cells", args.output, len(cells))
