@@ -2,9 +2,10 @@
 
 One row per cell per frame. Every statistic is computed for all cells of a frame at once
 on a flat label index: means, sums, standard deviations, minima and maxima in one pass
-over the pixels per channel (a small numba kernel accumulating per-cell sums, squares,
-minima and maxima for the nucleus and the cytoplasm together, the cell combined from
-both; without numba, ``ufunc.reduceat`` over the pixels sorted by cell), medians and
+over the pixels per channel (a small numba kernel walking the runs of equal label along
+the rows and accumulating per-cell sums, squares, minima and maxima for the nucleus and
+the cytoplasm together, 8 channels per pass, the cell combined from both; without numba,
+``ufunc.reduceat`` over the pixels sorted by cell), medians and
 percentiles from one integer sort of ``(cell, value)`` keys per channel. Channels are
 streamed one at a time, so memory does not grow with the number of channels. Integer
 images of up to 16 bits give exact sums and standard deviations. The morphology equals
@@ -341,6 +342,7 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
             combo[ring > 0] = ring[ring > 0] + n
 
     moments = [st for st in stats if st[1] in _MOMENT_KINDS]
+    runs = _runs(combo) if combo is not None else None
     exact_ints = img.dtype.kind in "ui" and img.dtype.itemsize <= 2
     squares = exact_ints and any(kind == "std" for _, kind, _ in moments)
     chunk = 8 * max(int(threads), 1)  # channels held as accumulators at a time
@@ -348,7 +350,7 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     for j, (marker, c, bg) in enumerate(zip(markers, channels, background)):
         if moments and kernels is not None and j % chunk == 0:
             accumulated = dict(zip(range(j, j + chunk), _accumulate_channels(
-                img, channels[j:j + chunk], combo, 2 * n + 1, squares, kernels, threads)))
+                img, channels[j:j + chunk], runs, 2 * n + 1, squares, kernels, threads)))
         values = img[c].ravel()
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             bad = int(np.count_nonzero(~np.isfinite(values)))
@@ -392,25 +394,34 @@ def _numba_kernels():
         return None
 
     @numba.njit(cache=True, nogil=True)
-    def accumulate(values, combo, n_slots, squares):
-        # values: (B, N) channels; per slot and channel: sum, sum of squares, min, max
+    def accumulate(values, run_start, run_end, run_slot, n_slots, squares):
+        # values: (B, N) channels; runs of equal slot along the flat pixels. Per slot and
+        # channel: sum, sum of squares, min, max (accumulated in registers along a run)
         nc = values.shape[0]
         s = np.zeros((n_slots, nc))
         ss = np.zeros((n_slots, nc))
         lo = np.full((n_slots, nc), np.inf)
         hi = np.full((n_slots, nc), -np.inf)
-        for i in range(combo.size):
-            k = combo[i]
-            if k > 0:
-                for c in range(nc):
+        for r in range(run_start.size):
+            k = run_slot[r]
+            a = run_start[r]
+            b = run_end[r]
+            for c in range(nc):
+                t = 0.0
+                q = 0.0
+                low = np.inf
+                high = -np.inf
+                for i in range(a, b):
                     v = np.float64(values[c, i])
-                    s[k, c] += v
+                    t += v
                     if squares:
-                        ss[k, c] += v * v
-                    if v < lo[k, c]:
-                        lo[k, c] = v
-                    if v > hi[k, c]:
-                        hi[k, c] = v
+                        q += v * v
+                    low = min(low, v)
+                    high = max(high, v)
+                s[k, c] += t
+                ss[k, c] += q
+                lo[k, c] = min(lo[k, c], low)
+                hi[k, c] = max(hi[k, c], high)
         return s, ss, lo, hi
 
     @numba.njit(cache=True, nogil=True)
@@ -443,7 +454,17 @@ def _numba_kernels():
     return _KERNELS["accumulate"]
 
 
-def _accumulate_channels(img, channels, combo, n_slots, squares, kernels, threads):
+def _runs(combo):
+    """Start, end and slot of every run of equal non-zero slot along the flat pixels."""
+    change = np.flatnonzero(combo[1:] != combo[:-1]) + 1
+    start = np.r_[0, change]
+    end = np.r_[change, combo.size]
+    slot = combo[start]
+    keep = slot > 0
+    return start[keep], end[keep], slot[keep]
+
+
+def _accumulate_channels(img, channels, runs, n_slots, squares, kernels, threads):
     """Per-slot (sum, sum of squares, min, max) of each channel, in blocks of channels.
 
     A block of up to 8 channels shares one pass over the index; with ``threads`` > 1,
@@ -457,7 +478,7 @@ def _accumulate_channels(img, channels, combo, n_slots, squares, kernels, thread
             values = img[block[0]:block[-1] + 1].reshape(len(block), -1)
         else:
             values = np.stack([img[c].ravel() for c in block])
-        return accumulate(values, combo, n_slots, squares)
+        return accumulate(values, *runs, n_slots, squares)
 
     if threads > 1 and len(blocks) > 1:
         from concurrent.futures import ThreadPoolExecutor
