@@ -123,7 +123,7 @@ def test_numpy_path_equals_numba_path(synth, monkeypatch):
     import cytotrail.quantify as q
 
     image, labels, names = synth
-    stats = ("mean", "sum", "std", "min", "max")
+    stats = ("mean", "sum", "std", "min", "max", "median", "p90")
     for img in (image, (image.astype(np.float32) - 200) * 0.7):
         fast = quantify(labels, img, channel_names=names, statistics=stats, background="auto")
         monkeypatch.setitem(q._KERNELS, "accumulate", None)

@@ -450,7 +450,23 @@ def _numba_kernels():
                 xs[k] += i % width
         return ys, xs
 
-    _KERNELS["accumulate"] = (accumulate, deviations, position_sums)
+    @numba.njit(cache=True, nogil=True)
+    def segment_quantiles(values, starts, counts, qs):
+        # linear-interpolated percentiles qs of each cell's segment (as numpy.percentile)
+        out = np.full((counts.size, qs.size), np.nan)
+        for i in range(counts.size):
+            m = counts[i]
+            if m == 0:
+                continue
+            seg = np.sort(values[starts[i]:starts[i] + m]).astype(np.float64)
+            for j in range(qs.size):
+                pos = qs[j] / 100.0 * (m - 1)
+                lo = int(np.floor(pos))
+                hi = min(lo + 1, m - 1)
+                out[i, j] = seg[lo] + (seg[hi] - seg[lo]) * (pos - lo)
+        return out
+
+    _KERNELS["accumulate"] = (accumulate, deviations, position_sums, segment_quantiles)
     return _KERNELS["accumulate"]
 
 
@@ -632,9 +648,21 @@ def _channel_stats(values, index, stats, bg):
             dev = v - np.repeat(means[ok], counts[ok])
             var[ok] = np.add.reduceat(dev * dev, starts) / counts[ok]
             del dev
-    if kinds & {"median", "percentile"}:
-        ordered = _sort_segments(v, index)
+    quantiles = {}
+    order_stats = [(name, {"median": 50.0}.get(kind, q)) for name, kind, q in stats
+                   if kind in ("median", "percentile")]
+    if order_stats:
+        kernels = _numba_kernels()
+        if kernels is not None:  # sort each cell's pixels on its own (small sorts)
+            qs = np.array([q for _, q in order_stats], dtype=np.float64)
+            table = kernels[3](v, np.cumsum(counts) - counts, counts, qs)
+            quantiles = {name: table[:, j] for j, (name, _) in enumerate(order_stats)}
+        else:
+            ordered = _sort_segments(v, index)
     for name, kind, q in stats:
+        if name in quantiles:
+            out[name] = quantiles[name] - bg
+            continue
         if kind == "mean":
             out[name] = means - bg
         elif kind == "sum":
