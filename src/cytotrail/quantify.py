@@ -181,7 +181,7 @@ def quantify(
             neighbour_radius_um=neighbour_radius_um, morphology=morphology,
             block_px=max(int(round(background_block_um / pixel_size_um)), 2),
             threads=threads))
-    return pd.concat(frames, ignore_index=True)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def _label_index(lab):
         present = np.bincount(flat, minlength=top + 1).astype(bool)
         present[0] = False
         ids = np.flatnonzero(present)
-        lut = np.zeros(top + 1, np.int64)
+        lut = np.zeros(top + 1, np.int32 if 2 * len(ids) + 1 < 2**31 else np.int64)
         lut[ids] = np.arange(1, len(ids) + 1)
         return ids, lut[flat], lut
     ids, inverse = np.unique(flat, return_inverse=True)
@@ -336,7 +336,7 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     if kernels is not None:
         # one flat index for both parts of the cell: nucleus 1..n, cytoplasm n+1..2n
         dtype = np.int32 if 2 * n + 1 < 2**31 else np.int64
-        combo = nuc_idx.astype(dtype)
+        combo = nuc_idx.astype(dtype, copy="cytoplasm" in index)
         if "cytoplasm" in index:
             ring = index["cytoplasm"].idx
             combo[ring > 0] = ring[ring > 0] + n
