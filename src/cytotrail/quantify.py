@@ -466,7 +466,75 @@ def _numba_kernels():
                 out[i, j] = seg[lo] + (seg[hi] - seg[lo]) * (pos - lo)
         return out
 
-    _KERNELS["accumulate"] = (accumulate, deviations, position_sums, segment_quantiles)
+    @numba.njit(cache=True, nogil=True)
+    def hull_pixel_counts(pts, bounds, heights):
+        # pts: (P, 2) doubled integer (row, col) points, grouped by label between bounds;
+        # returns the number of pixel centres (even doubled coordinates) in each hull
+        n = bounds.size - 1
+        out = np.zeros(n)
+        for j in range(n):
+            p = pts[bounds[j]:bounds[j + 1]]
+            m = p.shape[0]
+            key = (p[:, 0] + 2) * (4 * m + 1 << 20) + (p[:, 1] + 2)
+            order = np.argsort(key)
+            q = p[order]
+            hull = np.empty((2 * m + 1, 2), np.int64)
+            k = 0
+            for i in range(m):  # lower chain
+                while k >= 2 and ((hull[k - 1, 0] - hull[k - 2, 0]) * (q[i, 1] - hull[k - 2, 1])
+                                  - (hull[k - 1, 1] - hull[k - 2, 1])
+                                  * (q[i, 0] - hull[k - 2, 0])) <= 0:
+                    k -= 1
+                hull[k] = q[i]
+                k += 1
+            t = k + 1
+            for i in range(m - 2, -1, -1):  # upper chain
+                while k >= t and ((hull[k - 1, 0] - hull[k - 2, 0]) * (q[i, 1] - hull[k - 2, 1])
+                                  - (hull[k - 1, 1] - hull[k - 2, 1])
+                                  * (q[i, 0] - hull[k - 2, 0])) <= 0:
+                    k -= 1
+                hull[k] = q[i]
+                k += 1
+            nv = k - 1
+            total = 0
+            for r in range(heights[j]):
+                y = 2 * r
+                # x-extent of the polygon on the line y as fractions num/den (den > 0)
+                lo_n, lo_d, hi_n, hi_d = 1, 0, -1, 0
+                found = False
+                for e in range(nv):
+                    ay, ax = hull[e, 0], hull[e, 1]
+                    by, bx = hull[e + 1, 0], hull[e + 1, 1]
+                    if y < min(ay, by) or y > max(ay, by):
+                        continue
+                    if ay == by:
+                        cands = ((ax, 1), (bx, 1))
+                    else:
+                        num = ax * (by - ay) + (bx - ax) * (y - ay)
+                        den = by - ay
+                        if den < 0:
+                            num, den = -num, -den
+                        cands = ((num, den), (num, den))
+                    for cn, cd in cands:
+                        if not found:
+                            lo_n, lo_d, hi_n, hi_d = cn, cd, cn, cd
+                            found = True
+                        else:
+                            if cn * lo_d < lo_n * cd:
+                                lo_n, lo_d = cn, cd
+                            if cn * hi_d > hi_n * cd:
+                                hi_n, hi_d = cn, cd
+                if found:
+                    # columns c with lo <= 2c <= hi
+                    first = -((-lo_n) // (2 * lo_d))
+                    last = hi_n // (2 * hi_d)
+                    if last >= first:
+                        total += last - first + 1
+            out[j] = total
+        return out
+
+    _KERNELS["accumulate"] = (accumulate, deviations, position_sums, segment_quantiles,
+                              hull_pixel_counts)
     return _KERNELS["accumulate"]
 
 
@@ -809,7 +877,9 @@ def _convex_areas(border, nucleus, shape):
 
     The hull of a region is the hull of the pixel-edge midpoints (the ``diamond`` offsets
     skimage uses) of the leftmost and rightmost pixel of each of its rows; the count is of
-    pixel centres inside or on the hull, with the same ``grid_points_in_poly`` call.
+    pixel centres inside or on the hull. With numba: Andrew's monotone chain and an exact
+    count per row in doubled integer coordinates; without: Qhull and the same
+    ``grid_points_in_poly`` call as skimage.
     """
     from scipy.spatial import ConvexHull, QhullError
     from skimage.measure import grid_points_in_poly
@@ -835,6 +905,11 @@ def _convex_areas(border, nucleus, shape):
     diamond = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
     pts = (local[:, None, :] + diamond).reshape(-1, 2)
     bounds = np.r_[starts, len(er)] * 4
+    kernels = _numba_kernels()
+    if kernels is not None:  # exact integer hull and row counts, all labels in one call
+        doubled = np.round(pts * 2).astype(np.int64)
+        areas[cells] = kernels[4](doubled, bounds.astype(np.int64), height.astype(np.int64))
+        return areas
     for j, i in enumerate(cells.tolist()):
         try:
             hull = ConvexHull(pts[bounds[j]:bounds[j + 1]])
