@@ -77,7 +77,7 @@ def test_sigkill_during_segmentation_then_same_command_resumes(demo_run, tmp_pat
     run = _start(workdir)
     _wait_for("cytotrail segment")
     os.killpg(run.pid, signal.SIGKILL)  # snakemake and every job it started
-    run.wait()
+    run.communicate()
     for pid in _processes(str(workdir)):
         os.kill(pid, signal.SIGKILL)
     assert not (workdir / "results" / "cells.h5ad").exists()
@@ -109,7 +109,8 @@ def test_keep_going_finishes_the_other_samples(tmp_path):
         write_dataset(workdir / "data", data, sample=sample)
     io.write_labels(workdir / "data" / "good_masks.tif",
                     io.read_labels(workdir / "data" / "truth" / "good_labels.tif"))
-    tifffile.imwrite(workdir / "data" / "bad_masks.tif", np.zeros((3, 10, 10), np.uint16))  # wrong size
+    tifffile.imwrite(workdir / "data" / "bad_masks.tif", np.zeros((3, 10, 10), np.uint16),
+                     photometric="minisblack")  # the wrong size
     (workdir / "config" / "samples.tsv").write_text(
         "sample\timage\tlabels\n"
         "bad\tdata/bad.ome.tif\tdata/bad_masks.tif\n"

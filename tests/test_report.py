@@ -47,8 +47,9 @@ def test_figures_build_on_a_single_frame_or_no_cells(n_frames, n_cells):
     figures = [report.segmentation_figure(data.image[:, 0], data.labels),
                report.worst_frames_figure(data.image[:, 0], data.labels),
                report.tracks_figure(tracks), report.lineage_figure(tracks)]
-    obs = tracks[["frame", "label", "cell_type"]].assign(sample="x")
-    adata = anndata.AnnData(np.ones((len(obs), 2)), obs=obs.reset_index(drop=True).astype({"sample": str}))
+    obs = tracks[["frame", "label", "cell_type"]].assign(sample="x").reset_index(drop=True)
+    obs.index = obs.index.astype(str)
+    adata = anndata.AnnData(np.ones((len(obs), 2)), obs=obs)
     adata.var_names = ["CD3", "CD20"]
     figures += [report.heatmap_figure(adata), report.composition_figure(adata.obs),
                 report.timeseries_figure(adata), report.umap_figure(adata)]

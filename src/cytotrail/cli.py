@@ -96,10 +96,12 @@ def _cmd_segment(args):
         if args.labels is None:
             raise InputError("--backend labels needs --labels MASKS.tif")
         options["labels"] = io.read_labels(args.labels)
+        if options["labels"].shape != frames.shape:
+            raise InputError(f"labels {args.labels} have shape {options['labels'].shape} but image "
+                             f"{args.image} has frames of shape {frames.shape}")
     labels = segment(frames, **options)
     io.write_labels(args.output, labels)
-    log.info("wrote %s: %d frames, %d nuclei", args.output, len(labels),
-             sum(len(set(f.ravel()) - {0}) for f in labels))
+    log.info("wrote %s: %d frame(s), largest label %d", args.output, len(labels), labels.max(initial=0))
 
 
 # --------------------------------------------------------------------------------------

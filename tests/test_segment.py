@@ -1,0 +1,299 @@
+"""Contract tests for every segmentation backend, plus tiling, devices, models and the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from cytotrail.io import InputError
+from cytotrail.segment import segment
+from cytotrail.segment.cellpose_backend import cellpose_available
+from cytotrail.segment.metrics import f1_score, match_labels
+from cytotrail.synth import make_timelapse
+
+BACKENDS = [
+    "unet",
+    "watershed",
+    "labels",
+    pytest.param("cellpose", marks=pytest.mark.skipif(not cellpose_available(),
+                                                       reason="cellpose is not installed")),
+]
+# smallest F1@0.5 each backend must reach on the synthetic frames
+MIN_F1 = {"unet": 0.93, "watershed": 0.75, "labels": 1.0, "cellpose": 0.8}
+
+
+@pytest.fixture(scope="session")
+def _synth():
+    data = make_timelapse(n_frames=3, shape=(128, 128), n_cells=18, seed=321)
+    return data.image[:, 0], data.labels
+
+
+@pytest.fixture
+def synth(_synth):
+    frames, truth = _synth
+    return frames.copy(), truth.copy()
+
+
+def run(backend, frames, truth=None, **options):
+    """segment() with the truth as masks for the labels backend (ids shuffled)."""
+    if backend == "labels":
+        rng = np.random.default_rng(0)
+        ids = np.unique(truth)
+        perm = np.zeros(int(ids.max()) + 1, np.int64)
+        perm[ids[1:]] = rng.permutation(np.arange(1000, 1000 + len(ids) - 1))
+        options["labels"] = perm[truth] if truth is not None else None
+    return segment(frames, backend=backend, device="cpu", **options)
+
+
+# --------------------------------------------------------------------------------------
+# the contract, for every backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shape_dtype_and_ids(backend, synth):
+    frames, truth = synth
+    labels = run(backend, frames, truth)
+    assert labels.shape == frames.shape
+    assert labels.dtype == np.uint32
+    for lab in labels:
+        ids = np.unique(lab)
+        ids = ids[ids > 0]
+        assert len(ids) > 5
+        # ids are 1..n, and each id is one object (one connected piece, give or take a pixel)
+        np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
+        pieces = [ndi.label(lab == i)[1] for i in ids[:10]]
+        assert max(pieces) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_frame_gives_one_frame_stack(backend, synth):
+    frames, truth = synth
+    labels = run(backend, frames[0], truth[0])
+    assert labels.shape == (1,) + frames.shape[1:]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_background_stays_zero(backend, synth):
+    frames, truth = synth
+    labels = run(backend, frames, truth)
+    far = ~ndi.binary_dilation(truth > 0, iterations=4, axes=(1, 2))
+    assert far.any()
+    assert np.mean(labels[far] == 0) > 0.999
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_frames_give_no_labels(backend, synth):
+    frames, truth = synth
+    for value in (0, 500):
+        blank = np.full_like(frames, value)
+        assert not run(backend, blank, np.zeros_like(truth)).any()
+    # an empty frame inside a stack stays empty; the others are still segmented
+    mixed = frames.copy()
+    mixed[1] = 0
+    mixed_truth = truth.copy()
+    mixed_truth[1] = 0
+    labels = run(backend, mixed, mixed_truth, diameter=14.0) if backend != "labels" else \
+        run(backend, mixed, mixed_truth)
+    assert not labels[1].any()
+    assert labels[0].any() and labels[2].any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_decent_f1_on_synthetic_frames(backend, synth):
+    frames, truth = synth
+    labels = run(backend, frames, truth)
+    assert f1_score(truth, labels) >= MIN_F1[backend]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_frame_order_does_not_matter(backend, synth):
+    frames, truth = synth
+    perm = np.array([2, 0, 1])
+    options = {} if backend == "labels" else {"diameter": 14.0}
+    a = run(backend, frames, truth, **options)
+    b = run(backend, frames[perm], truth[perm], **options)
+    for t, p in enumerate(perm):
+        assert f1_score(a[p], b[t], iou=0.9) >= 0.99
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_translation_moves_the_objects(backend, synth):
+    frames, truth = synth
+    dy, dx = 24, 16
+    options = {} if backend == "labels" else {"diameter": 14.0}
+    whole = run(backend, frames[:1], truth[:1], **options)[0]
+    part = run(backend, frames[:1, dy:, dx:], truth[:1, dy:, dx:], **options)[0]
+    # compare away from the new borders, where context changed
+    inner = (slice(12, None), slice(12, None))
+    a = whole[dy:, dx:][inner]
+    b = part[inner]
+    r = match_labels(a, b, iou=0.5)
+    assert r["tp"] >= 0.9 * max(len(np.unique(a)) - 1, 1)
+
+
+@pytest.mark.parametrize("backend", ["unet", "watershed"])
+def test_8_and_16_bit_and_float_agree(backend, synth):
+    frames, truth = synth
+    as16 = run(backend, frames, truth, diameter=14.0)
+    scaled = frames.astype(np.float64) / frames.max()
+    as8 = run(backend, np.round(scaled * 255).astype(np.uint8), truth, diameter=14.0)
+    asfloat = run(backend, scaled.astype(np.float32) * 3.7 + 11, truth, diameter=14.0)
+    assert f1_score(as16, as8, iou=0.75) >= 0.95
+    assert f1_score(as16, asfloat, iou=0.9) >= 0.98
+
+
+# --------------------------------------------------------------------------------------
+# unet specifics
+
+
+def test_unet_separates_touching_nuclei():
+    data = make_timelapse(n_frames=1, shape=(128, 128), n_cells=45, diameter=16, seed=77)
+    truth = data.labels
+    # crowded: many nuclei touch a neighbour
+    touching = ndi.binary_dilation(truth[0] > 0) & (ndi.grey_dilation(truth[0], size=3) !=
+                                                    -ndi.grey_dilation(-truth[0].astype(np.int64), size=3))
+    assert touching.sum() > 50
+    labels = segment(data.image[:, 0], device="cpu")
+    assert f1_score(truth, labels) >= 0.9
+
+
+def test_unet_tiled_equals_untiled():
+    data = make_timelapse(n_frames=1, shape=(320, 288), n_cells=70, seed=11)
+    frames = data.image[:, 0]
+    whole = segment(frames, device="cpu", diameter=14.0)
+    tiled = segment(frames, device="cpu", diameter=14.0, tile_size=208)  # cores of 80 px: 16 tiles
+    n_whole, n_tiled = whole.max(), tiled.max()
+    assert abs(int(n_whole) - int(n_tiled)) <= 1
+    r = match_labels(whole[0], tiled[0], iou=0.9)
+    assert r["tp"] >= n_whole - 1
+    # no nucleus is cut at a tile border: the matched pairs are nearly identical
+    assert r["mean_iou"] > 0.97
+
+
+@pytest.mark.parametrize("diameter", [9, 40])
+def test_unet_estimates_diameter_and_rescales(diameter):
+    shape = (192, 192)
+    n = int(0.25 * shape[0] * shape[1] / (np.pi * diameter**2 / 4))
+    data = make_timelapse(n_frames=1, shape=shape, n_cells=n, diameter=diameter, seed=5)
+    from cytotrail.segment.infer import estimate_diameter
+    from cytotrail.segment.model import load_model
+
+    net, config, thresholds = load_model(None, device="cpu")
+    import torch
+
+    est = estimate_diameter(data.image[:, 0], net=net, config=config, thresholds=thresholds,
+                            device=torch.device("cpu"))
+    true = np.median(np.sqrt(4 * np.bincount(data.labels[0].ravel())[1:] / np.pi))
+    assert est == pytest.approx(true, rel=0.3)
+    assert f1_score(data.labels, segment(data.image[:, 0], device="cpu")) >= 0.85
+
+
+def test_unet_rejects_weights_that_do_not_match_their_sha256(tmp_path):
+    from cytotrail.segment.model import model_dir
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir(None), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["weights_sha256"] = "0" * 64
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="sha256"):
+        segment(np.zeros((32, 32), np.uint8) + 1, model=folder, device="cpu", diameter=10)
+
+
+def test_unet_unknown_model_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        segment(np.ones((32, 32)), model=tmp_path / "absent", device="cpu")
+
+
+# --------------------------------------------------------------------------------------
+# input validation, labels and cellpose backends
+
+
+def test_bad_inputs_are_input_errors(synth):
+    frames, truth = synth
+    with pytest.raises(InputError, match="backend"):
+        segment(frames, backend="magic")
+    with pytest.raises(InputError, match="shape"):
+        segment(frames[:, :, :, None])
+    with pytest.raises(InputError, match="diameter"):
+        segment(frames, diameter=-3)
+    with pytest.raises(InputError, match="labels"):
+        segment(frames, backend="labels")
+    with pytest.raises(InputError, match="shape"):
+        segment(frames, backend="labels", labels=truth[:, :-1])
+    with pytest.raises(InputError, match="NaN"):
+        segment(np.full((16, 16), np.nan))
+
+
+def test_labels_backend_relabels_consecutively():
+    masks = np.zeros((2, 8, 8), np.int64)
+    masks[0, 1:3, 1:3] = 7
+    masks[0, 5:7, 5:7] = 900
+    masks[1, 2:4, 2:4] = 3
+    out = segment(np.ones((2, 8, 8)), backend="labels", labels=masks)
+    assert out.dtype == np.uint32
+    assert sorted(np.unique(out[0])) == [0, 1, 2]
+    assert sorted(np.unique(out[1])) == [0, 1]
+    np.testing.assert_array_equal(out > 0, masks > 0)
+
+
+@pytest.mark.skipif(cellpose_available(), reason="cellpose is installed")
+def test_cellpose_without_cellpose_is_a_clear_input_error(synth):
+    with pytest.raises(InputError, match="cellpose"):
+        segment(synth[0], backend="cellpose")
+
+
+# --------------------------------------------------------------------------------------
+# devices
+
+
+def test_select_device_auto_and_explicit():
+    import torch
+
+    from cytotrail.segment.device import select_device
+
+    auto = select_device("auto")
+    if torch.cuda.is_available():
+        assert auto.type == "cuda"
+    else:
+        assert auto.type in ("cpu", "mps")
+        with pytest.raises(InputError, match="CUDA"):
+            select_device("cuda")
+    assert select_device("cpu").type == "cpu"
+    with pytest.raises(InputError, match="unknown device"):
+        select_device("tpu")
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(synth):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    frames, _ = synth
+    cpu = segment(frames, device="cpu", diameter=14.0)
+    gpu = segment(frames, device="cuda", diameter=14.0)
+    assert f1_score(cpu, gpu, iou=0.9) >= 0.98
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_segment_writes_labels(tmp_path, synth):
+    from cytotrail import io
+    from cytotrail.cli import main
+
+    frames, truth = synth
+    path = tmp_path / "img.tif"
+    io.write_image(path, frames[:, None], channel_names=["DNA"])
+    out = tmp_path / "labels.tif"
+    assert main(["segment", str(path), "-o", str(out), "--backend", "watershed"]) == 0
+    labels = io.read_labels(out)
+    assert labels.shape == frames.shape
+    assert f1_score(truth, labels) >= MIN_F1["watershed"]
+    assert main(["segment", str(path), "-o", str(out), "--backend", "labels"]) == 2
