@@ -13,6 +13,7 @@ rule quantify_cells:
                 "statistics": config["quantify"]["statistics"],
                 "compartments": config["quantify"]["compartments"],
                 "cytoplasm_um": config["quantify"]["cytoplasm_um"],
+                "background": config["quantify"]["background"],
                 "pixel_size_um": config["pixel_size_um"],
             }
         ),
