@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_demo_runs_as_slurm_jobs_and_matches_the_local_run(slurm, demo_run, tmp_
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
     run_id = re.search(r"SLURM run ID: ([0-9a-f-]+)", out).group(1)
     # SLURM's own record of every job of this run (jobcomp/filetxt)
-    records = [line for line in open(JOBCOMP) if f"Name={run_id}" in line]
+    records = [line for line in Path(JOBCOMP).read_text().splitlines() if f"Name={run_id}" in line]
     completed = {re.search(r"JobId=(\d+)", r).group(1) for r in records if "JobState=COMPLETED" in r}
     assert submitted and set(submitted.values()) <= completed
     # every rule but the local target ran under SLURM: per-sample CPU steps grouped

@@ -169,7 +169,8 @@ def _parser_quantify(sub):
                    help="width of the cytoplasm ring grown from the nucleus, in µm")
     p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
     p.add_argument("--background", nargs="+", default=None, metavar="VALUE",
-                   help="subtract a background per channel: 'auto' (median of the pixels outside "
+                   help="subtract a background per channel: 'local' (block medians of the pixels outside "
+                   "cells, at each cell's centroid), 'auto' (median of the pixels outside "
                    "all cells, per frame) or MARKER=VALUE pairs")
     p.add_argument("--neighbour-radius-um", type=float, default=30.0,
                    help="radius for the n_neighbours column, in µm")
@@ -187,8 +188,8 @@ def _cmd_quantify(args):
     from cytotrail.quantify import quantify
 
     background = None
-    if args.background == ["auto"]:
-        background = "auto"
+    if args.background in (["auto"], ["local"]):
+        background = args.background[0]
     elif args.background:
         background = {}
         for item in args.background:
@@ -198,7 +199,7 @@ def _cmd_quantify(args):
             except ValueError:
                 name = ""
             if not name:
-                raise InputError(f"--background: expected 'auto' or MARKER=VALUE, got {item!r}")
+                raise InputError(f"--background: expected 'auto', 'local' or MARKER=VALUE, got {item!r}")
     image, names = io.read_image(args.image, axes=args.axes, channel_names=args.channel_names)
     labels = io.read_labels(args.labels)
     if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
