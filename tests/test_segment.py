@@ -181,13 +181,14 @@ def test_unet_estimates_diameter_and_rescales(diameter):
     data = make_timelapse(n_frames=1, shape=shape, n_cells=n, diameter=diameter, seed=5)
     from cytotrail.segment.infer import estimate_diameter
     from cytotrail.segment.model import load_model
+    from cytotrail.segment.preprocess import equivalent_diameters
 
     net, config, thresholds = load_model(None, device="cpu")
     import torch
 
     est = estimate_diameter(data.image[:, 0], net=net, config=config, thresholds=thresholds,
                             device=torch.device("cpu"))
-    true = np.median(np.sqrt(4 * np.bincount(data.labels[0].ravel())[1:] / np.pi))
+    true = np.median(equivalent_diameters(data.labels[0]))
     assert est == pytest.approx(true, rel=0.3)
     assert f1_score(data.labels, segment(data.image[:, 0], device="cpu")) >= 0.85
 

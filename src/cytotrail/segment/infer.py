@@ -212,8 +212,10 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
                       max_side=768, max_frames=3):
     """Estimate the median nucleus diameter (px) by segmenting a few frames.
 
-    Starts at the native scale and rescales until the median equivalent diameter of
-    the objects found is stable (objects touching the crop border are not counted).
+    Starts from a classical estimate (the mean distance-to-edge in an Otsu mask, which
+    fragmenting cannot bias low), segments at the scale it implies and rescales until the
+    median equivalent diameter of the objects found is stable (objects touching the crop
+    border are not counted).
     Uses up to ``max_frames`` frames (evenly spaced), centrally cropped to
     ``max_side`` x ``max_side`` *model-scale* pixels, so its cost is bounded.
 
@@ -224,8 +226,11 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     """
     n = frames.shape[0]
     picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_frames))})
+    from cytotrail.segment.classical import estimate_diameter_classical
+
     d0 = float(config["train_diameter"])
-    current = None
+    found = [d for d in (estimate_diameter_classical(frames[t]) for t in picks) if d]
+    current = float(np.median(found)) if found else None
     for _ in range(max_iter):
         scale = _scale_for(current, config)
         side = int(max_side / scale)
@@ -255,6 +260,8 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
         if current is not None and abs(math.log(new / current)) < math.log(1.15):
             return new
         if current is None and _scale_for(new, config) == 1.0:
+            return new
+        if current is not None and _scale_for(new, config) == _scale_for(current, config):
             return new
         current = new
     return current

@@ -1,4 +1,4 @@
-"""Network maps to instance labels: seeded watershed from thresholded centre cores."""
+"""Network maps to instance labels: seeded watershed from the peaks of the centre-ness map."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ __all__ = ["maps_to_labels", "DEFAULT_THRESHOLDS"]
 
 DEFAULT_THRESHOLDS = {
     "foreground": 0.5,   # probability above which a pixel is nucleus
-    "seed": 0.55,        # centre-ness above which a pixel belongs to a nucleus core (seed)
+    "seed": 0.3,         # centre-ness a seed must exceed
+    "h": 0.15,           # prominence of a centre-ness peak to seed its own nucleus (h-maxima)
     "min_area": 0.08,    # smallest object, as a fraction of the area of a disc of the diameter
 }
 
@@ -17,9 +18,12 @@ DEFAULT_THRESHOLDS = {
 def maps_to_labels(fg, centre, *, diameter, thresholds=None):
     """Instance labels from foreground probability and centre-ness maps.
 
-    Seeds are the connected components of ``centre > seed`` inside the foreground; a
-    watershed on ``-centre`` grows them over the foreground. Foreground components
-    without a seed become objects of their own when large enough.
+    Seeds are the centre-ness peaks of prominence >= ``h`` (h-maxima) that exceed
+    ``seed``, inside the foreground; a watershed on ``-centre`` grows them over the
+    foreground. Foreground components without a seed become objects of their own when
+    large enough. Peaks adapt to each nucleus, so dim or elongated nuclei whose
+    centre-ness never gets high still get their seed, and touching nuclei (centre-ness
+    falls to 0 on their shared border) get one each.
 
     Parameters
     ----------
@@ -45,7 +49,11 @@ def maps_to_labels(fg, centre, *, diameter, thresholds=None):
     min_area = max(4.0, th["min_area"] * np.pi * diameter**2 / 4.0)
     if not mask.any():
         return np.zeros(fg.shape, np.int32), np.zeros((0, 2))
-    cores = (centre > th["seed"]) & mask
+    from skimage.morphology import h_maxima
+
+    peaks = h_maxima(np.asarray(centre, np.float32), np.float32(th["h"])).astype(bool) if th["h"] > 0 \
+        else np.ones(mask.shape, bool)
+    cores = peaks & (centre > th["seed"]) & mask
     markers, n = ndi.label(cores)
     # orphan foreground: components without a core become their own seed
     comp, n_comp = ndi.label(mask)

@@ -10,6 +10,7 @@ for the best mean AP@0.5) and saved in ``thresholds.json``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -165,10 +166,12 @@ def train_model(samples, *, output, val_samples=(), init=None, seed=0, steps=400
         init_net, init_config, _ = load_model(init, device="cpu")
         config["architecture"] = init_config["architecture"]
         config["train_diameter"] = init_config["train_diameter"]
+        init_history = init_config.get("training")
         net = build_net(config)
         net.load_state_dict(init_net.state_dict())
     else:
         net = build_net(config)
+        init_history = None
     is_synth = np.array([s.name.startswith("synth") for s in samples])
     weights = np.ones(len(samples))
     if is_synth.any() and (~is_synth).any():
@@ -181,6 +184,7 @@ def train_model(samples, *, output, val_samples=(), init=None, seed=0, steps=400
         "n_synthetic": int(is_synth.sum()), "synthetic_weight": synthetic_weight,
         "n_val_samples": len(val_samples), "command": command,
         "loss": "BCE(foreground) + 2 * BCE(centre-ness)", "optimizer": "Adam, cosine decay",
+        "init_training": init_history,
     }
     config["training"].update(stop_after=stop_after, max_minutes=max_minutes)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -261,19 +265,18 @@ def tune_thresholds(model, val_samples, *, grid=None):
     from cytotrail.segment.metrics import average_precision
     from cytotrail.segment.postprocess import maps_to_labels
 
-    grid = grid or {"foreground": [0.4, 0.5, 0.6], "seed": [0.35, 0.45, 0.55, 0.65, 0.75],
+    grid = grid or {"foreground": [0.4, 0.5], "seed": [0.2, 0.35, 0.5], "h": [0.05, 0.1, 0.15, 0.2, 0.3],
                     "min_area": [0.05, 0.15]}
     maps = _val_maps(model, val_samples)
     best = None
-    for fg in grid["foreground"]:
-        for seed in grid["seed"]:
-            for min_area in grid["min_area"]:
-                th = {"foreground": fg, "seed": seed, "min_area": min_area}
-                aps = [average_precision(s.labels, maps_to_labels(m[0], m[1], diameter=d, thresholds=th)[0],
-                                         thresholds=(0.5,))[0.5] for s, (m, d) in zip(val_samples, maps)]
-                score = float(np.mean(aps))
-                if best is None or score > best[0] + 1e-9:
-                    best = (score, th)
+    keys = sorted(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        th = dict(zip(keys, values))
+        aps = [average_precision(s.labels, maps_to_labels(m[0], m[1], diameter=d, thresholds=th)[0],
+                                 thresholds=(0.5,))[0.5] for s, (m, d) in zip(val_samples, maps)]
+        score = float(np.mean(aps))
+        if best is None or score > best[0] + 1e-9:
+            best = (score, th)
     th = best[1]
     aps = [average_precision(s.labels, maps_to_labels(m[0], m[1], diameter=d, thresholds=th)[0])
            for s, (m, d) in zip(val_samples, maps)]
