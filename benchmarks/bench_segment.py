@@ -199,6 +199,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default=None, help="unet model folder (default: shipped)")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--cellpose-frames", type=int, default=1,
+                        help="frames timed with cellpose's network (it is slow on CPU)")
     parser.add_argument("--cellpose-python", default=os.environ.get("CELLPOSE_PYTHON", "/tmp/cpvenv/bin/python"))
     args = parser.parse_args()
     import torch
@@ -206,15 +209,16 @@ def main():
     torch.set_num_threads(args.threads)
     backends = {"unet (auto diameter)": {"model": args.model},
                 "watershed": {"backend": "watershed"}}
-    val = dsb_val(limit=10 if args.quick else None)
-    if val:
-        print_table("dsb2018_fluo val images", ap_table(val, backends), len(val))
-    syn = synth_heldout(5 if args.quick else 20)
-    print_table("held-out synthetic frames (seeds 100+, diameters 9-45 px, noise 0.5-2)",
-                ap_table(syn, backends), len(syn))
-    demo_f1()
+    if not args.skip_accuracy:
+        val = dsb_val(limit=10 if args.quick else None)
+        if val:
+            print_table("dsb2018_fluo val images", ap_table(val, backends), len(val))
+        syn = synth_heldout(5 if args.quick else 20)
+        print_table("held-out synthetic frames (seeds 100+, diameters 9-45 px, noise 0.5-2)",
+                    ap_table(syn, backends), len(syn))
+        demo_f1()
     if not args.skip_speed:
-        speed(args.threads, 3 if args.quick else 8, args.cellpose_python)
+        speed(args.threads, 3 if args.quick else 8, args.cellpose_python, args.cellpose_frames)
     return 0
 
 
