@@ -187,7 +187,7 @@ def speed(threads, n_frames, cellpose_python, cellpose_frames=2):
         cp = float(np.median(res["seconds"]))
         ours = float(np.median(timings["unet, auto diameter"]))
         print(f"  cellpose {res['version']}: {res['network']}")
-        print(f"  {'cellpose network only':<24} median {cp:6.3f} s/frame = {mp / cp:6.2f} MP/s")
+        print(f"  {'cellpose network only':<24} median {cp:6.3f} s/frame = {mp / cp:6.4f} MP/s")
         print(f"  unet end to end vs cellpose network only: {cp / ours:.1f}x faster")
     else:
         print(f"  cellpose: no venv at {cellpose_python}; not compared")

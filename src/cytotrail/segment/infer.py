@@ -26,6 +26,9 @@ log = logging.getLogger("cytotrail.segment")
 
 # diameters within this factor of the training diameter are segmented without rescaling
 _SCALE_TOLERANCE = 1.5
+# a classical (Otsu) diameter estimate more than this many times the network's native-scale
+# estimate is taken for clumps and replaced by the network's (checked only above this x d0)
+_CLASSICAL_TRUST = 2.5
 # at most this many model-scale pixels per network batch (bounds activation memory)
 _MAX_BATCH_PIXELS = 2**21
 
@@ -213,9 +216,10 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     """Estimate the median nucleus diameter (px) by segmenting a few frames.
 
     Starts from a classical estimate (the mean distance-to-edge in an Otsu mask, which
-    fragmenting cannot bias low), segments at the scale it implies and rescales until the
-    median equivalent diameter of the objects found is stable (objects touching the crop
-    border are not counted).
+    fragmenting cannot bias low; when it is over 2.5 times the network's estimate at
+    native scale it is taken for merged clumps and the network's is used), segments at
+    the scale it implies and rescales until the median equivalent diameter of the
+    objects found is stable (objects touching the crop border are not counted).
     Uses up to ``max_frames`` frames (evenly spaced), centrally cropped to
     ``max_side`` x ``max_side`` *model-scale* pixels, so its cost is bounded.
 
@@ -224,39 +228,24 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     float or None
         None when no nucleus is found (the caller then segments at the native scale).
     """
-    n = frames.shape[0]
-    picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_frames))})
     from cytotrail.segment.classical import estimate_diameter_classical
 
+    n = frames.shape[0]
+    picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_frames))})
     d0 = float(config["train_diameter"])
     found = [d for d in (estimate_diameter_classical(frames[t]) for t in picks) if d]
     current = float(np.median(found)) if found else None
+    if current is not None and current > _CLASSICAL_TRUST * d0:
+        # clumps inflate the Otsu estimate: check it against the network at native scale
+        native = _median_diameter(frames, picks, None, net=net, config=config, thresholds=thresholds,
+                                  device=device, amp=amp, max_side=max_side)
+        if native is not None and current > _CLASSICAL_TRUST * native:
+            current = native
     for _ in range(max_iter):
-        scale = _scale_for(current, config)
-        side = int(max_side / scale)
-        crops = []
-        for t in picks:
-            f = frames[t]
-            y0 = max(0, (f.shape[0] - side) // 2)
-            x0 = max(0, (f.shape[1] - side) // 2)
-            crops.append(np.asarray(f[y0:y0 + side, x0:x0 + side]))
-        stack = np.stack(crops)
-        labels = _segment_tiles(stack, net=net, config=config, thresholds=thresholds, device=device,
-                                diameter=current if current is not None else d0, batch_size=len(picks),
-                                tile_size=max_side + 2 * int(config.get("tile_margin", 64)),
-                                amp=amp, progress=False)
-        diams = []
-        for lab in labels:
-            border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-            inner = lab.copy()
-            inner[np.isin(inner, border)] = 0
-            d = equivalent_diameters(inner)
-            if len(d) < 3:
-                d = equivalent_diameters(lab)
-            diams.extend(d.tolist())
-        if not diams:
+        new = _median_diameter(frames, picks, current, net=net, config=config, thresholds=thresholds,
+                               device=device, amp=amp, max_side=max_side)
+        if new is None:
             return current
-        new = float(np.median(diams))
         if current is not None and abs(math.log(new / current)) < math.log(1.15):
             return new
         if current is None and _scale_for(new, config) == 1.0:
@@ -265,6 +254,34 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
             return new
         current = new
     return current
+
+
+def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device, amp, max_side):
+    """Median equivalent diameter of the objects found at ``diameter``'s scale (None: native)."""
+    d0 = float(config["train_diameter"])
+    scale = _scale_for(diameter, config)
+    side = int(max_side / scale)
+    crops = []
+    for t in picks:
+        f = frames[t]
+        y0 = max(0, (f.shape[0] - side) // 2)
+        x0 = max(0, (f.shape[1] - side) // 2)
+        crops.append(np.asarray(f[y0:y0 + side, x0:x0 + side]))
+    stack = np.stack(crops)
+    labels = _segment_tiles(stack, net=net, config=config, thresholds=thresholds, device=device,
+                            diameter=diameter if diameter is not None else d0, batch_size=len(picks),
+                            tile_size=max_side + 2 * int(config.get("tile_margin", 64)),
+                            amp=amp, progress=False)
+    diams = []
+    for lab in labels:
+        border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+        inner = lab.copy()
+        inner[np.isin(inner, border)] = 0
+        d = equivalent_diameters(inner)
+        if len(d) < 3:
+            d = equivalent_diameters(lab)
+        diams.extend(d.tolist())
+    return float(np.median(diams)) if diams else None
 
 
 def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size=4, tile_size=None,
