@@ -107,13 +107,7 @@ def read_image(path, *, axes=None, channel_names=None):
         raise InputError(f"cannot read image {path}: not a readable TIFF ({err})") from err
 
     axes = (axes or "").upper() or _guess_axes(stored_axes, data.ndim, path)
-    if len(axes) != data.ndim:
-        raise InputError(
-            f"image {path} has {data.ndim} dimensions {data.shape} but axes {axes!r}; "
-            "expected TCYX, CYX, TYX or YX"
-        )
-    if set(axes) - set("TCYX") or len(set(axes)) != len(axes) or not axes.endswith("YX"):
-        raise InputError(f"image {path}: unsupported axes {axes!r}; expected TCYX, CYX, TYX or YX")
+    _check_axes(axes, data.shape, path)
     for ax in "TC":
         if ax not in axes:
             data = data[np.newaxis]
@@ -121,9 +115,13 @@ def read_image(path, *, axes=None, channel_names=None):
     order = [axes.index(ax) for ax in "TCYX"]
     data = np.transpose(data, order)
 
-    n_channels = data.shape[1]
-    if channel_names is not None:
-        names = [str(n) for n in channel_names]
+    return data, _channel_names(path, data.shape[1], channel_names, ome_names)
+
+
+def _channel_names(path, n_channels, given, ome_names):
+    """Channel names: given ones, else the OME metadata's, else ch0, ch1, ..."""
+    if given is not None:
+        names = [str(n) for n in given]
         if len(names) != n_channels:
             raise InputError(
                 f"image {path} has {n_channels} channel(s) but {len(names)} channel name(s) "
@@ -135,7 +133,7 @@ def read_image(path, *, axes=None, channel_names=None):
         names = [f"ch{i}" for i in range(n_channels)]
     if len(set(names)) != len(names):
         raise InputError(f"image {path}: duplicated channel names {names}")
-    return data, names
+    return names
 
 
 def _guess_axes(stored_axes, ndim, path):
@@ -295,26 +293,23 @@ def image_channels(path, *, axes=None, channel_names=None):
         raise
     except Exception as err:
         raise InputError(f"cannot read image {path}: not a readable TIFF ({err})") from err
-    n_channels = full[1]
-    if channel_names is not None:
-        names = [str(n) for n in channel_names]
-        if len(names) != n_channels:
-            raise InputError(f"image {path} has {n_channels} channel(s) but {len(names)} "
-                             f"channel name(s) were given: {names}")
-    elif ome_names is not None and len(ome_names) == n_channels:
-        names = list(ome_names)
-    else:
-        names = [f"ch{i}" for i in range(n_channels)]
-    return names, full
+    return _channel_names(path, full[1], channel_names, ome_names), full
 
 
-def _tcyx_shape(shape, axes, path):
-    axes = axes.upper()
-    if len(axes) != len(shape) or set(axes) - set("TCYX") or not axes.endswith("YX"):
+def _check_axes(axes, shape, path):
+    """Raise InputError unless ``axes`` is one of TCYX, CYX, TYX, YX and fits ``shape``."""
+    if len(axes) != len(shape):
         raise InputError(
             f"image {path} has {len(shape)} dimensions {tuple(shape)} but axes {axes!r}; "
             "expected TCYX, CYX, TYX or YX"
         )
+    if set(axes) - set("TCYX") or len(set(axes)) != len(axes) or not axes.endswith("YX"):
+        raise InputError(f"image {path}: unsupported axes {axes!r}; expected TCYX, CYX, TYX or YX")
+
+
+def _tcyx_shape(shape, axes, path):
+    axes = axes.upper()
+    _check_axes(axes, shape, path)
     return tuple(shape[axes.index(ax)] if ax in axes else 1 for ax in "TCYX")
 
 
