@@ -10,13 +10,18 @@ from cytotrail.segment.preprocess import normalize, percentiles
 __all__ = ["watershed_frame", "estimate_diameter_classical"]
 
 
-def estimate_diameter_classical(frame):
+def estimate_diameter_classical(frame, *, max_side=2048):
     """Rough nucleus diameter (px) from an Otsu mask: 2 * 3 * mean distance-to-edge.
 
-    For a disc of radius r the mean Euclidean distance to its edge is r / 3.
+    For a disc of radius r the mean Euclidean distance to its edge is r / 3. Only the
+    central ``max_side`` x ``max_side`` crop is used (bounded memory on huge frames).
     Returns None when the frame holds no foreground.
     """
     from skimage.filters import threshold_otsu
+
+    ny, nx = frame.shape
+    y0, x0 = max(0, (ny - max_side) // 2), max(0, (nx - max_side) // 2)
+    frame = frame[y0:y0 + max_side, x0:x0 + max_side]
 
     p_lo, p_hi = percentiles(frame)
     img = np.clip(normalize(frame, p_lo, p_hi), 0, 1)
