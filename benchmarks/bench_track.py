@@ -9,7 +9,9 @@ for cytotrail, ``area``); scores against the ground truth:
 * division F1: a division matches when the mother's last detection and the daughters'
   first detections are the same;
 * CTC TRA from the exported CTC files (cytotrail.track.ctc.write_ctc), computed by
-  py-ctcmetrics.
+  py-ctcmetrics: ``TRA`` from the masks as they are (a missed detection is a missing
+  object), ``TRA filled`` with ``write_ctc(..., fill_gaps=True)`` (the frames a track
+  skips get an interpolated object).
 
 Peers, in the same run: ``trackpy.link`` (memory 2) at its best search range of a sweep, and
 ``laptrack.LapTrack`` with splitting and gap closing at its best cutoffs of a small sweep.
@@ -88,19 +90,26 @@ def interior_division_f1(truth, result, shape, margin=12.0):
 
 
 def tra(data, result, tmp):
-    """CTC TRA of ``result`` (rows with frame, label, track_id, parent_track_id)."""
+    """CTC TRA of ``result`` (rows with frame, label, track_id, parent_track_id).
+
+    Returns (TRA of the masks as they are, TRA with the gaps filled).
+    """
     from ctc_metrics.scripts.evaluate import evaluate_sequence
 
     from cytotrail.track.ctc import write_ctc
 
-    gt, res = Path(tmp) / "gt", Path(tmp) / "res"
+    gt = Path(tmp) / "gt"
     if not (gt / "TRA" / "man_track.txt").exists():
         write_ctc(gt / "TRA", data.labels, data.tracks, ground_truth=True)
-    write_ctc(res, data.labels, result)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = evaluate_sequence(str(res), str(gt), metrics=["TRA"], threads=1)
-    return float(out["TRA"])
+    scores = []
+    for fill in (False, True):
+        res = Path(tmp) / f"res_{fill}"
+        write_ctc(res, data.labels, result, fill_gaps=fill)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = evaluate_sequence(str(res), str(gt), metrics=["TRA"], threads=1)
+        scores.append(float(out["TRA"]))
+    return tuple(scores)
 
 
 def run_cytotrail(det):
@@ -153,12 +162,14 @@ def accuracy(seeds, missed=MISSED):
             # the TRA of a perfect tracker on these detections (missed ones cost TRA too)
             perfect = data.tracks.loc[det.index]
             rows.append(dict(seed=seed, method="ground truth on these detections", link_f1=1.0,
-                             division_f1=1.0, interior_division_f1=1.0, tra=tra(data, perfect, tmp),
+                             division_f1=1.0, interior_division_f1=1.0,
+                             **dict(zip(("tra", "tra_filled"), tra(data, perfect, tmp))),
                              seconds=0.0, setting="TRA ceiling"))
             link, div = scores(data.tracks, ours)
             rows.append(dict(seed=seed, method="cytotrail", link_f1=link, division_f1=div,
                              interior_division_f1=interior_division_f1(data.tracks, ours, shape),
-                             tra=tra(data, ours, tmp), seconds=t_ours,
+                             **dict(zip(("tra", "tra_filled"), tra(data, ours, tmp))),
+                             seconds=t_ours,
                              setting=f"adaptive search {ours.attrs['track']['search_range_px']:.1f} px"))
             best = None
             for sr in (3, 4, 5, 6, 7, 8, 10, 12):
@@ -169,7 +180,8 @@ def accuracy(seeds, missed=MISSED):
                 if best is None or link > best[0]:
                     best = (link, div, sr, out, dt)
             rows.append(dict(seed=seed, method="trackpy.link (best sweep)", link_f1=best[0],
-                             division_f1=best[1], tra=tra(data, best[3], tmp), seconds=best[4],
+                             division_f1=best[1], seconds=best[4],
+                             **dict(zip(("tra", "tra_filled"), tra(data, best[3], tmp))),
                              interior_division_f1=interior_division_f1(data.tracks, best[3], shape),
                              setting=f"search_range {best[2]} px, memory 2"))
             best = None
@@ -182,16 +194,18 @@ def accuracy(seeds, missed=MISSED):
                     if best is None or link + div > best[0] + best[1]:
                         best = (link, div, (cutoff, split), out, dt)
             rows.append(dict(seed=seed, method="laptrack (best sweep)", link_f1=best[0],
-                             division_f1=best[1], tra=tra(data, best[3], tmp), seconds=best[4],
+                             division_f1=best[1], seconds=best[4],
+                             **dict(zip(("tra", "tra_filled"), tra(data, best[3], tmp))),
                              interior_division_f1=interior_division_f1(data.tracks, best[3], shape),
                              setting=f"cutoff {best[2][0]} px, splitting {best[2][1]} px, gaps 2"))
         for r in rows[-4:]:
             print(f"seed {r['seed']}  {r['method']:<32} link F1 {r['link_f1']:.4f}  division F1 "
-                  f"{r['division_f1']:.3f} (interior {r['interior_division_f1']:.3f})  TRA {r['tra']:.4f}  "
+                  f"{r['division_f1']:.3f} (interior {r['interior_division_f1']:.3f})  TRA {r['tra']:.4f} "
+                  f"(filled {r['tra_filled']:.4f})  "
                   f"{r['seconds']:6.2f} s  ({r['setting']})", flush=True)
     table = pd.DataFrame(rows)
     mean = table.groupby("method", sort=False)[
-        ["link_f1", "division_f1", "interior_division_f1", "tra", "seconds"]].mean()
+        ["link_f1", "division_f1", "interior_division_f1", "tra", "tra_filled", "seconds"]].mean()
     print("\nmean over seeds", list(seeds), f"({SYNTH}, {missed:.0%} detections missed):")
     print(mean.to_string(float_format=lambda v: f"{v:.4f}"))
     ours = mean.loc["cytotrail"]
@@ -199,7 +213,8 @@ def accuracy(seeds, missed=MISSED):
         p = mean.loc[peer]
         print(f"cytotrail vs {peer}: link F1 {ours.link_f1:.4f} vs {p.link_f1:.4f} "
               f"(errors x{(1 - p.link_f1) / max(1 - ours.link_f1, 1e-9):.1f}), division F1 "
-              f"{ours.division_f1:.3f} vs {p.division_f1:.3f}, TRA {ours.tra:.4f} vs {p.tra:.4f}")
+              f"{ours.division_f1:.3f} vs {p.division_f1:.3f}, TRA {ours.tra:.4f} vs {p.tra:.4f}, "
+              f"TRA filled {ours.tra_filled:.4f} vs {p.tra_filled:.4f}")
     return table
 
 

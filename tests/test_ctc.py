@@ -8,7 +8,7 @@ import tifffile
 from cytotrail.io import InputError
 from cytotrail.synth import make_timelapse
 from cytotrail.track import detections_from_labels, track
-from cytotrail.track.ctc import ctc_table, read_ctc, write_ctc
+from cytotrail.track.ctc import ctc_table, gap_fills, read_ctc, write_ctc
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,69 @@ def test_bad_ctc_input(tmp_path, synth):
         write_ctc(tmp_path / "x", synth.labels, tracks.drop(columns="label"))
     with pytest.raises(InputError, match="frame"):
         write_ctc(tmp_path / "x", synth.labels[:3], tracks)
+
+
+def test_gap_fills_interpolate_tracks_and_divisions():
+    tracks = pd.DataFrame({
+        # track 4 misses frame 2 and its last frame before dividing (4); daughter 9 is missed
+        # in its first frame (5), when its sister 7 is already seen
+        "frame": [0, 1, 3, 5, 6, 6],
+        "track_id": [4, 4, 4, 7, 7, 9],
+        "parent_track_id": pd.array([pd.NA, pd.NA, pd.NA, 4, 4, 4], dtype="Int64"),
+        "y": [10.0, 12.0, 16.0, 20.0, 21.0, 30.0],
+        "x": [5.0, 5.0, 5.0, 8.0, 8.0, 8.0],
+    }, index=[10, 11, 13, 15, 16, 17])
+    fills = gap_fills(tracks)
+    got = fills[["frame", "track_id", "source", "y", "x"]].values.tolist()
+    # frame 2 of track 4: the earlier neighbour's mask (tie), halfway between 12 and 16;
+    # frame 4: the mother, halfway to the one daughter seen at frame 5 (stays put: one daughter);
+    # frame 5 of daughter 9: from the mother's frame-4 position towards its first detection
+    assert got == [[2, 4, 11, 14.0, 5.0], [4, 4, 13, 16.0, 5.0], [5, 9, 17, 23.0, 6.5]]
+    assert fills["parent_track_id"].tolist() == [pd.NA, pd.NA, 4]
+    # two daughters seen together: the mother moves towards their midpoint
+    both = tracks.assign(frame=[0, 1, 3, 5, 6, 5])
+    fills = gap_fills(both)
+    assert fills[["frame", "track_id", "y", "x"]].values.tolist() == [
+        [2, 4, 14.0, 5.0], [4, 4, 20.5, 6.5]]
+    assert gap_fills(tracks.assign(frame=[0, 1, 2, 3, 4, 3])).empty
+    with pytest.raises(InputError, match="'y'"):
+        gap_fills(tracks.drop(columns="y"))
+
+
+def test_write_ctc_fill_gaps(tmp_path, synth):
+    det = detections_from_labels(synth.labels)
+    rng = np.random.default_rng(0)
+    det = det[rng.random(len(det)) >= 0.05]  # missed detections: gaps for the linker to close
+    tracks = track(det)
+    assert tracks.attrs["track"]["n_gaps_closed"] > 0
+    plain = write_ctc(tmp_path / "plain", synth.labels, tracks)
+    filled = write_ctc(tmp_path / "filled", synth.labels, tracks, fill_gaps=True)
+    assert plain.attrs["n_filled"] == 0 and filled.attrs["n_filled"] > 0
+    assert len(filled) < len(plain)  # gaps bridged instead of split
+    assert len(filled) >= tracks["track_id"].nunique()
+    labels_p, back_p = read_ctc(tmp_path / "plain")
+    labels_f, back_f = read_ctc(tmp_path / "filled")
+    # every detection keeps its pixels; fills only take pixels that were background
+    assert (labels_f[labels_p > 0] > 0).all()
+    assert ((labels_p > 0) == (labels_f > 0)).mean() < 1.0
+    assert len(back_f) == len(back_p) + filled.attrs["n_filled"]
+    # a filled CTC track has its label in every frame from B to E
+    present = back_f.groupby("track_id")["frame"].agg(["min", "max", "size"])
+    assert (present["max"] - present["min"] + 1 == present["size"]).all()
+    table = filled.set_index("L")
+    assert (table.loc[present.index, "B"] == present["min"]).all()
+    assert (table.loc[present.index, "E"] == present["max"]).all()
+
+
+def test_fill_gaps_raises_tra(tmp_path, synth):
+    ctc_metrics = pytest.importorskip("ctc_metrics.scripts.evaluate", reason="py-ctcmetrics not installed")
+    write_ctc(tmp_path / "gt" / "TRA", synth.labels, synth.tracks, ground_truth=True)
+    det = detections_from_labels(synth.labels)
+    det = det[np.random.default_rng(1).random(len(det)) >= 0.05]
+    tracks = track(det)
+    scores = {}
+    for fill in (False, True):
+        write_ctc(tmp_path / f"res{fill}", synth.labels, tracks, fill_gaps=fill)
+        scores[fill] = ctc_metrics.evaluate_sequence(str(tmp_path / f"res{fill}"), str(tmp_path / "gt"),
+                                                     metrics=["TRA"], threads=1)["TRA"]
+    assert scores[True] > scores[False] + 0.005

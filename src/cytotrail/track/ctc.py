@@ -4,6 +4,13 @@ In the CTC format every mask value is a track label, and the text file has one l
 ``L B E P`` per track: label, first frame, last frame, parent label (0 for none). A CTC
 track has no gaps: a cytotrail track that skips frames is written as several CTC tracks,
 each later piece the child of the earlier one (as the CTC tools expect).
+
+With ``fill_gaps=True`` the exporter bridges instead the frames a track skips (a gap the
+linker closed, a mother or daughter missed around a division): each skipped frame gets the
+mask of the track's detection nearest in time, shifted to the position interpolated between
+the detections on either side, painted only on pixels that no detection of that frame holds
+(the gap filling of TrackMate or Ultrack). A missed detection then costs the CTC scores
+little instead of a missing object and a broken track.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import pandas as pd
 
 from cytotrail.io import InputError, atomic_path
 
-__all__ = ["ctc_table", "read_ctc", "write_ctc"]
+__all__ = ["ctc_table", "gap_fills", "read_ctc", "write_ctc"]
 
 
 def ctc_table(tracks):
@@ -74,7 +81,7 @@ def ctc_table(tracks):
     return table, ctc_label
 
 
-def write_ctc(directory, labels, tracks, *, ground_truth=False):
+def write_ctc(directory, labels, tracks, *, ground_truth=False, fill_gaps=False):
     """Write a tracking result in CTC format: ``res_track.txt`` and ``mask000.tif, ...``.
 
     Parameters
@@ -89,11 +96,15 @@ def write_ctc(directory, labels, tracks, *, ground_truth=False):
     ground_truth : bool
         Write ``man_track.txt`` and ``man_trackNNN.tif`` (the CTC ground-truth ``TRA``
         layout) instead.
+    fill_gaps : bool
+        Fill the frames a track skips with an interpolated object (see
+        :func:`gap_fills`) instead of splitting the track there. Off by default: the masks
+        are then exactly the labelled objects of ``tracks``.
 
     Returns
     -------
     DataFrame
-        The ``L B E P`` table written.
+        The ``L B E P`` table written; ``attrs["n_filled"]`` counts the filled objects.
     """
     import tifffile
 
@@ -102,12 +113,24 @@ def write_ctc(directory, labels, tracks, *, ground_truth=False):
         raise InputError(f"labels must be (T, Y, X), got shape {labels.shape}")
     if "label" not in tracks.columns:
         raise InputError("tracks table lacks column 'label': CTC export needs tracks made from labels")
-    table, ctc_label = ctc_table(tracks)
     frame = tracks["frame"].to_numpy(np.int64)
     lab = tracks["label"].to_numpy(np.int64)
     if len(frame) and (frame.min() < 0 or frame.max() >= labels.shape[0]):
         raise InputError(f"tracks have frames {frame.min()}..{frame.max()} but labels have "
                          f"{labels.shape[0]} frame(s)")
+    n = len(tracks)
+    if fill_gaps and n:
+        fills, pixels = _fill_pixels(labels, tracks)
+        columns = ["frame", "track_id"] + (["parent_track_id"] if "parent_track_id" in tracks else [])
+        both = pd.concat([tracks[columns].reset_index(drop=True), fills[columns]], ignore_index=True)
+        table, ctc_label = ctc_table(both)
+        fill_label = ctc_label[n:]
+        ctc_label = ctc_label[:n]
+        fill_frame = fills["frame"].to_numpy(np.int64)
+    else:
+        table, ctc_label = ctc_table(tracks)
+        fill_label = fill_frame = np.zeros(0, np.int64)
+        pixels = []
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     name = "man_track" if ground_truth else "mask"
@@ -120,12 +143,186 @@ def write_ctc(directory, labels, tracks, *, ground_truth=False):
         lut = np.zeros(lut_size, np.uint16)
         lut[lab[rows]] = ctc_label[rows]
         mask = lut[labels[t]]
+        for k in np.flatnonzero(fill_frame == t).tolist():
+            mask[pixels[k]] = fill_label[k]
         with atomic_path(directory / f"{name}{t:0{digits}d}.tif") as tmp:
             tifffile.imwrite(tmp, mask, compression="zlib")
     text = "".join(f"{r.L} {r.B} {r.E} {r.P}\n" for r in table.itertuples(index=False))
     with atomic_path(directory / ("man_track.txt" if ground_truth else "res_track.txt")) as tmp:
         Path(tmp).write_text(text)
+    table.attrs["n_filled"] = len(fill_frame)
     return table
+
+
+def gap_fills(tracks):
+    """The frames each track skips, and how to fill them: source detection and position.
+
+    Within a track, a detection at frame ``a`` followed by one at ``b > a + 1`` leaves
+    frames ``a+1 .. b-1`` to fill, each from the nearer of the two (the earlier on a tie)
+    and placed on the straight line between them. Around a division whose daughters start
+    later than one frame after the mother's last detection, the mother is extended up to the
+    frame before the first daughter appears (towards the midpoint of the daughters that
+    appear first; it stays put when only one does), and a daughter that appears later than
+    its sister is filled from the frame its sister appears (from the mother's position
+    towards its own first one).
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        ``frame, track_id, y, x`` and optionally ``parent_track_id``; the index identifies
+        detections.
+
+    Returns
+    -------
+    DataFrame
+        One row per filled object: ``frame, track_id, parent_track_id`` (Int64), ``source``
+        (index label of the detection whose mask is used), ``y, x`` (its position in the
+        filled frame).
+    """
+    for col in ("frame", "track_id", "y", "x"):
+        if col not in tracks.columns:
+            raise InputError(f"tracks table lacks column {col!r}")
+    n = len(tracks)
+    frame = tracks["frame"].to_numpy(np.int64)
+    tid = tracks["track_id"].to_numpy(np.int64)
+    pos = tracks[["y", "x"]].to_numpy(np.float64)
+    if "parent_track_id" in tracks.columns:
+        parent = tracks["parent_track_id"].astype("Int64").fillna(0).to_numpy(np.int64)
+    else:
+        parent = np.zeros(n, np.int64)
+    rows = []  # (frame, track_id, parent, source row, y, x)
+
+    def fill(t0, p0, t1, p1, src_of, track, par):
+        for t in range(t0 + 1, t1):
+            w = (t - t0) / (t1 - t0)
+            y, x = p0 + w * (p1 - p0)
+            rows.append((t, track, par, src_of(t), y, x))
+
+    order = np.lexsort((frame, tid))
+    f, t_, p = frame[order], tid[order], pos[order]
+    same = t_[1:] == t_[:-1]
+    for k in np.flatnonzero(same & (f[1:] - f[:-1] > 1)).tolist():
+        a, b = order[k], order[k + 1]
+        fill(f[k], p[k], f[k + 1], p[k + 1],
+             lambda t, a=a, b=b: a if t - frame[a] <= frame[b] - t else b, int(t_[k]), parent[a])
+    # divisions: mother -> daughters that start later than one frame after it ends
+    starts = np.r_[0, np.flatnonzero(~same) + 1]
+    stops = np.r_[starts[1:], n]
+    first = dict(zip(t_[starts].tolist(), order[starts].tolist()))
+    last = dict(zip(t_[starts].tolist(), order[stops - 1].tolist()))
+    daughters = {}
+    for track, i in first.items():
+        if parent[i] > 0 and int(parent[i]) in last:
+            daughters.setdefault(int(parent[i]), []).append(i)
+    for mother, ds in sorted(daughters.items()):
+        m = last[mother]
+        t_first = min(frame[d] for d in ds)
+        early = [d for d in ds if frame[d] == t_first]
+        if t_first > frame[m] + 1:
+            target = pos[early].mean(axis=0) if len(early) >= 2 else pos[m]
+            fill(frame[m], pos[m], t_first, target, lambda t, m=m: m, mother, parent[m])
+            w = (t_first - 1 - frame[m]) / (t_first - frame[m])
+            ref = pos[m] + w * (target - pos[m])
+        else:
+            ref = pos[m]
+        for d in ds:
+            if frame[d] > t_first:
+                fill(t_first - 1, ref, frame[d], pos[d], lambda t, d=d: d, int(tid[d]), parent[d])
+    out = pd.DataFrame(rows, columns=["frame", "track_id", "parent_track_id", "source", "y", "x"])
+    out = out.sort_values(["frame", "track_id"], kind="stable").reset_index(drop=True)
+    out["source"] = tracks.index.to_numpy()[out["source"].to_numpy(np.int64)]
+    par = out["parent_track_id"].to_numpy(np.int64)
+    out["parent_track_id"] = pd.arrays.IntegerArray(par, par <= 0)
+    return out
+
+
+def _fill_pixels(labels, tracks, *, min_fraction=0.25):
+    """Gap fills that keep at least ``min_fraction`` of their source mask, and their pixels.
+
+    Each fill is the source detection's mask shifted by whole pixels from the source's
+    centroid to the interpolated position, cut to the frame and to pixels no detection of
+    ``tracks`` (nor an earlier fill, by track id) holds in that frame.
+    """
+    from scipy import ndimage as ndi
+
+    shape = labels.shape[1:]
+    tracks = tracks.reset_index(drop=True)
+    frame = tracks["frame"].to_numpy(np.int64)
+    lab = tracks["label"].to_numpy(np.int64)
+    # centroids from the masks themselves, so that fills line up with what is painted
+    cent = pd.DataFrame(index=tracks.index, columns=["y", "x"], dtype=np.float64)
+    boxes = {}
+    coords = {}
+
+    def pixels_of(row):
+        if row not in coords:
+            k = tracks.index.get_loc(row)
+            t, l_ = int(frame[k]), int(lab[k])
+            if t not in boxes:
+                boxes[t] = ndi.find_objects(labels[t])
+            box = boxes[t][l_ - 1] if 0 < l_ <= len(boxes[t]) else None
+            if box is None:
+                coords[row] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            else:
+                yy, xx = np.nonzero(labels[t][box] == l_)
+                coords[row] = (yy + box[0].start, xx + box[1].start)
+        return coords[row]
+
+    table = tracks[["frame", "track_id"]].copy()
+    if "parent_track_id" in tracks.columns:
+        table["parent_track_id"] = tracks["parent_track_id"]
+    rough = gap_fills(table.assign(y=0.0, x=0.0))
+    if not len(rough):
+        return rough, []
+    # only the detections at the ends of gaps need their centroids
+    for row in _gap_ends(table):
+        yy, xx = pixels_of(row)
+        cent.loc[row] = (yy.mean(), xx.mean()) if len(yy) else (np.nan, np.nan)
+    table[["y", "x"]] = cent.fillna(0.0).to_numpy(np.float64)
+    fills = gap_fills(table)
+    keep = np.zeros(len(fills), bool)
+    pixels = []
+    by_frame = np.argsort(frame, kind="stable")
+    bounds = np.searchsorted(frame[by_frame], np.arange(labels.shape[0] + 1))
+    for t, group in fills.groupby("frame", sort=True):
+        rows = by_frame[bounds[t]:bounds[t + 1]]
+        taken = np.isin(labels[t], lab[rows]) if len(rows) else np.zeros(shape, bool)
+        for k, r in zip(group.index.tolist(), group.itertuples(index=False)):
+            yy, xx = pixels_of(r.source)
+            if len(yy) == 0 or not np.isfinite(r.y + r.x):
+                pixels.append(None)
+                continue
+            src = cent.loc[r.source].to_numpy(np.float64)
+            dy, dx = int(round(r.y - src[0])), int(round(r.x - src[1]))
+            py, px = yy + dy, xx + dx
+            ok = (py >= 0) & (py < shape[0]) & (px >= 0) & (px < shape[1])
+            py, px = py[ok], px[ok]
+            free = ~taken[py, px]
+            py, px = py[free], px[free]
+            if len(py) >= max(1, min_fraction * len(yy)):
+                taken[py, px] = True
+                keep[k] = True
+                pixels.append((py, px))
+            else:
+                pixels.append(None)
+    pixels = [p for p, k in zip(pixels, keep) if k]
+    return fills[keep].reset_index(drop=True), pixels
+
+
+def _gap_ends(table):
+    """Index labels of the detections at either end of a within-track or division gap."""
+    frame = table["frame"].to_numpy(np.int64)
+    tid = table["track_id"].to_numpy(np.int64)
+    order = np.lexsort((frame, tid))
+    f, t_ = frame[order], tid[order]
+    same = t_[1:] == t_[:-1]
+    gap = np.flatnonzero(same & (f[1:] - f[:-1] > 1))
+    ends = set(order[gap].tolist()) | set(order[gap + 1].tolist())
+    starts = np.r_[0, np.flatnonzero(~same) + 1]
+    stops = np.r_[starts[1:], len(f)]
+    # every track's first and last detection (division gaps)
+    ends |= set(order[starts].tolist()) | set(order[stops - 1].tolist())
+    return table.index[sorted(ends)]
 
 
 def read_ctc(directory):
