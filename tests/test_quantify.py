@@ -333,3 +333,92 @@ def test_cli_quantify_round_trip(tmp_path, _synth):
                       statistics=("mean", "p90"), pixel_size_um=0.5)
     assert (cells["sample"] == "s1").all()
     pd.testing.assert_frame_equal(cells.drop(columns="sample"), direct)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "uint8"])
+def test_integer_sums_exact_on_long_rows(dtype):
+    # rows far longer than the 2**15-pixel runs the integer kernel sums in int32, values
+    # at the top of the dtype's range: sums, means and std stay exact
+    rng = np.random.default_rng(9)
+    info = np.iinfo(dtype)
+    lab = np.zeros((3, 70_000), np.uint16)
+    lab[0] = 1
+    lab[1, :40_000] = 2
+    lab[2, 100:170] = 3
+    img = rng.integers(info.max - 40, info.max, size=(2, 3, 70_000), endpoint=True).astype(dtype)
+    if info.min < 0:
+        img[1] = rng.integers(info.min, info.min + 40, size=(3, 70_000)).astype(dtype)
+    stats = ("sum", "mean", "std", "min", "max")
+    cells = quantify(lab, img, channel_names=["a", "b"], statistics=stats,
+                     compartments=("nucleus",), morphology=False)
+    for c, name in enumerate(["a", "b"]):
+        for i, label in enumerate([1, 2, 3]):
+            values = img[c][lab == label].astype(np.int64)
+            row = cells.iloc[i]
+            assert row[f"{name}_nucleus_sum"] == values.sum()
+            assert row[f"{name}_nucleus_mean"] == pytest.approx(values.mean(), rel=1e-15)
+            assert row[f"{name}_nucleus_std"] == pytest.approx(values.std(), rel=1e-12)
+            assert row[f"{name}_nucleus_min"] == values.min()
+            assert row[f"{name}_nucleus_max"] == values.max()
+
+
+_CACHE_PROBE = """
+import json, sys
+import numpy as np
+import cytotrail.quantify as q
+assert q.__file__.startswith(sys.argv[1]), q.__file__
+lab = np.zeros((40, 40), np.uint32)
+lab[5:15, 5:15] = 1
+lab[20:30, 18:33] = 7
+img = np.arange(2 * 40 * 40, dtype=np.uint16).reshape(2, 40, 40)
+out = q.quantify(lab, img, channel_names=["a", "b"], compartments=("nucleus",),
+                 morphology=False)
+assert out["a_nucleus_mean"].iloc[0] == img[0][lab == 1].mean()
+kernels = q._numba_kernels()
+hits = sum(sum(k.stats.cache_hits.values()) for k in kernels)
+misses = sum(sum(k.stats.cache_misses.values()) for k in kernels)
+print(json.dumps({"hits": hits, "misses": misses}))
+"""
+
+
+@pytest.mark.slow
+def test_numba_kernels_cached_when_package_is_read_only(tmp_path):
+    # every Snakemake job is a fresh process: the kernels compile once, later processes
+    # load them from numba's cache, also from an installation they cannot write to (numba
+    # then caches under the user's cache directory)
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba")
+    src = Path(__file__).parents[1] / "src" / "cytotrail"
+    pkg = tmp_path / "site"
+    shutil.copytree(src, pkg / "cytotrail", ignore=shutil.ignore_patterns("__pycache__"))
+    cache_home = tmp_path / "cache"
+    cache_home.mkdir()
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # root writes through any permission: a file where numba would create the
+        # package's __pycache__ makes that location unusable in the same way
+        (pkg / "cytotrail" / "__pycache__").write_text("")
+    for path in [pkg, *pkg.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "PYTHON"))}
+    env.update(PYTHONPATH=str(pkg), XDG_CACHE_HOME=str(cache_home), HOME=str(tmp_path))
+
+    def probe():
+        res = subprocess.run([sys.executable, "-c", _CACHE_PROBE, str(pkg)], env=env,
+                             capture_output=True, text=True, check=False, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    first, second = probe(), probe()
+    try:
+        assert first["misses"] > 0 and first["hits"] == 0  # compiled on the first call
+        assert second["hits"] == first["misses"] and second["misses"] == 0  # loaded
+        assert not list(pkg.rglob("*.nbi"))  # nothing written beside the read-only module
+        assert list((cache_home / "numba").rglob("*.nbi"))
+    finally:
+        for path in [pkg, *pkg.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)

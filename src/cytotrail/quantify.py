@@ -37,6 +37,7 @@ empty (a nucleus surrounded by other nuclei) gives NaN statistics and a zero sum
 from __future__ import annotations
 
 import re
+from collections import namedtuple
 
 import numpy as np
 import pandas as pd
@@ -248,10 +249,16 @@ class _Index:
     ``ufunc.reduceat`` over contiguous segments.
     """
 
-    def __init__(self, idx, n):
+    def __init__(self, idx, n, counts=None):
         self.idx = idx
         self.n = n
-        self.counts = np.bincount(idx, minlength=n + 1)[1:]
+        if counts is None:
+            kernels = _numba_kernels()
+            if kernels is not None:  # no int64 copy of the index, as bincount makes
+                counts = kernels.count_slots(idx, n + 1)[1:]
+            else:
+                counts = np.bincount(idx, minlength=n + 1)[1:]
+        self.counts = counts
         self._pos = None
 
     @property
@@ -281,32 +288,42 @@ class _Index:
 
 
 def _label_index(lab):
-    """Sorted label ids of a frame and the (Y*X,) index image mapping pixels to 1..n."""
+    """Label ids of a frame (sorted), the (Y*X,) index image mapping pixels to 1..n, the
+    lookup table from label to index (None for very large label values) and the pixel
+    count of every label (None when not counted on the way)."""
     flat = lab.ravel()
     top = int(flat.max(initial=0))
+    kernels = _numba_kernels()
+    if kernels is not None and top <= 4 * flat.size + 1024 and top < 2**31 - 1:
+        # one counting pass and one relabelling pass, no int64 copy of the labels
+        counts = kernels.count_slots(flat, top + 1)
+        ids = np.flatnonzero(counts[1:]) + 1
+        lut = np.zeros(top + 1, np.int32)
+        lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
+        return ids, kernels.relabel(flat, lut), lut, counts[ids]
     if top <= 4 * flat.size + 1024:
         present = np.bincount(flat, minlength=top + 1).astype(bool)
         present[0] = False
         ids = np.flatnonzero(present)
         lut = np.zeros(top + 1, np.int32 if 2 * len(ids) + 1 < 2**31 else np.int64)
         lut[ids] = np.arange(1, len(ids) + 1)
-        return ids, lut[flat], lut
+        return ids, lut[flat], lut, None
     ids, inverse = np.unique(flat, return_inverse=True)
     if len(ids) and ids[0] == 0:
         ids = ids[1:]
     else:
         inverse = inverse + 1
-    return ids, inverse.astype(np.int64), None
+    return ids, inverse.astype(np.int64), None, None
 
 
 def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow_px,
                     pixel_size_um, background, neighbour_radius_um, morphology, block_px,
                     threads):
-    ids, nuc_idx, lut = _label_index(lab)
+    ids, nuc_idx, lut, nuc_counts = _label_index(lab)
     n = len(ids)
     shape = lab.shape
     cols = {"frame": np.full(n, t, np.int64), "label": ids.astype(np.int64)}
-    nucleus = _Index(nuc_idx, n)
+    nucleus = _Index(nuc_idx, n, counts=nuc_counts)
     shape_cols = _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um,
                              full=morphology)
     cols.update(shape_cols)
@@ -319,12 +336,15 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
 
         grown = expand_labels(lab, distance=grow_px) if grow_px > 0 else lab
         if lut is not None:
-            cell_idx = lut[grown.ravel()]
+            kernels = _numba_kernels()
+            cell_idx = (kernels.relabel(grown.ravel(), lut) if kernels is not None
+                        else lut[grown.ravel()])
         else:
             cell_idx = np.searchsorted(ids, grown.ravel()) + 1
             cell_idx[grown.ravel() == 0] = 0
         index["cell"] = _Index(cell_idx, n)
-        index["cytoplasm"] = _Index(np.where(nuc_idx > 0, 0, cell_idx), n)
+        ring = np.where(nuc_idx > 0, 0, cell_idx)
+        index["cytoplasm"] = _Index(ring, n, counts=index["cell"].counts - nucleus.counts)
     outside = blocks = None
     if None in background or "local" in background:
         outside = index["cell"].idx == 0
@@ -342,8 +362,9 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
             combo[ring > 0] = ring[ring > 0] + n
 
     moments = [st for st in stats if st[1] in _MOMENT_KINDS]
-    runs = _runs(combo) if combo is not None else None
     exact_ints = img.dtype.kind in "ui" and img.dtype.itemsize <= 2
+    # runs of at most 2**15 pixels: the integer kernel sums 16-bit values of a run in int32
+    runs = kernels.runs(combo, 2**15) if combo is not None else None
     squares = exact_ints and any(kind == "std" for _, kind, _ in moments)
     chunk = 8 * max(int(threads), 1)  # channels held as accumulators at a time
     accumulated = {}
@@ -381,6 +402,8 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
 
 _MOMENT_KINDS = ("mean", "sum", "std", "min", "max")
 _KERNELS = {}
+_Kernels = namedtuple("_Kernels", "accumulate accumulate_int deviations position_sums "
+                      "segment_quantiles hull_pixel_counts count_slots relabel runs")
 
 
 def _numba_kernels():
@@ -392,6 +415,89 @@ def _numba_kernels():
     except ImportError:  # the numpy path (reduceat over cell-sorted pixels) takes over
         _KERNELS["accumulate"] = None
         return None
+
+    @numba.njit(cache=True, nogil=True)
+    def count_slots(idx, n_slots):
+        # np.bincount without the int64 copy of the index
+        counts = np.zeros(n_slots, np.int64)
+        for i in range(idx.size):
+            counts[idx[i]] += 1
+        return counts
+
+    @numba.njit(cache=True, nogil=True)
+    def relabel(flat, lut):
+        out = np.empty(flat.size, lut.dtype)
+        for i in range(flat.size):
+            out[i] = lut[flat[i]]
+        return out
+
+    @numba.njit(cache=True, nogil=True)
+    def runs(combo, max_len):
+        # start, end and slot of every run of equal non-zero slot along the flat pixels,
+        # runs longer than max_len cut into pieces
+        m = 0
+        prev = 0
+        length = 0
+        for i in range(combo.size):
+            v = combo[i]
+            if v != prev or (v > 0 and length == max_len):
+                if v > 0:
+                    m += 1
+                prev = v
+                length = 0
+            length += 1
+        start = np.empty(m, np.int64)
+        end = np.empty(m, np.int64)
+        slot = np.empty(m, combo.dtype)
+        j = -1
+        prev = 0
+        length = 0
+        for i in range(combo.size):
+            v = combo[i]
+            if v != prev or (v > 0 and length == max_len):
+                if prev > 0:
+                    end[j] = i
+                if v > 0:
+                    j += 1
+                    start[j] = i
+                    slot[j] = v
+                prev = v
+                length = 0
+            length += 1
+        if prev > 0:
+            end[j] = combo.size
+        return start, end, slot
+
+    @numba.njit(cache=True, nogil=True)
+    def accumulate_int(values, run_start, run_end, run_slot, n_slots, squares):
+        # integer values of at most 16 bits, runs of at most 2**15 pixels: exact int32
+        # sums along a run, int64 per slot (integer adds vectorise; float adds do not)
+        nc = values.shape[0]
+        s = np.zeros((n_slots, nc), np.int64)
+        ss = np.zeros((n_slots, nc), np.int64)
+        lo = np.full((n_slots, nc), np.int64(2**40))
+        hi = np.full((n_slots, nc), np.int64(-2**40))
+        for r in range(run_start.size):
+            k = run_slot[r]
+            a = run_start[r]
+            b = run_end[r]
+            for c in range(nc):
+                t = np.int32(0)
+                q = np.int64(0)
+                low = np.int32(2**30)
+                high = np.int32(-2**30)
+                for i in range(a, b):
+                    v = np.int32(values[c, i])
+                    t += v
+                    if squares:
+                        q += np.int64(v) * v
+                    low = min(low, v)
+                    high = max(high, v)
+                s[k, c] += t
+                ss[k, c] += q
+                lo[k, c] = min(lo[k, c], low)
+                hi[k, c] = max(hi[k, c], high)
+        return s, ss, lo, hi
 
     @numba.njit(cache=True, nogil=True)
     def accumulate(values, run_start, run_end, run_slot, n_slots, squares):
@@ -533,19 +639,10 @@ def _numba_kernels():
             out[j] = total
         return out
 
-    _KERNELS["accumulate"] = (accumulate, deviations, position_sums, segment_quantiles,
-                              hull_pixel_counts)
+    _KERNELS["accumulate"] = _Kernels(accumulate, accumulate_int, deviations, position_sums,
+                                      segment_quantiles, hull_pixel_counts, count_slots,
+                                      relabel, runs)
     return _KERNELS["accumulate"]
-
-
-def _runs(combo):
-    """Start, end and slot of every run of equal non-zero slot along the flat pixels."""
-    change = np.flatnonzero(combo[1:] != combo[:-1]) + 1
-    start = np.r_[0, change]
-    end = np.r_[change, combo.size]
-    slot = combo[start]
-    keep = slot > 0
-    return start[keep], end[keep], slot[keep]
 
 
 def _accumulate_channels(img, channels, runs, n_slots, squares, kernels, threads):
@@ -554,7 +651,8 @@ def _accumulate_channels(img, channels, runs, n_slots, squares, kernels, threads
     A block of up to 8 channels shares one pass over the index; with ``threads`` > 1,
     blocks run in parallel (the kernel releases the GIL).
     """
-    accumulate = kernels[0]
+    exact_ints = img.dtype.kind in "ui" and img.dtype.itemsize <= 2
+    accumulate = kernels.accumulate_int if exact_ints else kernels.accumulate
     blocks = [channels[i:i + 8] for i in range(0, len(channels), 8)]
 
     def run(block):
@@ -579,7 +677,7 @@ def _accumulate_channels(img, channels, runs, n_slots, squares, kernels, threads
 
 def _moment_stats(values, acc_channel, combo, index, compartments, stats, bg, kernels):
     """mean, sum, std, min and max of every compartment from one channel's accumulators."""
-    deviations = kernels[1]
+    deviations = kernels.deviations
     n = index["nucleus"].n
     exact_ints = values.dtype.kind in "ui" and values.dtype.itemsize <= 2
     want_std = any(kind == "std" for _, kind, _ in stats)
@@ -622,13 +720,30 @@ def _moment_stats(values, acc_channel, combo, index, compartments, stats, bg, ke
                 elif kind == "max":
                     res[name] = np.where(empty, np.nan, high) - bg
                 elif exact_ints:
-                    m = count.astype(np.longdouble)
-                    v = squares.astype(np.longdouble) / m - (total.astype(np.longdouble) / m) ** 2
-                    res[name] = np.sqrt(np.clip(v, 0, None).astype(np.float64))
+                    res[name] = np.sqrt(_exact_variance(total, squares, count))
                 else:
                     res[name] = np.sqrt(var[comp] / count)
         out[comp] = res
     return out
+
+
+def _exact_variance(total, squares, count):
+    """Population variance from exact int64 sums and sums of squares (NaN where empty).
+
+    With ``a = total // count`` and ``r = total - a * count`` (0 <= r < count), the sum of
+    squared deviations from ``a``, ``squares - 2 a total + count a**2``, is an exact
+    integer; the variance is that over ``count`` minus ``(r / count)**2`` (less than 1),
+    so no large terms cancel in floating point.
+    """
+    total = np.asarray(total, np.int64)
+    count = np.asarray(count, np.int64)
+    m = np.maximum(count, 1)
+    a = total // m
+    centred = squares - 2 * a * total + m * a * a
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = (total - a * m) / m
+        var = np.clip(centred / m - frac * frac, 0, None)
+    return np.where(count > 0, var, np.nan)
 
 
 def _combine_parts(nucleus, cytoplasm, index, stats):
@@ -723,7 +838,7 @@ def _channel_stats(values, index, stats, bg):
         kernels = _numba_kernels()
         if kernels is not None:  # sort each cell's pixels on its own (small sorts)
             qs = np.array([q for _, q in order_stats], dtype=np.float64)
-            table = kernels[3](v, np.cumsum(counts) - counts, counts, qs)
+            table = kernels.segment_quantiles(v, np.cumsum(counts) - counts, counts, qs)
             quantiles = {name: table[:, j] for j, (name, _) in enumerate(order_stats)}
         else:
             ordered = _sort_segments(v, index)
@@ -796,7 +911,7 @@ def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full
     if not full:
         kernels = _numba_kernels()
         if kernels is not None:  # one pass, no sort: sums of row and column per label
-            ysum, xsum = kernels[2](nucleus.idx, shape[1], n + 1)
+            ysum, xsum = kernels.position_sums(nucleus.idx, shape[1], n + 1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 return {"y": ysum[1:] / counts, "x": xsum[1:] / counts}
     pos, cell = nucleus.pos, nucleus.cell
@@ -908,7 +1023,7 @@ def _convex_areas(border, nucleus, shape):
     kernels = _numba_kernels()
     if kernels is not None:  # exact integer hull and row counts, all labels in one call
         doubled = np.round(pts * 2).astype(np.int64)
-        areas[cells] = kernels[4](doubled, bounds.astype(np.int64), height.astype(np.int64))
+        areas[cells] = kernels.hull_pixel_counts(doubled, bounds.astype(np.int64), height.astype(np.int64))
         return areas
     for j, i in enumerate(cells.tolist()):
         try:
