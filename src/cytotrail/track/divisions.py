@@ -23,8 +23,9 @@ drift-corrected step variance, squared log area ratios over their variance (esti
 the confident links, growing with the gap; capped, so that odd segmentations cannot
 dominate), and fixed costs for a birth, a death, a missed frame and a division. A division
 is scored by how well the daughters' midpoint matches the mother's predicted position, how
-their areas add up to the mother's, whether they lie on opposite sides, and how alike the
-sisters are in area and intensity. Objects cut by the frame's edge have unreliable areas
+their areas add up to the mother's, whether they lie on opposite sides of it, whether they
+still touch (centres about the sum of their radii apart, give or take the displacement
+spread), and how alike the sisters are in area and intensity. Objects cut by the frame's edge have unreliable areas
 (their area terms count a quarter) and may appear or vanish there at a lower cost.
 """
 
@@ -205,13 +206,20 @@ class CostModel:
         cost = (d2c / (2 * sigma**2 * (g1 + g2) / 2) + np.log(sigma / self.sigma) * 2
                 + GAP_COST_PER_FRAME * (g1 + g2 - 2) + DIVISION_COST)
         # the sisters lie on opposite sides of the mother: penalise a small angle between them
-        v1, v2 = pos[d1] - pos[m], pos[d2] - pos[m]
+        v1, v2 = pos[d1] - expected, pos[d2] - expected
         norm = np.sqrt((v1**2).sum(axis=1) * (v2**2).sum(axis=1))
         cos = np.where(norm > 0, (v1 * v2).sum(axis=1) / np.where(norm > 0, norm, 1), -1.0)
         cost = cost + 2.0 * np.clip(cos, 0, None) ** 2
         if self.area is not None:
             a = self.area
             w = self._weight(m, d1, d2)
+            # just after a division the sisters touch: their centres lie about the sum of
+            # their radii apart, and drift apart no faster than two cells move
+            radii = np.sqrt(np.clip(a[d1], 0, None) / np.pi) + np.sqrt(np.clip(a[d2], 0, None) / np.pi)
+            sep = np.sqrt(((pos[d1] - pos[d2]) ** 2).sum(axis=1))
+            excess = np.where(np.isfinite(radii), np.clip(sep - radii, 0, None), 0.0)
+            cost = cost + w * np.minimum(excess**2 / (2 * self.sigma**2 * (g1 + g2) / 2),
+                                         DIVISION_AREA_CAP)
             total = _log_ratio(a[d1] + a[d2], a[m])
             cost = cost + self._area_term(total, SUM_AREA_SIGMA, DIVISION_AREA_CAP, w)
             cost = cost + self._area_term(_log_ratio(a[d1], a[d2]), DAUGHTER_AREA_SIGMA,
