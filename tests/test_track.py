@@ -478,3 +478,24 @@ def test_division_cost_prefers_touching_sisters():
     gap_edge = (edge.division(np.array([0]), np.array([3]), np.array([4]))
                 - edge.division(np.array([0]), np.array([1]), np.array([2])))[0]
     assert 0 < gap_edge < apart - touching
+
+
+def test_border_area_changes_are_heavy_tailed():
+    from cytotrail.track.divisions import AREA_COST_CAP, BORDER_AREA_SCALE, CostModel
+
+    # detection 0 (frame 0) and three successors at the same place with 1.1x, 0.5x and 1x area
+    frame = np.array([0, 1, 1, 1])
+    pos = np.full((4, 2), 30.0)
+    area = np.array([100.0, 110.0, 50.0, 100.0])
+    kw = dict(search_range=8.0, sigma=1.5, succ=np.full(4, -1), persistence=False)
+    i, j = np.zeros(3, np.int64), np.array([1, 2, 3])
+    inside = CostModel(frame, pos, area, None, **kw).link(i, j)
+    edge = CostModel(frame, pos, area, None, border=np.ones(4, bool), **kw).link(i, j)
+    area_inside, area_edge = inside - inside[2], edge - edge[2]
+    # inside the frame, halving the area is as bad as an area change can be
+    assert area_inside[1] == pytest.approx(AREA_COST_CAP)
+    # cut by the edge, the visible area changes as the cell moves: a 10% change is cheap,
+    # halving still costs |log 2| / scale (was a flat quarter of the cap before)
+    assert area_edge[0] <= area_inside[0] and area_edge[0] < 0.6
+    assert area_edge[1] == pytest.approx(np.log(2) / BORDER_AREA_SCALE)
+    assert area_edge[1] > AREA_COST_CAP / 4

@@ -44,7 +44,8 @@ SUM_AREA_SIGMA = 0.12  # log((a1 + a2) / a_mother) of a division
 DAUGHTER_AREA_SIGMA = 0.3  # log(a1 / a2) of two sisters
 DAUGHTER_INTENSITY_SIGMA = 0.3  # log(i1 / i2) of two sisters
 HALF = np.log(0.5)
-BORDER_AREA_WEIGHT = 0.25  # area terms of detections cut by the frame's edge
+BORDER_AREA_WEIGHT = 0.25  # division area terms of detections cut by the frame's edge
+BORDER_AREA_SCALE = 0.2  # Laplace scale of log area ratios at the border, when not estimable
 BORDER_BIRTH_FACTOR = 0.6  # births and deaths at the border cost this fraction
 MAX_CANDIDATES = 8  # successors considered per cell
 MAX_DAUGHTERS = 6  # nearest cells considered as daughters of a mother
@@ -99,6 +100,10 @@ class CostModel:
         # a link as long as the search range costs as much as a death plus a birth
         self.birth = self.death = n_sigma**2 / 4.0
         self.sigma_a = self._area_sigma(succ) if area is not None else None
+        # objects cut by the frame's edge change their visible area as they move in or out:
+        # heavy-tailed log area ratios, modelled as Laplace with a scale from the links that
+        # touch the border
+        self.scale_a_border = self._border_area_scale(succ) if area is not None else None
         # a daughter lies about half a nucleus from its mother's centre
         if area is not None and np.isfinite(area).any():
             radius = float(np.sqrt(np.nanmedian(area[area > 0]) / np.pi)) if (area > 0).any() else 0.0
@@ -171,6 +176,16 @@ class CostModel:
             return 0.1
         return float(np.clip(1.4826 * np.median(np.abs(r - np.median(r))), 0.03, 0.3))
 
+    def _border_area_scale(self, succ):
+        if self.border is None:
+            return None
+        i = np.flatnonzero(succ >= 0)
+        i = i[self.border[i] | self.border[succ[i]]]
+        r = _log_ratio(self.area[succ[i]], self.area[i])
+        if len(r) < 10:
+            return BORDER_AREA_SCALE
+        return float(np.clip(np.median(np.abs(r - np.median(r))) / np.log(2), 0.05, 0.5))
+
     def _area_term(self, r, sigma, cap=None, weight=1.0):
         return weight * np.minimum(r**2 / (2 * sigma**2), AREA_COST_CAP if cap is None else cap)
 
@@ -191,8 +206,13 @@ class CostModel:
         cost = d2 / (2 * sigma**2 * g) + np.log(sigma / self.sigma) * 2 + GAP_COST_PER_FRAME * (g - 1)
         if self.sigma_a is not None:
             # log area drifts like a random walk: its variance grows with the gap
-            cost = cost + self._area_term(_log_ratio(self.area[j], self.area[i]),
-                                          self.sigma_a * np.sqrt(g), weight=self._weight(i, j))
+            r = _log_ratio(self.area[j], self.area[i])
+            inner = self._area_term(r, self.sigma_a * np.sqrt(g))
+            if self.scale_a_border is not None:
+                cut = self.border[i] | self.border[j]
+                edge = np.minimum(np.abs(r) / (self.scale_a_border * np.sqrt(g)), AREA_COST_CAP)
+                inner = np.where(cut, np.minimum(inner, edge), inner)
+            cost = cost + inner
         return cost
 
     def division(self, m, d1, d2):
