@@ -224,7 +224,7 @@ class CostModel:
         expected, sigma = self.predicted(m, (g1 + g2) / 2)
         d2c = ((centre - expected) ** 2).sum(axis=1)
         cost = (d2c / (2 * sigma**2 * (g1 + g2) / 2) + np.log(sigma / self.sigma) * 2
-                + GAP_COST_PER_FRAME * (g1 + g2 - 2) + DIVISION_COST)
+                + GAP_COST_PER_FRAME * (np.maximum(g1, g2) - 1) + DIVISION_COST)
         # the sisters lie on opposite sides of the mother: penalise a small angle between them
         v1, v2 = pos[d1] - expected, pos[d2] - expected
         norm = np.sqrt((v1**2).sum(axis=1) * (v2**2).sum(axis=1))
