@@ -324,9 +324,6 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     shape = lab.shape
     cols = {"frame": np.full(n, t, np.int64), "label": ids.astype(np.int64)}
     nucleus = _Index(nuc_idx, n, counts=nuc_counts)
-    shape_cols = _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um,
-                             full=morphology)
-    cols.update(shape_cols)
 
     index = {"nucleus": nucleus}
     needs_ring = (any(c in ("cytoplasm", "cell") for c in compartments) or None in background
@@ -363,8 +360,14 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
 
     moments = [st for st in stats if st[1] in _MOMENT_KINDS]
     exact_ints = img.dtype.kind in "ui" and img.dtype.itemsize <= 2
-    # runs of at most 2**15 pixels: the integer kernel sums 16-bit values of a run in int32
-    runs = kernels.runs(combo, 2**15) if combo is not None else None
+    runs = position_sums = None
+    if combo is not None:
+        # runs of at most 2**15 pixels (the integer kernel sums 16-bit values of a run in
+        # int32), and the nuclei's coordinate sums on the way
+        *runs, ysum, xsum = kernels.runs(combo, 2**15, shape[1], n + 1)
+        position_sums = (ysum, xsum)
+    cols.update(_morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um,
+                            full=morphology, position_sums=position_sums))
     squares = exact_ints and any(kind == "std" for _, kind, _ in moments)
     chunk = 8 * max(int(threads), 1)  # channels held as accumulators at a time
     accumulated = {}
@@ -403,7 +406,7 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
 _MOMENT_KINDS = ("mean", "sum", "std", "min", "max")
 _KERNELS = {}
 _Kernels = namedtuple("_Kernels", "accumulate accumulate_int deviations position_sums "
-                      "segment_quantiles hull_pixel_counts count_slots relabel runs")
+                      "segment_quantiles hull_pixel_counts count_slots relabel runs int_std")
 
 
 def _numba_kernels():
@@ -432,15 +435,16 @@ def _numba_kernels():
         return out
 
     @numba.njit(cache=True, nogil=True)
-    def runs(combo, max_len):
-        # start, end and slot of every run of equal non-zero slot along the flat pixels,
-        # runs longer than max_len cut into pieces
+    def runs(combo, max_len, width, n_pos):
+        # start, end and slot of every run of equal non-zero slot along the rows of the
+        # flat index, runs longer than max_len cut into pieces; and, for the slots below
+        # n_pos, the sums of the row and column coordinates of their pixels
         m = 0
         prev = 0
         length = 0
         for i in range(combo.size):
             v = combo[i]
-            if v != prev or (v > 0 and length == max_len):
+            if v != prev or (v > 0 and (length == max_len or i % width == 0)):
                 if v > 0:
                     m += 1
                 prev = v
@@ -454,7 +458,7 @@ def _numba_kernels():
         length = 0
         for i in range(combo.size):
             v = combo[i]
-            if v != prev or (v > 0 and length == max_len):
+            if v != prev or (v > 0 and (length == max_len or i % width == 0)):
                 if prev > 0:
                     end[j] = i
                 if v > 0:
@@ -466,37 +470,65 @@ def _numba_kernels():
             length += 1
         if prev > 0:
             end[j] = combo.size
-        return start, end, slot
+        ys = np.zeros(n_pos)
+        xs = np.zeros(n_pos)
+        for r in range(m):
+            k = slot[r]
+            if k < n_pos:
+                a = start[r]
+                ln = end[r] - a
+                y = a // width
+                x = a - y * width
+                ys[k] += y * ln
+                xs[k] += x * ln + ln * (ln - 1) // 2
+        return start, end, slot, ys, xs
 
     @numba.njit(cache=True, nogil=True)
     def accumulate_int(values, run_start, run_end, run_slot, n_slots, squares):
         # integer values of at most 16 bits, runs of at most 2**15 pixels: exact int32
-        # sums along a run, int64 per slot (integer adds vectorise; float adds do not)
+        # sums along a run, int64 per slot. Two channels per pass over a run: half the
+        # (mispredicted) loop exits of these short runs. Squares are always summed.
         nc = values.shape[0]
-        s = np.zeros((n_slots, nc), np.int64)
-        ss = np.zeros((n_slots, nc), np.int64)
-        lo = np.full((n_slots, nc), np.int64(2**40))
-        hi = np.full((n_slots, nc), np.int64(-2**40))
+        s = np.zeros((nc, n_slots), np.int64)
+        ss = np.zeros((nc, n_slots), np.int64)
+        lo = np.full((nc, n_slots), np.int64(2**40))
+        hi = np.full((nc, n_slots), np.int64(-2**40))
         for r in range(run_start.size):
             k = run_slot[r]
             a = run_start[r]
             b = run_end[r]
-            for c in range(nc):
-                t = np.int32(0)
-                q = np.int64(0)
-                low = np.int32(2**30)
-                high = np.int32(-2**30)
+            for c in range(0, nc, 2):
+                d = min(c + 1, nc - 1)  # the second channel (the first again when nc is odd)
+                row0 = values[c]
+                row1 = values[d]
+                t0 = np.int32(0)
+                t1 = np.int32(0)
+                q0 = np.int64(0)
+                q1 = np.int64(0)
+                l0 = np.int32(2**30)
+                l1 = np.int32(2**30)
+                h0 = np.int32(-2**30)
+                h1 = np.int32(-2**30)
                 for i in range(a, b):
-                    v = np.int32(values[c, i])
-                    t += v
-                    if squares:
-                        q += np.int64(v) * v
-                    low = min(low, v)
-                    high = max(high, v)
-                s[k, c] += t
-                ss[k, c] += q
-                lo[k, c] = min(lo[k, c], low)
-                hi[k, c] = max(hi[k, c], high)
+                    v0 = np.int32(row0[i])
+                    v1 = np.int32(row1[i])
+                    t0 += v0
+                    t1 += v1
+                    q0 += np.int64(v0) * v0
+                    q1 += np.int64(v1) * v1
+                    l0 = min(l0, v0)
+                    l1 = min(l1, v1)
+                    h0 = max(h0, v0)
+                    h1 = max(h1, v1)
+                s[c, k] += t0
+                ss[c, k] += q0
+                lo[c, k] = min(lo[c, k], l0)
+                hi[c, k] = max(hi[c, k], h0)
+                if d != c:
+                    s[d, k] += t1
+                    ss[d, k] += q1
+                    lo[d, k] = min(lo[d, k], l1)
+                    hi[d, k] = max(hi[d, k], h1)
         return s, ss, lo, hi
 
     @numba.njit(cache=True, nogil=True)
@@ -504,10 +536,10 @@ def _numba_kernels():
         # values: (B, N) channels; runs of equal slot along the flat pixels. Per slot and
         # channel: sum, sum of squares, min, max (accumulated in registers along a run)
         nc = values.shape[0]
-        s = np.zeros((n_slots, nc))
-        ss = np.zeros((n_slots, nc))
-        lo = np.full((n_slots, nc), np.inf)
-        hi = np.full((n_slots, nc), -np.inf)
+        s = np.zeros((nc, n_slots))
+        ss = np.zeros((nc, n_slots))
+        lo = np.full((nc, n_slots), np.inf)
+        hi = np.full((nc, n_slots), -np.inf)
         for r in range(run_start.size):
             k = run_slot[r]
             a = run_start[r]
@@ -524,11 +556,29 @@ def _numba_kernels():
                         q += v * v
                     low = min(low, v)
                     high = max(high, v)
-                s[k, c] += t
-                ss[k, c] += q
-                lo[k, c] = min(lo[k, c], low)
-                hi[k, c] = max(hi[k, c], high)
+                s[c, k] += t
+                ss[c, k] += q
+                lo[c, k] = min(lo[c, k], low)
+                hi[c, k] = max(hi[c, k], high)
         return s, ss, lo, hi
+
+    @numba.njit(cache=True, nogil=True)
+    def int_std(total, squares, count):
+        # population std from exact int64 sums and sums of squares, NaN where empty.
+        # With a the mean rounded to an integer, the sum of squared deviations from a,
+        # squares - 2 a total + m a**2, is an exact integer; the variance is that over m
+        # minus ((total - a m) / m)**2 (at most 1/4): no large terms cancel in floats
+        out = np.empty(total.size)
+        for i in range(total.size):
+            m = count[i]
+            if m == 0:
+                out[i] = np.nan
+                continue
+            a = np.int64(np.rint(total[i] / m))
+            centred = squares[i] - 2 * a * total[i] + m * a * a
+            frac = (total[i] - a * m) / m
+            out[i] = np.sqrt(max(centred / m - frac * frac, 0.0))
+        return out
 
     @numba.njit(cache=True, nogil=True)
     def deviations(values, combo, n, slot_mean, cell_mean):
@@ -641,7 +691,7 @@ def _numba_kernels():
 
     _KERNELS["accumulate"] = _Kernels(accumulate, accumulate_int, deviations, position_sums,
                                       segment_quantiles, hull_pixel_counts, count_slots,
-                                      relabel, runs)
+                                      relabel, runs, int_std)
     return _KERNELS["accumulate"]
 
 
@@ -670,8 +720,8 @@ def _accumulate_channels(img, channels, runs, n_slots, squares, kernels, threads
     else:
         results = [run(block) for block in blocks]
     out = []
-    for res in results:
-        out.extend(tuple(a[:, j] for a in res) for j in range(res[0].shape[1]))
+    for res in results:  # (channels, slots) arrays
+        out.extend(tuple(a[j] for a in res) for j in range(res[0].shape[0]))
     return out
 
 
@@ -720,30 +770,11 @@ def _moment_stats(values, acc_channel, combo, index, compartments, stats, bg, ke
                 elif kind == "max":
                     res[name] = np.where(empty, np.nan, high) - bg
                 elif exact_ints:
-                    res[name] = np.sqrt(_exact_variance(total, squares, count))
+                    res[name] = kernels.int_std(total, squares, count.astype(np.int64))
                 else:
                     res[name] = np.sqrt(var[comp] / count)
         out[comp] = res
     return out
-
-
-def _exact_variance(total, squares, count):
-    """Population variance from exact int64 sums and sums of squares (NaN where empty).
-
-    With ``a = total // count`` and ``r = total - a * count`` (0 <= r < count), the sum of
-    squared deviations from ``a``, ``squares - 2 a total + count a**2``, is an exact
-    integer; the variance is that over ``count`` minus ``(r / count)**2`` (less than 1),
-    so no large terms cancel in floating point.
-    """
-    total = np.asarray(total, np.int64)
-    count = np.asarray(count, np.int64)
-    m = np.maximum(count, 1)
-    a = total // m
-    centred = squares - 2 * a * total + m * a * a
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = (total - a * m) / m
-        var = np.clip(centred / m - frac * frac, 0, None)
-    return np.where(count > 0, var, np.nan)
 
 
 def _combine_parts(nucleus, cytoplasm, index, stats):
@@ -905,13 +936,19 @@ def _segment_percentile(ordered, counts, q):
 # morphology
 
 
-def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full):
-    """Centroid (px) and, when ``full``, the shape columns of every nucleus."""
+def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full,
+                position_sums=None):
+    """Centroid (px) and, when ``full``, the shape columns of every nucleus.
+
+    ``position_sums``: the (n + 1,) sums of the row and of the column coordinates of each
+    nucleus' pixels (slot 0 unused), when already known.
+    """
     n, counts = nucleus.n, nucleus.counts
     if not full:
         kernels = _numba_kernels()
-        if kernels is not None:  # one pass, no sort: sums of row and column per label
-            ysum, xsum = kernels.position_sums(nucleus.idx, shape[1], n + 1)
+        if position_sums is not None or kernels is not None:  # no sort: sums per label
+            ysum, xsum = (position_sums if position_sums is not None
+                          else kernels.position_sums(nucleus.idx, shape[1], n + 1))
             with np.errstate(invalid="ignore", divide="ignore"):
                 return {"y": ysum[1:] / counts, "x": xsum[1:] / counts}
     pos, cell = nucleus.pos, nucleus.cell
