@@ -499,3 +499,18 @@ def test_border_area_changes_are_heavy_tailed():
     assert area_edge[0] <= area_inside[0] and area_edge[0] < 0.6
     assert area_edge[1] == pytest.approx(np.log(2) / BORDER_AREA_SCALE)
     assert area_edge[1] > AREA_COST_CAP / 4
+
+
+def test_border_births_are_cheap_only_for_cut_objects():
+    from cytotrail.track.divisions import CostModel
+
+    # a cell coming in at the frame's edge shows a sliver first; an object of full size
+    # at the edge is mostly in view and starts (or ends) a track at the usual cost
+    frame = np.zeros(4, np.int64)
+    pos = np.array([[0.0, 10.0], [0.0, 40.0], [30.0, 30.0], [0.0, 70.0]])
+    area = np.array([20.0, 100.0, 100.0, 100.0])
+    model = CostModel(frame, pos, area, None, search_range=8.0, sigma=1.5, succ=np.full(4, -1),
+                      border=np.array([True, True, False, True]), persistence=False)
+    birth = model.birth_of(np.arange(4))
+    assert birth[0] < birth[1] == pytest.approx(birth[2]) == pytest.approx(model.birth)
+    assert np.array_equal(model.death_of(np.arange(4)), birth)

@@ -25,8 +25,10 @@ dominate), and fixed costs for a birth, a death, a missed frame and a division. 
 is scored by how well the daughters' midpoint matches the mother's predicted position, how
 their areas add up to the mother's, whether they lie on opposite sides of it, whether they
 still touch (centres about the sum of their radii apart, give or take the displacement
-spread), and how alike the sisters are in area and intensity. Objects cut by the frame's edge have unreliable areas
-(their area terms count a quarter) and may appear or vanish there at a lower cost.
+spread), and how alike the sisters are in area and intensity. Objects cut by the frame's edge have unreliable areas:
+their area changes along a track are scored with a heavy-tailed (Laplace) cost whose scale
+comes from the links at the border, their division area terms count a quarter, and small
+ones (a cell coming in or going out) may appear or vanish there at a lower cost.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class CostModel:
         else:
             radius = 0.0
         self.division_radius = self.search_range + max(radius, 2 * self.sigma)
+        self.area_median = np.pi * radius**2 if radius > 0 else None
         # motion model: velocity persistence phi and the spread of the predicted step
         self.phi, self.sigma_pred = self._persistence(succ) if persistence else (0.0, self.sigma)
         self.velocity = np.full_like(pos, np.nan)
@@ -137,17 +140,31 @@ class CostModel:
             return 0.0, self.sigma
         return phi, max(sigma_pred, 0.2)
 
+    def _border_factor(self, i):
+        """Discount on births and deaths of detections i: cells cross the frame's edge.
+
+        A cell coming in (or going out) shows only a part of itself at the edge: the
+        discount holds in full for objects up to half the median area and fades out for
+        objects of the median area, which are mostly in view.
+        """
+        factor = np.ones(len(i))
+        if self.border is None:
+            return factor
+        if self.area_median is not None:
+            rel = self.area[i] / self.area_median
+            fade = np.clip((np.nan_to_num(rel, nan=0.0) - 0.5) / 0.5, 0.0, 1.0)
+        else:
+            fade = np.zeros(len(i))
+        discount = BORDER_BIRTH_FACTOR + (1 - BORDER_BIRTH_FACTOR) * fade
+        return np.where(self.border[i], discount, factor)
+
     def birth_of(self, j):
         """Cost of detection j starting a track: lower at the border, where cells come in."""
-        if self.border is None:
-            return np.full(len(j), self.birth)
-        return np.where(self.border[j], self.birth * BORDER_BIRTH_FACTOR, self.birth)
+        return self.birth * self._border_factor(j)
 
     def death_of(self, i):
         """Cost of detection i ending a track: lower at the border, where cells leave."""
-        if self.border is None:
-            return np.full(len(i), self.death)
-        return np.where(self.border[i], self.death * BORDER_BIRTH_FACTOR, self.death)
+        return self.death * self._border_factor(i)
 
     def update_velocity(self, idx, pred):
         """Set the last step of detections ``idx`` from their current predecessors."""
