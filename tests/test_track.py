@@ -66,6 +66,19 @@ def test_detections_from_labels_matches_truth(synth):
     assert set(rows.loc[rows["touches_border"], "label"]) == set(edge_labels) - {0}
 
 
+def test_detections_orientation_and_elongation():
+    labels = np.zeros((1, 40, 40), np.int32)
+    labels[0, 10:14, 5:25] = 1  # a rod along x
+    labels[0, 20:35, 30:33] = 2  # a rod along y
+    yy, xx = np.mgrid[0:40, 0:40]
+    labels[0][(np.abs((yy - 25) - (xx - 12)) <= 1) & (np.abs(xx - 12) < 6)] = 3  # along y = x
+    labels[0, 2:8, 30:36] = 4  # a square
+    det = detections_from_labels(labels).set_index("label")
+    np.testing.assert_allclose(det["orientation"].loc[[1, 2]], [np.pi / 2, 0.0], atol=1e-9)
+    assert abs(det.loc[3, "orientation"] - np.pi / 4) < 0.05
+    assert (det["elongation"].loc[[1, 2, 3]] > 0.9).all() and det.loc[4, "elongation"] < 1e-9
+
+
 def test_detections_from_labels_empty_frame_and_errors():
     labels = np.zeros((3, 20, 20), np.uint16)
     labels[0, 2:5, 2:5] = 7
@@ -514,3 +527,24 @@ def test_border_births_are_cheap_only_for_cut_objects():
     birth = model.birth_of(np.arange(4))
     assert birth[0] < birth[1] == pytest.approx(birth[2]) == pytest.approx(model.birth)
     assert np.array_equal(model.death_of(np.arange(4)), birth)
+
+
+def test_sisters_along_the_mothers_long_axis():
+    from cytotrail.track.divisions import CostModel
+
+    # an elongated mother (long axis along x) and two pairs of touching daughters with the
+    # same midpoint: along its long axis, or across it
+    frame = np.array([0, 1, 1, 1, 1])
+    pos = np.array([[50.0, 50.0], [50.0, 44.5], [50.0, 55.5], [44.5, 50.0], [55.5, 50.0]])
+    area = np.array([200.0, 100.0, 100.0, 100.0, 100.0])
+    kw = dict(search_range=8.0, sigma=1.5, succ=np.full(5, -1), persistence=False)
+
+    def costs(elongation):
+        model = CostModel(frame, pos, area, None, orientation=np.full(5, np.pi / 2),
+                          elongation=np.full(5, elongation), **kw)
+        return [model.division(np.array([0]), np.array([a]), np.array([b]))[0] for a, b in ((1, 2), (3, 4))]
+
+    along, across = costs(0.6)
+    assert across > along + 2.0
+    round_along, round_across = costs(0.0)  # a round mother tells nothing
+    assert round_along == pytest.approx(round_across)

@@ -24,9 +24,12 @@ def detections_from_labels(labels, *, intensity=None):
     Returns
     -------
     DataFrame
-        Columns ``frame, label, y, x, area`` (+ ``mean_intensity``) and ``touches_border``
-        (the object has a pixel on the frame's edge), sorted by ``(frame, label)``. Frames
-        without objects contribute no rows. ``attrs["image_shape"]`` holds ``(Y, X)``.
+        Columns ``frame, label, y, x, area``, ``orientation`` (angle in radians of the
+        object's long axis from the y axis, towards +x, in (-pi/2, pi/2]), ``elongation``
+        (1 - minor / major second moment: 0 for a disc, towards 1 for a rod),
+        (+ ``mean_intensity``) and ``touches_border`` (the object has a pixel on the frame's
+        edge), sorted by ``(frame, label)``. Frames without objects contribute no rows.
+        ``attrs["image_shape"]`` holds ``(Y, X)``.
     """
     labels = np.asarray(labels)
     if labels.ndim == 2:
@@ -66,12 +69,21 @@ def detections_from_labels(labels, *, intensity=None):
             "x": np.bincount(inv, weights=xx[fg], minlength=len(ids)) / area,
             "area": area,
         }
+        # second central moments: the axis along which the object is longest
+        cy, cx = yy[fg] - part["y"][inv], xx[fg] - part["x"][inv]
+        myy = np.bincount(inv, weights=cy * cy, minlength=len(ids)) / area
+        mxx = np.bincount(inv, weights=cx * cx, minlength=len(ids)) / area
+        mxy = np.bincount(inv, weights=cy * cx, minlength=len(ids)) / area
+        part["orientation"] = 0.5 * np.arctan2(2 * mxy, myy - mxx)
+        half = np.sqrt(((myy - mxx) / 2) ** 2 + mxy**2)
+        mean = (myy + mxx) / 2
+        part["elongation"] = np.where(mean + half > 0, 2 * half / np.where(mean + half > 0, mean + half, 1), 0.0)
         if intensity is not None:
             val = intensity[t].ravel()[fg].astype(np.float64)
             part["mean_intensity"] = np.bincount(inv, weights=val, minlength=len(ids)) / area
         part["touches_border"] = np.bincount(inv, weights=edge[fg], minlength=len(ids)) > 0
         parts.append(pd.DataFrame(part))
-    columns = ["frame", "label", "y", "x", "area"]
+    columns = ["frame", "label", "y", "x", "area", "orientation", "elongation"]
     columns += ["mean_intensity"] if intensity is not None else []
     columns += ["touches_border"]
     if parts:

@@ -45,6 +45,7 @@ DIVISION_AREA_CAP = 12.0  # largest cost an area term can add to a division
 SUM_AREA_SIGMA = 0.12  # log((a1 + a2) / a_mother) of a division
 DAUGHTER_AREA_SIGMA = 0.3  # log(a1 / a2) of two sisters
 DAUGHTER_INTENSITY_SIGMA = 0.3  # log(i1 / i2) of two sisters
+AXIS_WEIGHT = 8.0  # sisters across the long axis of a rod-like mother (Hertwig's rule)
 HALF = np.log(0.5)
 BORDER_AREA_WEIGHT = 0.25  # division area terms of detections cut by the frame's edge
 BORDER_AREA_SCALE = 0.2  # Laplace scale of log area ratios at the border, when not estimable
@@ -91,9 +92,16 @@ class CostModel:
     """
 
     def __init__(self, frame, pos, area, intensity, *, search_range, sigma, succ, border=None,
-                 persistence=True):
+                 persistence=True, orientation=None, elongation=None):
         self.frame, self.pos, self.area, self.intensity = frame, pos, area, intensity
         self.border = border
+        if orientation is not None and elongation is not None:
+            ok = np.isfinite(orientation) & np.isfinite(elongation)
+            self.axis = np.column_stack([np.cos(np.where(ok, orientation, 0.0)),
+                                         np.sin(np.where(ok, orientation, 0.0))])
+            self.elongation = np.where(ok, np.clip(elongation, 0.0, 1.0), 0.0)
+        else:
+            self.axis = self.elongation = None
         if sigma is None or not np.isfinite(sigma) or sigma <= 0:
             sigma = search_range / 5.0
         self.sigma = float(max(sigma, 0.2))
@@ -261,6 +269,14 @@ class CostModel:
             cost = cost + self._area_term(total, SUM_AREA_SIGMA, DIVISION_AREA_CAP, w)
             cost = cost + self._area_term(_log_ratio(a[d1], a[d2]), DAUGHTER_AREA_SIGMA,
                                           DIVISION_AREA_CAP, w)
+        if self.axis is not None:
+            # a cell divides along its long axis (Hertwig's rule): the sisters lie along the
+            # mother's long axis, a cue as strong as the mother is elongated
+            sep = pos[d1] - pos[d2]
+            norm = np.sqrt((sep**2).sum(axis=1))
+            along = np.abs((sep * self.axis[m]).sum(axis=1)) / np.where(norm > 0, norm, 1.0)
+            along = np.where(norm > 0, along, 1.0)
+            cost = cost + AXIS_WEIGHT * self.elongation[m] * (1 - along**2) * self._weight(m)
         if self.intensity is not None:
             ratio = _log_ratio(self.intensity[d1], self.intensity[d2])
             cost = cost + self._area_term(ratio, DAUGHTER_INTENSITY_SIGMA, DIVISION_AREA_CAP)

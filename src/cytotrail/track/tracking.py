@@ -110,6 +110,8 @@ def track(
     f, p = frame[order], pos[order]
     area = _optional(detections, "area", order)
     intensity = _optional(detections, "mean_intensity", order)
+    orientation = _optional(detections, "orientation", order)
+    elongation = _optional(detections, "elongation", order)
 
     if predict and n:
         offset, drift = estimate_drift(f, p)
@@ -138,6 +140,7 @@ def track(
         touches = _touches_border(detections, image_shape, pos)
         model = dv.CostModel(f, pc, area, intensity, search_range=search_px,
                              sigma=info.get("sigma"), succ=succ, persistence=predict,
+                             orientation=orientation, elongation=elongation,
                              border=None if touches is None else touches[order])
         motion = (float(model.phi), float(model.sigma_pred))
         found = {}
