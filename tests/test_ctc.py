@@ -136,6 +136,12 @@ def test_write_ctc_fill_gaps(tmp_path, synth):
     table = filled.set_index("L")
     assert (table.loc[present.index, "B"] == present["min"]).all()
     assert (table.loc[present.index, "E"] == present["max"]).all()
+    # the rows' order and index do not matter
+    shuffled = tracks.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    again = write_ctc(tmp_path / "again", synth.labels, shuffled, fill_gaps=True)
+    assert again.attrs["n_filled"] == filled.attrs["n_filled"]
+    labels_a, _ = read_ctc(tmp_path / "again")
+    assert ((labels_a > 0) == (labels_f > 0)).all()
 
 
 def test_fill_gaps_raises_tra(tmp_path, synth):

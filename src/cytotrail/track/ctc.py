@@ -250,14 +250,13 @@ def _fill_pixels(labels, tracks, *, min_fraction=0.25):
     frame = tracks["frame"].to_numpy(np.int64)
     lab = tracks["label"].to_numpy(np.int64)
     # centroids from the masks themselves, so that fills line up with what is painted
-    cent = pd.DataFrame(index=tracks.index, columns=["y", "x"], dtype=np.float64)
+    cent = np.full((len(tracks), 2), np.nan)
     boxes = {}
     coords = {}
 
     def pixels_of(row):
         if row not in coords:
-            k = tracks.index.get_loc(row)
-            t, l_ = int(frame[k]), int(lab[k])
+            t, l_ = int(frame[row]), int(lab[row])
             if t not in boxes:
                 boxes[t] = ndi.find_objects(labels[t])
             box = boxes[t][l_ - 1] if 0 < l_ <= len(boxes[t]) else None
@@ -277,8 +276,9 @@ def _fill_pixels(labels, tracks, *, min_fraction=0.25):
     # only the detections at the ends of gaps need their centroids
     for row in _gap_ends(table):
         yy, xx = pixels_of(row)
-        cent.loc[row] = (yy.mean(), xx.mean()) if len(yy) else (np.nan, np.nan)
-    table[["y", "x"]] = cent.fillna(0.0).to_numpy(np.float64)
+        if len(yy):
+            cent[row] = (yy.mean(), xx.mean())
+    table[["y", "x"]] = cent  # NaN where unknown: fills that need it are skipped below
     fills = gap_fills(table)
     keep = np.zeros(len(fills), bool)
     pixels = []
@@ -292,7 +292,7 @@ def _fill_pixels(labels, tracks, *, min_fraction=0.25):
             if len(yy) == 0 or not np.isfinite(r.y + r.x):
                 pixels.append(None)
                 continue
-            src = cent.loc[r.source].to_numpy(np.float64)
+            src = cent[r.source]
             dy, dx = int(round(r.y - src[0])), int(round(r.x - src[1]))
             py, px = yy + dy, xx + dx
             ok = (py >= 0) & (py < shape[0]) & (px >= 0) & (px < shape[1])
@@ -310,7 +310,7 @@ def _fill_pixels(labels, tracks, *, min_fraction=0.25):
 
 
 def _gap_ends(table):
-    """Index labels of the detections at either end of a within-track or division gap."""
+    """Rows of the detections at either end of a within-track gap, and each track's ends."""
     frame = table["frame"].to_numpy(np.int64)
     tid = table["track_id"].to_numpy(np.int64)
     order = np.lexsort((frame, tid))
