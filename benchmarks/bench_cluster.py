@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_cluster.py [--sizes 10000 100000 1000000]
-        [--markers 40] [--types 12] [--umap-max 100000] [--threads 2]
+        [--markers 40] [--types 12] [--umap-max 1000000] [--threads 2]
+        [--umap-epochs N] [--umap-init spectral|pca] [--seeds 0 1 2]
     .venv/bin/python benchmarks/bench_cluster.py --synthetic
 
 ``--synthetic`` instead measures accuracy on synthetic timelapses with known types
@@ -18,9 +19,13 @@ The data: ``--types`` cell types, each a random log-normal profile over the mark
 cells scatter around their type's profile, 5% are random "unknown" cells. The pipeline
 (transform, scale, PCA, kNN graph, Leiden, signature annotation) is one
 ``cytotrail.cluster.cluster(..., umap=False)`` call, timed step by step from
-``uns["cytotrail"]["timings_s"]``; UMAP is then timed on its own (up to ``--umap-max``
-cells). Peak RSS of the subprocess comes from ``resource.getrusage``. The ARI of Leiden and
-of the annotated cell types against the generating types is printed as a sanity check.
+``uns["cytotrail"]["timings_s"]``; UMAP (``cytotrail.cluster.embed_umap``, the step
+``cluster(umap=True)`` runs, with its automatic epochs and initialisation unless
+``--umap-epochs`` / ``--umap-init`` are given) is then timed on its own (up to
+``--umap-max`` cells). Peak RSS of the subprocess comes from ``resource.getrusage``, read
+after the clustering and again after UMAP. The ARI of Leiden and of the annotated cell
+types against the generating types is printed as a sanity check; ``--seeds`` repeats
+each size with other data seeds (and ``--types`` may list several type counts).
 """
 
 from __future__ import annotations
@@ -63,31 +68,48 @@ def make_mixture(n, n_markers, n_types, seed=0):
     return table, labels, markers, signatures
 
 
-def child(n, n_markers, n_types, umap_max):
+def child(n, n_markers, n_types, umap_max, seed=0, umap_epochs=None, umap_init=None):
     import numpy as np
     from sklearn.metrics import adjusted_rand_score
 
     import anndata  # noqa: F401
     import scanpy as sc
 
-    from cytotrail.cluster import cluster
+    from cytotrail.cluster import cluster, embed_umap
 
-    table, truth, markers, signatures = make_mixture(n, n_markers, n_types)
+    table, truth, markers, signatures = make_mixture(n, n_markers, n_types, seed=seed)
     t0 = time.perf_counter()
     adata = cluster(table, markers=markers, signatures=signatures, umap=False, seed=0)
     total = time.perf_counter() - t0
     timings = dict(adata.uns["cytotrail"]["timings_s"])
-    umap_s = None
+    peak_cluster = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    umap_s = umap_used = None
     if n <= umap_max:
         t1 = time.perf_counter()
-        sc.tl.umap(adata, random_state=0)
+        umap_used = embed_umap(adata, seed=0, n_epochs=umap_epochs, init=umap_init)
         umap_s = time.perf_counter() - t1
     known = truth != "unknown"
+    umap_acc = None
+    if umap_s is not None:  # do the types stay apart in the layout? kNN (k=15) vote in 2-D
+        from sklearn.neighbors import KNeighborsClassifier
+
+        emb = adata.obsm["X_umap"][known]
+        lab = truth[known]
+        order = np.random.default_rng(0).permutation(len(emb))
+        half = min(len(emb) // 2, 20_000)
+        pick, held = order[:half], order[half:2 * half]
+        knn = KNeighborsClassifier(15).fit(emb[pick], lab[pick])
+        umap_acc = float(np.mean(knn.predict(emb[held]) == lab[held]))
     result = {
         "n": n,
+        "seed": seed,
+        "types": n_types,
         "total_s": total,
         "timings_s": timings,
         "umap_s": umap_s,
+        "umap": umap_used,
+        "umap_knn_accuracy": umap_acc,
+        "peak_rss_cluster_mb": peak_cluster,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "n_clusters": int(adata.obs["leiden"].nunique()),
         "ari_leiden": float(adjusted_rand_score(truth[known], adata.obs["leiden"][known])),
@@ -143,8 +165,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--markers", type=int, default=40)
-    p.add_argument("--types", type=int, default=12)
-    p.add_argument("--umap-max", type=int, default=100_000)
+    p.add_argument("--types", type=int, nargs="+", default=[12])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--umap-max", type=int, default=1_000_000)
+    p.add_argument("--umap-epochs", type=int, default=None,
+                   help="UMAP epochs (default: cytotrail.cluster.auto_umap_epochs)")
+    p.add_argument("--umap-init", choices=("spectral", "pca"), default=None,
+                   help="UMAP initial layout (default: spectral up to 10^5 cells, PCA beyond)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--synthetic", action="store_true",
                    help="accuracy on synthetic timelapses with known types instead")
@@ -154,7 +181,8 @@ def main():
         synthetic()
         return
     if args.child:
-        child(args.child, args.markers, args.types, args.umap_max)
+        child(args.child, args.markers, args.types[0], args.umap_max, seed=args.seeds[0],
+              umap_epochs=args.umap_epochs, umap_init=args.umap_init)
         return
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -162,23 +190,39 @@ def main():
         env[var] = str(args.threads)
     print(f"{args.markers} markers, {args.types} types + 5% noise cells, {args.threads} threads; "
           "cluster(umap=False) then UMAP alone; one fresh process per size")
-    previous = None
-    for n in args.sizes:
-        cmd = [sys.executable, __file__, "--child", str(n), "--markers", str(args.markers),
-               "--types", str(args.types), "--umap-max", str(args.umap_max)]
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if res.returncode != 0:
-            print(f"n={n}: failed\n{res.stderr[-3000:]}")
-            break
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        steps = ", ".join(f"{k} {v:.1f}" for k, v in r["timings_s"].items())
-        umap = f"{r['umap_s']:.1f} s" if r["umap_s"] is not None else "not run"
-        scale = f" ({r['total_s'] / previous:.1f}x the previous size)" if previous else ""
-        print(f"n={n:>9,}: cluster {r['total_s']:7.1f} s{scale} [{steps}]; UMAP {umap}; "
-              f"peak RSS {r['peak_rss_mb'] / 1024:.2f} GB; {r['n_clusters']} clusters; "
-              f"ARI leiden {r['ari_leiden']:.3f}, cell_type {r['ari_cell_type']:.3f}; "
-              f"noise cells called unknown {r['unknown_recall']:.2f}", flush=True)
-        previous = r["total_s"]
+    for n_types in args.types:
+        for seed in args.seeds:
+            previous = previous_umap = None
+            for n in args.sizes:
+                cmd = [sys.executable, __file__, "--child", str(n), "--markers",
+                       str(args.markers), "--types", str(n_types), "--seeds", str(seed),
+                       "--umap-max", str(args.umap_max)]
+                if args.umap_epochs is not None:
+                    cmd += ["--umap-epochs", str(args.umap_epochs)]
+                if args.umap_init is not None:
+                    cmd += ["--umap-init", args.umap_init]
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+                if res.returncode != 0:
+                    print(f"n={n}: failed\n{res.stderr[-3000:]}")
+                    break
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                steps = ", ".join(f"{k} {v:.1f}" for k, v in r["timings_s"].items())
+                scale = f" ({r['total_s'] / previous:.1f}x the previous size)" if previous else ""
+                if r["umap_s"] is not None:
+                    uscale = (f", {r['umap_s'] / previous_umap:.1f}x the previous size"
+                              if previous_umap else "")
+                    umap = (f"{r['umap_s']:.1f} s ({r['umap']['n_epochs']} epochs, "
+                            f"{r['umap']['init']} init{uscale}; 2-D kNN type accuracy "
+                            f"{r['umap_knn_accuracy']:.3f})")
+                else:
+                    umap = "not run"
+                print(f"K={n_types} seed={seed} n={n:>9,}: cluster {r['total_s']:7.1f} s{scale} "
+                      f"[{steps}]; peak RSS {r['peak_rss_cluster_mb'] / 1024:.2f} GB; "
+                      f"UMAP {umap}; peak RSS with UMAP {r['peak_rss_mb'] / 1024:.2f} GB; "
+                      f"{r['n_clusters']} clusters; ARI leiden {r['ari_leiden']:.3f}, "
+                      f"cell_type {r['ari_cell_type']:.3f}; noise cells called unknown "
+                      f"{r['unknown_recall']:.2f}", flush=True)
+                previous, previous_umap = r["total_s"], r["umap_s"]
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_quantify.py [--size 4096] [--channels 40] [--cells 50000]
         [--methods intensity compartments shape default median_p90] [--threads-too]
+        [--repeat 3]
 
 A synthetic frame of touching cells (seeds on a jittered grid grown with
 ``expand_labels``) and a uint16 image with C channels. Every measurement runs in a fresh
@@ -11,7 +12,8 @@ subprocess that builds the data, imports the libraries (numpy, pandas, scikit-im
 numba, cytotrail; imports are outside the clock for both tools), then times the call:
 wall time, process CPU time (fairer than wall time on a shared machine) and peak RSS
 (``resource.getrusage``, read right after the first call; the RSS of the data alone is
-printed beside it).
+printed beside it). The machine is shared, so every measurement is repeated
+(``--repeat``, cytotrail and regionprops interleaved) and the medians are printed.
 
 cytotrail compiles its numba kernels on the first call ever and caches them on disk
 (``cache=True``: in ``__pycache__`` beside the module, or under ``NUMBA_CACHE_DIR`` / the
@@ -171,6 +173,19 @@ def run(method, args, *, calls=1, cache_dir=None, threads=1):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _median(results):
+    """Element-wise median of the times and peak RSS of repeated runs (None stays None)."""
+    import numpy as np
+
+    if results[0] is None:
+        return None
+    out = dict(results[0])
+    out["times"] = np.median([r["times"] for r in results], axis=0).tolist()
+    for key in ("peak_rss_mb", "rss_before_mb"):
+        out[key] = float(np.median([r[key] for r in results]))
+    return out
+
+
 def _fmt(seconds, cpu):
     return f"{seconds:6.2f} s ({cpu:6.2f} CPU)"
 
@@ -183,6 +198,8 @@ def main():
     p.add_argument("--methods", nargs="+", default=list(CASES), choices=CASES,
                    help="cases to run")
     p.add_argument("--skip-regionprops", action="store_true")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="processes per measurement; medians are printed (the machine is shared)")
     p.add_argument("--threads-too", action="store_true",
                    help="also time cytotrail with threads=2 (fresh process, warm cache)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -193,22 +210,27 @@ def main():
         child(args.child, args.size, args.channels, args.cells, args.calls, args.threads)
         return
     print(f"frame {args.size}x{args.size}, {args.channels} channels (uint16), ~{args.cells} cells; "
-          "one fresh process per measurement; wall seconds (process CPU seconds)")
+          "one fresh process per measurement; wall seconds (process CPU seconds), median of "
+          f"{args.repeat} runs")
     print("cytotrail: cold = first call ever (empty NUMBA_CACHE_DIR), fresh = new process with "
           "the kernel cache filled (every Snakemake job), steady = second call in that process")
     rows = []
     for case in args.methods:
-        cache = tempfile.mkdtemp(prefix="bench_quantify_numba_")
-        try:
-            cold = run(f"ct_{case}", args, cache_dir=cache)
-            warm = run(f"ct_{case}", args, calls=2, cache_dir=cache)
-            two = (run(f"ct_{case}", args, cache_dir=cache, threads=2) if args.threads_too
-                   else None)
-        finally:
-            shutil.rmtree(cache, ignore_errors=True)
-        rp = None
-        if case in REGIONPROPS and not args.skip_regionprops:
-            rp = run(REGIONPROPS[case], args)
+        reps = []
+        for _ in range(args.repeat):  # cytotrail and regionprops interleaved
+            cache = tempfile.mkdtemp(prefix="bench_quantify_numba_")
+            try:
+                cold = run(f"ct_{case}", args, cache_dir=cache)
+                warm = run(f"ct_{case}", args, calls=2, cache_dir=cache)
+                two = (run(f"ct_{case}", args, cache_dir=cache, threads=2)
+                       if args.threads_too else None)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+            rp = None
+            if case in REGIONPROPS and not args.skip_regionprops:
+                rp = run(REGIONPROPS[case], args)
+            reps.append((cold, warm, two, rp))
+        cold, warm, two, rp = (_median([r[i] for r in reps]) for i in range(4))
         rows.append((case, cold, warm, two, rp))
         (cs, cc), (fs, fc), (ss, sc) = cold["times"][0], *warm["times"]
         line = (f"{case:12s} cytotrail cold {_fmt(cs, cc)} | fresh {_fmt(fs, fc)} | steady "
@@ -219,7 +241,8 @@ def main():
         print(line, flush=True)
         if rp is not None:
             rs, rc = rp["times"][0]
-            print(f"{'':12s} regionprops_table {_fmt(rs, rc)} | peak RSS {rp['peak_rss_mb']:6.0f} MB "
+            print(f"{'':12s} regionprops_table {_fmt(rs, rc)} | peak RSS "
+                  f"{rp['peak_rss_mb']:6.0f} MB "
                   f"(data alone {rp['rss_before_mb']:5.0f} MB); {rp['cells']} cells, "
                   f"{rp['columns']} columns (cytotrail {warm['columns']})", flush=True)
     if any(r[4] is not None for r in rows):

@@ -6,7 +6,10 @@ import pytest
 
 from cytotrail.cluster import (
     KnnTransformer,
+    auto_umap_epochs,
     cluster,
+    embed_umap,
+    leiden,
     merge_tables,
     score_signatures,
     track_summaries,
@@ -343,3 +346,84 @@ def test_cli_cluster(tmp_path, synth):
     assert _ari(truth.loc[keys], adata.obs["cell_type"]) >= 0.9
     assert main(["cluster", str(tmp_path / "cells.parquet"), "-o", str(out), "--markers",
                  "CD3", "Nope"]) == 2
+
+
+# --------------------------------------------------------------------------------------
+# leiden and UMAP at scale
+
+
+def _blobs(n=3000, k=5, dims=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, (k, dims))
+    truth = rng.integers(0, k, n)
+    return (centres[truth] + rng.normal(0, 1, (n, dims))).astype(np.float32), truth
+
+
+def _graph(x, seed=0):
+    import anndata as ad
+    import scanpy as sc
+
+    adata = ad.AnnData(X=x)
+    adata.obs_names = adata.obs_names.astype(str)
+    sc.pp.pca(adata, n_comps=5, random_state=seed)
+    sc.pp.neighbors(adata, n_neighbors=15, use_rep="X", random_state=seed,
+                    transformer=KnnTransformer(n_neighbors=15, random_state=seed))
+    return adata
+
+
+def test_leiden_matches_scanpy_igraph_flavour():
+    import scanpy as sc
+
+    x, truth = _blobs(seed=2)
+    adata = _graph(x)
+    leiden(adata, resolution=0.3, seed=4)
+    again = adata.copy()
+    leiden(again, resolution=0.3, seed=4)
+    np.testing.assert_array_equal(adata.obs["leiden"], again.obs["leiden"])  # seeded
+    sc.tl.leiden(adata, resolution=0.3, flavor="igraph", n_iterations=2, directed=False,
+                 random_state=4, key_added="scanpy")
+    # the same objective on the same graph: the same communities
+    assert _ari(adata.obs["leiden"], adata.obs["scanpy"]) > 0.99
+    assert _ari(adata.obs["leiden"], truth) > 0.95
+    sizes = adata.obs["leiden"].value_counts()
+    assert list(sizes.index[:3]) == ["0", "1", "2"]  # labelled by decreasing size
+    assert adata.uns["leiden"]["params"]["resolution"] == 0.3
+    assert adata.uns["leiden"]["params"]["random_state"] == 4
+    with pytest.raises(InputError, match="connectivities"):
+        import anndata as ad
+
+        leiden(ad.AnnData(X=x))
+
+
+def test_auto_umap_epochs():
+    assert auto_umap_epochs(5_000) == 500  # umap-learn's own defaults up to 10^5
+    assert auto_umap_epochs(50_000) == 200
+    assert auto_umap_epochs(100_000) == 200
+    assert auto_umap_epochs(400_000) == 50
+    assert auto_umap_epochs(10**6) == 50
+    epochs = [auto_umap_epochs(n) for n in (10**4, 10**5, 2 * 10**5, 10**6, 10**7)]
+    assert epochs == sorted(epochs, reverse=True)
+
+
+@pytest.mark.slow
+def test_embed_umap_pca_init_separates_types(monkeypatch):
+    import cytotrail.cluster as cl
+
+    x, truth = _blobs(n=1500, seed=3)
+    adata = _graph(x)
+    monkeypatch.setattr(cl, "UMAP_PCA_INIT_ABOVE", 1000)  # as for a large data set
+    used = embed_umap(adata, seed=2, n_epochs=60)
+    assert used == {"n_epochs": 60, "init": "pca"}
+    assert adata.uns["umap"]["params"]["cytotrail"] == used
+    emb = adata.obsm["X_umap"]
+    assert emb.shape == (1500, 2) and np.isfinite(emb).all()
+    # types stay apart in the layout: each cell's nearest layout neighbours share its type
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(10).fit(emb[::2], truth[::2])
+    assert np.mean(knn.predict(emb[1::2]) == truth[1::2]) > 0.95
+    again = adata.copy()
+    embed_umap(again, seed=2, n_epochs=60)
+    np.testing.assert_allclose(again.obsm["X_umap"], emb)  # seeded
+    with pytest.raises(InputError, match="init"):
+        embed_umap(adata, init="tsne")

@@ -11,10 +11,11 @@ Pipeline (:func:`cluster`)
 3. ``X``: the transformed values z-scored per marker and clipped at +-10 (a constant
    marker becomes 0 and is listed in ``uns["cytotrail"]["constant_markers"]``).
 4. PCA (``obsm["X_pca"]``), the kNN graph (on ``X`` when there are at most ``n_pcs``
-   markers, else on the first ``n_pcs`` principal components), Leiden (igraph flavour,
-   seeded) in ``obs["leiden"]``, and UMAP (seeded) in ``obsm["X_umap"]``; scanpy records
-   their parameters in ``uns["pca"]``, ``uns["neighbors"]``, ``uns["leiden"]`` and
-   ``uns["umap"]``, and cytotrail's own in ``uns["cytotrail"]["params"]``.
+   markers, else on the first ``n_pcs`` principal components), Leiden (igraph, seeded,
+   :func:`leiden`) in ``obs["leiden"]``, and UMAP (seeded, :func:`embed_umap`) in
+   ``obsm["X_umap"]``; their parameters are in ``uns["pca"]``, ``uns["neighbors"]``,
+   ``uns["leiden"]`` and ``uns["umap"]`` (scanpy's layout), cytotrail's own in
+   ``uns["cytotrail"]["params"]``.
 5. With ``signatures``, ``obs["cell_type"]`` and ``obs["cell_type_confidence"]`` (see
    :func:`score_signatures`), with one type per track when ``track_id`` is present.
 
@@ -34,7 +35,8 @@ import pandas as pd
 
 from cytotrail.io import InputError, atomic_path
 
-__all__ = ["KnnTransformer", "cluster", "merge_tables", "score_signatures", "track_summaries", "write_anndata"]
+__all__ = ["KnnTransformer", "auto_umap_epochs", "cluster", "embed_umap", "leiden",
+           "merge_tables", "score_signatures", "track_summaries", "write_anndata"]
 
 log = logging.getLogger(__name__)
 
@@ -507,7 +509,8 @@ def cluster(
     level : {"cell", "track"}
         Cluster cell-frames, or tracks (their mean values, :func:`track_summaries`).
     umap : bool
-        Compute the UMAP embedding.
+        Compute the UMAP embedding (:func:`embed_umap`: fewer epochs and a PCA
+        initialisation above 100,000 observations).
     seed : int
         Seed of PCA, the kNN search, Leiden and UMAP.
     n_pcs : int
@@ -599,11 +602,10 @@ def cluster(
         sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed,
                         transformer=transformer)
         timings["neighbors"], clock = _lap(clock)
-        sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2,
-                     directed=False, random_state=seed)
+        leiden(adata, resolution=resolution, seed=seed)
         timings["leiden"], clock = _lap(clock)
         if umap:
-            sc.tl.umap(adata, random_state=seed)
+            embed_umap(adata, seed=seed)
             timings["umap"], clock = _lap(clock)
     else:  # too few observations for a graph: one cluster
         adata.obs["leiden"] = pd.Categorical(["0"] * n_obs)
@@ -627,6 +629,131 @@ def cluster(
     info["timings_s"] = timings
     adata.uns["cytotrail"] = info
     return adata
+
+
+def leiden(adata, *, resolution=0.1, seed=0, n_iterations=2, key_added="leiden"):
+    """Leiden communities of the kNN graph (igraph's implementation), as :func:`scanpy.tl.leiden`
+    with ``flavor="igraph"`` and ``n_iterations=2`` computes them, but built faster.
+
+    scanpy turns the symmetric connectivity matrix into an igraph graph through a Python
+    list of every (i, j) and (j, i) pair, which takes minutes at 10^6 cells. Here the
+    graph is built once from the upper triangle (each undirected edge once, weight
+    ``w_ij``): modularity only sees every weight doubled in scanpy's graph, so the
+    objective, and the partitions it prefers, are the same.
+
+    Parameters
+    ----------
+    adata : AnnData
+        With ``obsp["connectivities"]`` (:func:`scanpy.pp.neighbors`); modified in place.
+    resolution : float
+        Modularity resolution.
+    seed : int
+        Seed of igraph's random number generator (restored afterwards).
+    n_iterations : int
+        Leiden iterations (negative: until stable).
+    key_added : str
+        ``obs`` column of the cluster labels (categorical strings ``"0", "1", ...``, by
+        decreasing size); the parameters go to ``uns[key_added]["params"]``.
+    """
+    import random
+
+    import igraph as ig
+    from scipy import sparse
+
+    if "connectivities" not in adata.obsp:
+        raise InputError("leiden needs obsp['connectivities']: run the kNN graph first")
+    upper = sparse.triu(adata.obsp["connectivities"], k=1).tocoo()
+    graph = ig.Graph(n=adata.n_obs, directed=False)
+    graph.add_edges(np.column_stack([upper.row, upper.col]).astype(np.int64))
+    graph.es["weight"] = upper.data.astype(np.float64)
+    ig.set_random_number_generator(random.Random(seed))
+    try:
+        part = graph.community_leiden(objective_function="modularity", weights="weight",
+                                      resolution=float(resolution),
+                                      n_iterations=int(n_iterations))
+    finally:
+        ig.set_random_number_generator(random)
+    membership = np.asarray(part.membership, dtype=np.int64)
+    # relabel by decreasing size (ties by first appearance) so that labels are stable
+    sizes = np.bincount(membership)
+    first = np.full(len(sizes), len(membership))
+    np.minimum.at(first, membership, np.arange(len(membership)))
+    order = np.lexsort((first, -sizes))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    labels = rank[membership]
+    adata.obs[key_added] = pd.Categorical(labels.astype(str),
+                                          categories=[str(i) for i in range(len(order))])
+    adata.uns[key_added] = {"params": {"resolution": float(resolution), "random_state": int(seed),
+                                       "n_iterations": int(n_iterations), "flavor": "igraph",
+                                       "objective_function": "modularity",
+                                       "implementation": "cytotrail.cluster.leiden"}}
+
+
+UMAP_PCA_INIT_ABOVE = 100_000
+
+
+def embed_umap(adata, *, seed=0, n_epochs=None, init=None):
+    """UMAP of the kNN graph of ``adata`` (:func:`scanpy.tl.umap`), in ``obsm["X_umap"]``.
+
+    Parameters
+    ----------
+    adata : AnnData
+        With the graph of :func:`scanpy.pp.neighbors` (as :func:`cluster` leaves it) and,
+        for the PCA initialisation, ``obsm["X_pca"]``; modified in place.
+    seed : int
+        Seed of the layout (seeded UMAP runs on one thread, and is reproducible).
+    n_epochs : int, optional
+        Optimisation epochs; default: :func:`auto_umap_epochs` of the number of
+        observations.
+    init : {"spectral", "pca"}, optional
+        Initial layout: ``"spectral"`` (scanpy's default) or the first two principal
+        components, scaled as umap-learn scales any initial layout; default: spectral up
+        to ``UMAP_PCA_INIT_ABOVE`` observations, PCA beyond (the spectral layout of a
+        million-node graph takes minutes and often does not converge).
+
+    Returns
+    -------
+    dict
+        The settings used (``n_epochs``, ``init``), also in
+        ``uns["umap"]["params"]["cytotrail"]``.
+    """
+    import scanpy as sc
+
+    n = adata.n_obs
+    if n_epochs is None:
+        n_epochs = auto_umap_epochs(n)
+    if init is None:
+        init = "pca" if n > UMAP_PCA_INIT_ABOVE and "X_pca" in adata.obsm else "spectral"
+    if init not in ("spectral", "pca"):
+        raise InputError(f"init must be 'spectral' or 'pca', got {init!r}")
+    if init == "pca":
+        if "X_pca" not in adata.obsm or adata.obsm["X_pca"].shape[1] < 2:
+            raise InputError("init='pca' needs obsm['X_pca'] with at least 2 components")
+        init_pos = np.ascontiguousarray(adata.obsm["X_pca"][:, :2], dtype=np.float32)
+    else:
+        init_pos = "spectral"
+    sc.tl.umap(adata, random_state=seed, maxiter=int(n_epochs), init_pos=init_pos)
+    used = {"n_epochs": int(n_epochs), "init": init}
+    adata.uns["umap"]["params"]["cytotrail"] = used
+    return used
+
+
+def auto_umap_epochs(n_obs):
+    """Default UMAP epochs for ``n_obs`` observations.
+
+    umap-learn and scanpy use 500 epochs up to 10,000 observations and 200 beyond, so
+    that the time grows linearly with the cells. Beyond 100,000 observations cytotrail
+    lowers this to ``200 * 100,000 / n_obs`` epochs, at least 50: every cell still gets
+    its strongest edges pulled on every epoch, and the layout time stays near that of
+    100,000 cells with the default (see ``benchmarks/bench_cluster.py``).
+    """
+    n_obs = int(n_obs)
+    if n_obs <= 10_000:
+        return 500
+    if n_obs <= 100_000:
+        return 200
+    return max(50, int(round(200 * 100_000 / n_obs)))
 
 
 def _lap(clock):

@@ -1060,7 +1060,8 @@ def _convex_areas(border, nucleus, shape):
     kernels = _numba_kernels()
     if kernels is not None:  # exact integer hull and row counts, all labels in one call
         doubled = np.round(pts * 2).astype(np.int64)
-        areas[cells] = kernels.hull_pixel_counts(doubled, bounds.astype(np.int64), height.astype(np.int64))
+        areas[cells] = kernels.hull_pixel_counts(doubled, bounds.astype(np.int64),
+                                                 height.astype(np.int64))
         return areas
     for j, i in enumerate(cells.tolist()):
         try:
