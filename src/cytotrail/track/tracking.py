@@ -35,7 +35,8 @@ def track(
     ----------
     detections : DataFrame
         One row per object per frame with columns ``frame`` (whole numbers >= 0), ``y``,
-        ``x`` (px). Optional cues: ``area`` (px^2), ``mean_intensity``, ``touches_border``.
+        ``x`` (px). Optional cues: ``area`` (px^2), ``mean_intensity``, ``touches_border``,
+        ``orientation`` and ``elongation`` (as from :func:`detections_from_labels`).
         Other columns are carried through. The table is not modified. A ``sample`` column
         with several values: each sample is tracked on its own (ids restart at 1).
     search_range : float, optional
@@ -84,7 +85,9 @@ def track(
     3. Division-aware relinking: around every track start or end, the links between the two
        frames are solved again as a small integer program (scipy's HiGHS MILP) that may
        also choose divisions and bridge gaps of up to ``memory`` frames; costs combine
-       displacement from the predicted position, area ratios and sister similarity.
+       displacement from the predicted position, area ratios and, for divisions, the
+       sisters' similarity, their still touching each other and their lying along the
+       mother's long axis.
     4. Remaining gaps and divisions across missed frames, then merges (two cells segmented
        as one for a while) are resolved; see :mod:`cytotrail.track.divisions`.
     """
