@@ -67,6 +67,33 @@ def test_detections_table_keeps_its_columns(tmp_path):
     assert {"frame", "y", "x", "area", "note", "track_id", "parent_track_id"} <= set(out)
 
 
+def test_track_exports_and_reads_ctc_folders(tmp_path, capsys):
+    from cytotrail.track.ctc import read_ctc
+
+    data = make_timelapse(n_frames=12, shape=(128, 128), n_cells=20, division_every=6, seed=23)
+    io.write_labels(tmp_path / "l.tif", data.labels)
+    assert main(["-q", "track", str(tmp_path / "l.tif"), "-o", str(tmp_path / "t.csv"),
+                 "--ctc", str(tmp_path / "ctc")]) == 0
+    tracks = io.read_table(tmp_path / "t.csv")
+    ctc_labels, ctc_tracks = read_ctc(tmp_path / "ctc")
+    # every detection is in the CTC masks, and every division of cytotrail's table is a CTC parent link
+    assert ((ctc_labels > 0) == (data.labels > 0)).all()
+    assert len(ctc_tracks) == len(tracks)
+    def n_children(table):
+        return table.groupby("track_id")["parent_track_id"].first().notna().sum()
+
+    assert n_children(ctc_tracks) >= n_children(tracks) > 0
+    # a CTC folder as INPUT: its masks are linked again
+    assert main(["-q", "track", str(tmp_path / "ctc"), "-o", str(tmp_path / "again.csv")]) == 0
+    again = io.read_table(tmp_path / "again.csv")
+    assert len(again) == len(tracks) and again["track_id"].nunique() == tracks["track_id"].nunique()
+    # a detections table has no masks to export
+    io.write_table(tmp_path / "det.csv", tracks[["frame", "y", "x"]])
+    assert main(["track", str(tmp_path / "det.csv"), "-o", str(tmp_path / "x.csv"),
+                 "--ctc", str(tmp_path / "c2")]) == 2
+    assert "--ctc needs masks" in _error_line(capsys) and not (tmp_path / "x.csv").exists()
+
+
 def test_wrong_channel_name(movie, tmp_path, capsys):
     folder, _ = movie
     assert main(["segment", str(folder / "m.ome.tif"), "-o", str(tmp_path / "l.tif"),

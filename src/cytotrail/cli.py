@@ -112,12 +112,13 @@ def _parser_track(sub):
     p = sub.add_parser(
         "track",
         help="link cells across frames into tracks with divisions",
-        description="Link the cells of successive frames into tracks. INPUT is a label stack (T, Y, X) "
-        "or a detections table (.csv/.parquet with columns frame, x, y; other columns are kept). OUTPUT "
-        "(.csv/.parquet) has one row per detection with track_id, parent_track_id (empty when none), "
-        "lineage_id and generation added.",
+        description="Link the cells of successive frames into tracks. INPUT is a label stack (T, Y, X), "
+        "a detections table (.csv/.parquet with columns frame, x, y; other columns are kept) or a Cell "
+        "Tracking Challenge folder (man_track.txt or res_track.txt plus masks: its masks are re-linked, "
+        "its links ignored). OUTPUT (.csv/.parquet) has one row per detection with track_id, "
+        "parent_track_id (empty when none), lineage_id and generation added.",
     )
-    p.add_argument("input", help="label stack (.tif) or detections table (.csv/.parquet)")
+    p.add_argument("input", help="label stack (.tif), detections table (.csv/.parquet) or CTC folder")
     p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
     p.add_argument("--search-range", type=float, default=None,
                    help="largest displacement between frames, in px (default: adapted to the data)")
@@ -125,6 +126,12 @@ def _parser_track(sub):
     p.add_argument("--no-divisions", action="store_true", help="do not detect cell divisions")
     p.add_argument("--min-length", type=int, default=1,
                    help="drop tracks with fewer detections, unless they take part in a division")
+    p.add_argument("--ctc", default=None, metavar="DIR",
+                   help="also write Cell Tracking Challenge files (res_track.txt + mask###.tif) to DIR "
+                   "(needs a label stack or CTC folder as INPUT)")
+    p.add_argument("--fill-gaps", action="store_true",
+                   help="with --ctc: give the frames a track skips an interpolated mask instead of "
+                   "splitting the track")
     _add_sample(p)
     p.set_defaults(func=_cmd_track)
 
@@ -133,15 +140,29 @@ def _cmd_track(args):
     from cytotrail import io
     from cytotrail.track import detections_from_labels, track
 
-    suffix = Path(args.input).suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        detections = detections_from_labels(io.read_labels(args.input))
+    labels = None
+    if Path(args.input).is_dir():
+        from cytotrail.track.ctc import read_ctc
+
+        labels = read_ctc(args.input)[0]
+    elif Path(args.input).suffix.lower() in (".tif", ".tiff"):
+        labels = io.read_labels(args.input)
+    if labels is not None:
+        detections = detections_from_labels(labels)
         detections.insert(0, "sample", _sample_name(args, args.input))
     else:
+        if args.ctc:
+            raise InputError(f"--ctc needs masks: {args.input} is a table, give a label stack or CTC folder")
         detections = io.read_table(args.input)
     tracks = track(detections, search_range=args.search_range, memory=args.memory,
                    divisions=not args.no_divisions, min_length=args.min_length)
     io.write_table(args.output, tracks)
+    if args.ctc:
+        from cytotrail.track.ctc import write_ctc
+
+        written = write_ctc(args.ctc, labels, tracks, fill_gaps=args.fill_gaps)
+        log.info("wrote %s: %d CTC tracks (%d gap fills)", args.ctc, len(written),
+                 written.attrs.get("n_filled", 0))
     log.info("wrote %s: %d detections in %d tracks", args.output, len(tracks),
              tracks["track_id"].nunique())
 
