@@ -252,7 +252,13 @@ def _step(pop, rng, spawn, *, drift, motility, canvas, density, r0, max_cells):
     c["a"] = np.minimum(c["a"] * 1.01, r0 * 1.5)
     c["b"] = np.minimum(c["b"] * 1.01, r0 * 1.5)
     inside = (c["y"] > -r0) & (c["y"] < canvas[0] + r0) & (c["x"] > -r0) & (c["x"] < canvas[1] + r0)
-    dividing = (c["age"] >= c["div_age"]) & inside & (n < max_cells)
+    dividing = (c["age"] >= c["div_age"]) & inside
+    room = max(0, max_cells - n)
+    if dividing.sum() > room:  # crowded: a random few divide, the others skip a cycle (contact inhibition)
+        due = np.flatnonzero(dividing)
+        waiting = rng.choice(due, size=len(due) - room, replace=False)
+        dividing[waiting] = False
+        c["age"][waiting] = 0
     keep = inside & ~dividing
     for k in pop.cols:
         pop.cols[k] = [v for v, kept in zip(c[k], keep) if kept]
