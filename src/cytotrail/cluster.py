@@ -632,14 +632,14 @@ def cluster(
 
 
 def leiden(adata, *, resolution=0.1, seed=0, n_iterations=2, key_added="leiden"):
-    """Leiden communities of the kNN graph (igraph's implementation), as :func:`scanpy.tl.leiden`
-    with ``flavor="igraph"`` and ``n_iterations=2`` computes them, but built faster.
+    """Leiden communities of the kNN graph: :func:`scanpy.tl.leiden` with ``flavor="igraph"``
+    and ``directed=False``, the same communities, built in seconds instead of minutes.
 
-    scanpy turns the symmetric connectivity matrix into an igraph graph through a Python
-    list of every (i, j) and (j, i) pair, which takes minutes at 10^6 cells. Here the
-    graph is built once from the upper triangle (each undirected edge once, weight
-    ``w_ij``): modularity only sees every weight doubled in scanpy's graph, so the
-    objective, and the partitions it prefers, are the same.
+    scanpy hands igraph a Python list of one tuple per stored edge, and reads the weights
+    by fancy-indexing the sparse matrix: at 10^6 cells (3 * 10^7 edges) that took more
+    time and memory than the clustering itself. Here the same edges, in the same order,
+    go to igraph as one array, and igraph draws from the same seeded generator as in
+    scanpy, so the labels are identical to scanpy's (a test checks it).
 
     Parameters
     ----------
@@ -648,46 +648,55 @@ def leiden(adata, *, resolution=0.1, seed=0, n_iterations=2, key_added="leiden")
     resolution : float
         Modularity resolution.
     seed : int
-        Seed of igraph's random number generator (restored afterwards).
+        Seed of igraph's random number generator (igraph's default is restored after).
     n_iterations : int
         Leiden iterations (negative: until stable).
     key_added : str
-        ``obs`` column of the cluster labels (categorical strings ``"0", "1", ...``, by
-        decreasing size); the parameters go to ``uns[key_added]["params"]``.
+        ``obs`` column of the cluster labels (categorical strings); the parameters go to
+        ``uns[key_added]["params"]`` as scanpy records them.
     """
     import random
 
     import igraph as ig
-    from scipy import sparse
 
     if "connectivities" not in adata.obsp:
         raise InputError("leiden needs obsp['connectivities']: run the kNN graph first")
-    upper = sparse.triu(adata.obsp["connectivities"], k=1).tocoo()
+    coo = adata.obsp["connectivities"].tocoo()
+    keep = coo.data != 0  # what scipy's nonzero() keeps, in the same order
     graph = ig.Graph(n=adata.n_obs, directed=False)
-    graph.add_edges(np.column_stack([upper.row, upper.col]).astype(np.int64))
-    graph.es["weight"] = upper.data.astype(np.float64)
-    ig.set_random_number_generator(random.Random(seed))
+    graph.add_edges(np.column_stack([coo.row[keep], coo.col[keep]]).astype(np.int64))
+    graph.es["weight"] = coo.data[keep].astype(np.float64)
+    ig.set_random_number_generator(_IgraphRandom(seed))
     try:
         part = graph.community_leiden(objective_function="modularity", weights="weight",
                                       resolution=float(resolution),
                                       n_iterations=int(n_iterations))
     finally:
         ig.set_random_number_generator(random)
-    membership = np.asarray(part.membership, dtype=np.int64)
-    # relabel by decreasing size (ties by first appearance) so that labels are stable
-    sizes = np.bincount(membership)
-    first = np.full(len(sizes), len(membership))
-    np.minimum.at(first, membership, np.arange(len(membership)))
-    order = np.lexsort((first, -sizes))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    labels = rank[membership]
-    adata.obs[key_added] = pd.Categorical(labels.astype(str),
-                                          categories=[str(i) for i in range(len(order))])
-    adata.uns[key_added] = {"params": {"resolution": float(resolution), "random_state": int(seed),
-                                       "n_iterations": int(n_iterations), "flavor": "igraph",
-                                       "objective_function": "modularity",
-                                       "implementation": "cytotrail.cluster.leiden"}}
+    groups = np.asarray(part.membership)
+    adata.obs[key_added] = pd.Categorical(  # categories in numeric order, as scanpy's
+        values=groups.astype("U"), categories=[str(g) for g in np.unique(groups)])
+    adata.uns[key_added] = {"params": {"resolution": float(resolution), "random_state": seed,
+                                       "n_iterations": int(n_iterations)}}
+
+
+class _IgraphRandom:
+    """Seeded generator for igraph drawing like scanpy's (a legacy numpy RandomState)."""
+
+    def __init__(self, seed):
+        self._rng = np.random.RandomState(seed)
+
+    def getrandbits(self, k):
+        return self._rng.tomaxint() & ((1 << k) - 1)
+
+    def randint(self, a, b):
+        return self._rng.randint(a, b + 1)
+
+    def random(self):
+        return self._rng.random()
+
+    def gauss(self, mu, sigma):
+        return self._rng.normal(mu, sigma)
 
 
 UMAP_PCA_INIT_ABOVE = 100_000
