@@ -216,9 +216,11 @@ def main():
                             f"{r['umap_knn_accuracy']:.3f})")
                 else:
                     umap = "not run"
+                with_umap = (f"; peak RSS with UMAP {r['peak_rss_mb'] / 1024:.2f} GB"
+                             if r["umap_s"] is not None else "")
                 print(f"K={n_types} seed={seed} n={n:>9,}: cluster {r['total_s']:7.1f} s{scale} "
                       f"[{steps}]; peak RSS {r['peak_rss_cluster_mb'] / 1024:.2f} GB; "
-                      f"UMAP {umap}; peak RSS with UMAP {r['peak_rss_mb'] / 1024:.2f} GB; "
+                      f"UMAP {umap}{with_umap}; "
                       f"{r['n_clusters']} clusters; ARI leiden {r['ari_leiden']:.3f}, "
                       f"cell_type {r['ari_cell_type']:.3f}; noise cells called unknown "
                       f"{r['unknown_recall']:.2f}", flush=True)
