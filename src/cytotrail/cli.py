@@ -142,9 +142,9 @@ def _cmd_track(args):
 
     labels = None
     if Path(args.input).is_dir():
-        from cytotrail.track.ctc import read_ctc
+        from cytotrail.track.ctc import read_ctc_masks
 
-        labels = read_ctc(args.input)[0]
+        labels = read_ctc_masks(args.input)
     elif Path(args.input).suffix.lower() in (".tif", ".tiff"):
         labels = io.read_labels(args.input)
     if labels is not None:

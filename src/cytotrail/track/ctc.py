@@ -23,7 +23,7 @@ import pandas as pd
 
 from cytotrail.io import InputError, atomic_path
 
-__all__ = ["ctc_table", "gap_fills", "read_ctc", "write_ctc"]
+__all__ = ["ctc_table", "gap_fills", "read_ctc", "read_ctc_masks", "write_ctc"]
 
 
 def ctc_table(tracks):
@@ -342,26 +342,11 @@ def read_ctc(directory):
         One row per object per frame: ``frame, label, y, x, area, track_id`` (the CTC
         label), ``parent_track_id`` (Int64), ``lineage_id``, ``generation``.
     """
-    import tifffile
-
     from cytotrail.track.detections import detections_from_labels
     from cytotrail.track.tracking import _lineage
 
+    labels, txt = _read_masks(directory)
     directory = Path(directory)
-    for txt, prefix in (("man_track.txt", "man_track"), ("res_track.txt", "mask")):
-        if (directory / txt).is_file():
-            break
-    else:
-        raise InputError(f"{directory}: no man_track.txt or res_track.txt (not a CTC tracking folder)")
-    pattern = re.compile(rf"^{prefix}(\d+)\.tiff?$")
-    files = sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := pattern.match(p.name)))
-    if not files:
-        raise InputError(f"{directory}: no {prefix}###.tif masks beside {txt}")
-    n_frames = files[-1][0] + 1
-    first = tifffile.imread(files[0][1])
-    labels = np.zeros((n_frames, *first.shape[-2:]), np.uint32)
-    for t, path in files:
-        labels[t] = np.squeeze(tifffile.imread(path))
     try:
         lbep = np.loadtxt(directory / txt, dtype=np.int64, ndmin=2)
     except ValueError as err:
@@ -380,3 +365,34 @@ def read_ctc(directory):
     tracks["lineage_id"] = lineage
     tracks["generation"] = generation
     return labels, tracks
+
+
+def read_ctc_masks(directory):
+    """The masks of a CTC tracking folder as one (T, Y, X) uint32 stack (value == CTC label).
+
+    The same folders as :func:`read_ctc`; its ``man_track.txt``/``res_track.txt`` is only
+    looked for, not read.
+    """
+    return _read_masks(directory)[0]
+
+
+def _read_masks(directory):
+    """(labels, name of the track file) of a CTC folder; see :func:`read_ctc`."""
+    import tifffile
+
+    directory = Path(directory)
+    for txt, prefix in (("man_track.txt", "man_track"), ("res_track.txt", "mask")):
+        if (directory / txt).is_file():
+            break
+    else:
+        raise InputError(f"{directory}: no man_track.txt or res_track.txt (not a CTC tracking folder)")
+    pattern = re.compile(rf"^{prefix}(\d+)\.tiff?$")
+    files = sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := pattern.match(p.name)))
+    if not files:
+        raise InputError(f"{directory}: no {prefix}###.tif masks beside {txt}")
+    n_frames = files[-1][0] + 1
+    first = tifffile.imread(files[0][1])
+    labels = np.zeros((n_frames, *first.shape[-2:]), np.uint32)
+    for t, path in files:
+        labels[t] = np.squeeze(tifffile.imread(path))
+    return labels, txt
