@@ -77,7 +77,8 @@ def detections_from_labels(labels, *, intensity=None):
         part["orientation"] = 0.5 * np.arctan2(2 * mxy, myy - mxx)
         half = np.sqrt(((myy - mxx) / 2) ** 2 + mxy**2)
         mean = (myy + mxx) / 2
-        part["elongation"] = np.where(mean + half > 0, 2 * half / np.where(mean + half > 0, mean + half, 1), 0.0)
+        major = mean + half
+        part["elongation"] = np.divide(2 * half, major, out=np.zeros_like(major), where=major > 0)
         if intensity is not None:
             val = intensity[t].ravel()[fg].astype(np.float64)
             part["mean_intensity"] = np.bincount(inv, weights=val, minlength=len(ids)) / area
