@@ -119,6 +119,46 @@ def test_compartments_follow_expand_labels(synth):
                                    rtol=1e-12)
 
 
+@pytest.mark.parametrize("distance", [1, 1.5, 2.0, 3.0, 4.2, 7.0])
+def test_grown_index_equals_expand_labels_ties_included(distance):
+    # sparse single pixels on lattices make many pixels equidistant from two or more
+    # nuclei: the numba kernel must break those ties as scipy's feature transform does
+    from skimage.segmentation import expand_labels
+
+    from cytotrail.quantify import _grow_index, _label_index
+
+    rng = np.random.default_rng(int(distance * 10))
+    frames = []
+    for trial in range(6):
+        lab = np.zeros((61, 73), np.int32)
+        n = int(rng.integers(5, 80))
+        lab[rng.integers(0, 61, n), rng.integers(0, 73, n)] = rng.integers(1, 40, n)
+        if trial % 2:
+            lab[::7, ::5] = 3
+        frames.append(lab)
+    frames.append(make_timelapse(n_frames=1, shape=(96, 96), n_cells=30, seed=4).labels[0])
+    for lab in frames:
+        ids, idx, lut, _ = _label_index(lab)
+        for threads in (1, 3):
+            got = _grow_index(idx, lab, ids, lut, distance, threads)
+            np.testing.assert_array_equal(got.reshape(lab.shape),
+                                          lut[expand_labels(lab, distance)])
+
+
+def test_grown_index_equals_expand_labels_on_real_masks():
+    from skimage.segmentation import expand_labels
+
+    from cytotrail import io
+    from cytotrail.quantify import _grow_index, _label_index
+
+    for path in _steinbock_files()[:5]:
+        lab = np.squeeze(io.read_labels(STEINBOCK / "masks_deepcell" / path.name))
+        ids, idx, lut, _ = _label_index(lab)
+        got = _grow_index(idx, lab, ids, lut, 3.0, 2)
+        np.testing.assert_array_equal(got.reshape(lab.shape), lut[expand_labels(lab, 3.0)],
+                                      err_msg=path.name)
+
+
 def test_numpy_path_equals_numba_path(synth, monkeypatch):
     import cytotrail.quantify as q
 

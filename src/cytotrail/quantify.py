@@ -329,16 +329,7 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     needs_ring = (any(c in ("cytoplasm", "cell") for c in compartments) or None in background
                   or "local" in background)
     if needs_ring:
-        from skimage.segmentation import expand_labels
-
-        grown = expand_labels(lab, distance=grow_px) if grow_px > 0 else lab
-        if lut is not None:
-            kernels = _numba_kernels()
-            cell_idx = (kernels.relabel(grown.ravel(), lut) if kernels is not None
-                        else lut[grown.ravel()])
-        else:
-            cell_idx = np.searchsorted(ids, grown.ravel()) + 1
-            cell_idx[grown.ravel() == 0] = 0
+        cell_idx = _grow_index(nuc_idx, lab, ids, lut, grow_px, threads)
         index["cell"] = _Index(cell_idx, n)
         ring = np.where(nuc_idx > 0, 0, cell_idx)
         index["cytoplasm"] = _Index(ring, n, counts=index["cell"].counts - nucleus.counts)
@@ -403,10 +394,52 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     return pd.DataFrame(cols)
 
 
+def _grow_index(nuc_idx, lab, ids, lut, distance, threads):
+    """The flat cell index: nuclei grown by ``distance`` px without crossing into each other.
+
+    The same pixels as ``skimage.segmentation.expand_labels(lab, distance)``, ties included
+    (a test compares them), computed on the index image in one numba pass over the offsets
+    of the disc, nearest first, instead of a Euclidean feature transform of the whole
+    frame: 2-3x faster at 3 px, in row blocks over ``threads``.
+    """
+    if distance <= 0:
+        return nuc_idx
+    kernels = _numba_kernels()
+    if kernels is None:
+        from skimage.segmentation import expand_labels
+
+        grown = expand_labels(lab, distance=distance).ravel()
+        if lut is not None:
+            return lut[grown]
+        cell_idx = np.searchsorted(ids, grown) + 1
+        cell_idx[grown == 0] = 0
+        return cell_idx
+    r = int(np.floor(distance))
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    d2 = (dy * dy + dx * dx).ravel()
+    keep = (np.sqrt(d2.astype(np.float64)) <= distance) & (d2 > 0)
+    dy, dx, d2 = dy.ravel()[keep], dx.ravel()[keep], d2[keep]
+    order = np.lexsort((dy, dx, d2))  # nearest first, then smaller column, then smaller row
+    dy, dx = dy[order].astype(np.int64), dx[order].astype(np.int64)
+    height, width = lab.shape
+    out = np.empty_like(nuc_idx)
+    bounds = np.linspace(0, height, max(int(threads), 1) + 1).astype(int)
+    if threads > 1 and height >= 64:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda b: kernels.grow(nuc_idx, width, dy, dx, b[0], b[1], out),
+                          zip(bounds[:-1], bounds[1:])))
+    else:
+        kernels.grow(nuc_idx, width, dy, dx, 0, height, out)
+    return out
+
+
 _MOMENT_KINDS = ("mean", "sum", "std", "min", "max")
 _KERNELS = {}
 _Kernels = namedtuple("_Kernels", "accumulate accumulate_int deviations position_sums "
-                      "segment_quantiles hull_pixel_counts count_slots relabel runs int_std")
+                      "segment_quantiles hull_pixel_counts count_slots relabel runs int_std grow "
+                      "central_moments border_pixels")
 
 
 def _numba_kernels():
@@ -689,9 +722,122 @@ def _numba_kernels():
             out[j] = total
         return out
 
+    @numba.njit(cache=True, nogil=True)
+    def grow(idx, width, dy, dx, row0, row1, out):
+        # rows row0:row1 of expand_labels on a flat index image: every background pixel
+        # takes the first labelled pixel in the offset list (sorted by squared distance,
+        # then column, then row: scipy's feature transform breaks ties that way)
+        height = idx.size // width
+        reach = 0
+        for k in range(dy.size):
+            reach = max(reach, abs(dy[k]))
+        # horizontal distance from each pixel of the needed rows to the nearest label
+        # (capped at reach + 1), so that pixels with no label in reach are skipped fast
+        lo = max(row0 - reach, 0)
+        hi = min(row1 + reach, height)
+        near = np.empty((hi - lo, width), np.int32)
+        for y in range(lo, hi):
+            d = reach + 1
+            for x in range(width):
+                d = 0 if idx[y * width + x] != 0 else min(d + 1, reach + 1)
+                near[y - lo, x] = d
+            d = reach + 1
+            for x in range(width - 1, -1, -1):
+                d = 0 if idx[y * width + x] != 0 else min(d + 1, reach + 1)
+                near[y - lo, x] = min(near[y - lo, x], d)
+        r2 = 0
+        for k in range(dy.size):
+            r2 = max(r2, dy[k] * dy[k] + dx[k] * dx[k])
+        for y in range(row0, row1):
+            for x in range(width):
+                p = y * width + x
+                if idx[p] != 0:
+                    out[p] = idx[p]
+                    continue
+                out[p] = 0
+                hit = False
+                for yy in range(max(y - reach, 0), min(y + reach + 1, height)):
+                    h = near[yy - lo, x]
+                    if h * h + (yy - y) * (yy - y) <= r2:
+                        hit = True
+                        break
+                if not hit:
+                    continue
+                for k in range(dy.size):
+                    yy = y + dy[k]
+                    xx = x + dx[k]
+                    if 0 <= yy < height and 0 <= xx < width:
+                        v = idx[yy * width + xx]
+                        if v != 0:
+                            out[p] = v
+                            break
+        return out
+
+    @numba.njit(cache=True, nogil=True)
+    def central_moments(idx, width, n_slots, yc, xc):
+        # second central moments of every slot's pixels (yc, xc: centroids by slot)
+        mu20 = np.zeros(n_slots)
+        mu02 = np.zeros(n_slots)
+        mu11 = np.zeros(n_slots)
+        for p in range(idx.size):
+            v = idx[p]
+            if v != 0:
+                dr = p // width - yc[v]
+                dc = p % width - xc[v]
+                mu20[v] += dr * dr
+                mu02[v] += dc * dc
+                mu11[v] += dr * dc
+        return mu20, mu02, mu11
+
+    @numba.njit(cache=True, nogil=True)
+    def border_pixels(idx, width, n_slots, weights):
+        # skimage's 4-connectivity perimeter of every slot, and its border pixels (rows,
+        # columns, slots) grouped by slot, row-major inside each
+        height = idx.size // width
+        flag = np.zeros(idx.size, np.uint8)
+        ends = np.zeros(n_slots + 1, np.int64)
+        for y in range(height):
+            for x in range(width):
+                p = y * width + x
+                v = idx[p]
+                if v != 0 and (x == 0 or idx[p - 1] != v or x == width - 1
+                               or idx[p + 1] != v or y == 0 or idx[p - width] != v
+                               or y == height - 1 or idx[p + width] != v):
+                    flag[p] = 1
+                    ends[v + 1] += 1
+        for v in range(n_slots):
+            ends[v + 1] += ends[v]
+        fill = ends[:-1].copy()
+        rows = np.empty(ends[-1], np.int64)
+        cols = np.empty(ends[-1], np.int64)
+        slots = np.empty(ends[-1], np.int64)
+        perim = np.zeros(n_slots)
+        for y in range(height):
+            for x in range(width):
+                p = y * width + x
+                if flag[p] == 0:
+                    continue
+                v = idx[p]
+                value = 1
+                for oy in range(-1, 2):
+                    for ox in range(-1, 2):
+                        yy = y + oy
+                        xx = x + ox
+                        if ((oy != 0 or ox != 0) and 0 <= yy < height and 0 <= xx < width
+                                and flag[yy * width + xx] != 0 and idx[yy * width + xx] == v):
+                            value += 10 if oy != 0 and ox != 0 else 2
+                perim[v] += weights[value]
+                k = fill[v]
+                rows[k] = y
+                cols[k] = x
+                slots[k] = v
+                fill[v] += 1
+        return perim, rows, cols, slots
+
     _KERNELS["accumulate"] = _Kernels(accumulate, accumulate_int, deviations, position_sums,
                                       segment_quantiles, hull_pixel_counts, count_slots,
-                                      relabel, runs, int_std)
+                                      relabel, runs, int_std, grow, central_moments,
+                                      border_pixels)
     return _KERNELS["accumulate"]
 
 
@@ -944,29 +1090,33 @@ def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full
     nucleus' pixels (slot 0 unused), when already known.
     """
     n, counts = nucleus.n, nucleus.counts
+    kernels = _numba_kernels()
+    if kernels is not None or position_sums is not None:  # no sort: sums per label
+        ysum, xsum = (position_sums if position_sums is not None
+                      else kernels.position_sums(nucleus.idx, shape[1], n + 1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            yc, xc = ysum[1:] / counts, xsum[1:] / counts
     if not full:
-        kernels = _numba_kernels()
-        if position_sums is not None or kernels is not None:  # no sort: sums per label
-            ysum, xsum = (position_sums if position_sums is not None
-                          else kernels.position_sums(nucleus.idx, shape[1], n + 1))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return {"y": ysum[1:] / counts, "x": xsum[1:] / counts}
-    pos, cell = nucleus.pos, nucleus.cell
-    rows, cols_ = np.divmod(pos, shape[1])
-    rows = rows.astype(np.float64)
-    cols_ = cols_.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        yc = np.bincount(cell, weights=rows, minlength=n + 1)[1:] / counts
-        xc = np.bincount(cell, weights=cols_, minlength=n + 1)[1:] / counts
+        return {"y": yc, "x": xc}
+    if kernels is not None:  # one raster pass over the index image, no per-pixel arrays
+        centres = np.r_[0.0, np.nan_to_num(yc)], np.r_[0.0, np.nan_to_num(xc)]
+        mu20, mu02, mu11 = (m[1:] for m in kernels.central_moments(nucleus.idx, shape[1],
+                                                                    n + 1, *centres))
+    else:
+        pos, cell = nucleus.pos, nucleus.cell
+        rows, cols_ = np.divmod(pos, shape[1])
+        rows = rows.astype(np.float64)
+        cols_ = cols_.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            yc = np.bincount(cell, weights=rows, minlength=n + 1)[1:] / counts
+            xc = np.bincount(cell, weights=cols_, minlength=n + 1)[1:] / counts
+        dr = rows - yc[cell - 1]
+        dc = cols_ - xc[cell - 1]
+        mu20 = np.bincount(cell, weights=dr * dr, minlength=n + 1)[1:]
+        mu02 = np.bincount(cell, weights=dc * dc, minlength=n + 1)[1:]
+        mu11 = np.bincount(cell, weights=dr * dc, minlength=n + 1)[1:]
     out = {"y": yc, "x": xc}
-    if not full:
-        return out
     s = float(pixel_size_um)
-    dr = rows - yc[cell - 1]
-    dc = cols_ - xc[cell - 1]
-    mu20 = np.bincount(cell, weights=dr * dr, minlength=n + 1)[1:]
-    mu02 = np.bincount(cell, weights=dc * dc, minlength=n + 1)[1:]
-    mu11 = np.bincount(cell, weights=dr * dc, minlength=n + 1)[1:]
     # inertia tensor as in skimage: [[a, b], [b, c]] with a = mu02/m, b = -mu11/m, c = mu20/m
     with np.errstate(invalid="ignore", divide="ignore"):
         a, b, c = mu02 / counts, -mu11 / counts, mu20 / counts
@@ -999,6 +1149,11 @@ def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full
 def _perimeter(lab, nucleus, shape):
     """Border pixels (flat positions) and skimage's 4-connectivity perimeter of each label."""
     ny, nx = shape
+    kernels = _numba_kernels()
+    if kernels is not None:
+        perim, rows, cols, slots = kernels.border_pixels(nucleus.idx, nx, nucleus.n + 1,
+                                                         _PERIMETER_WEIGHTS)
+        return (rows, cols, slots), perim[1:]
     padded = np.pad(lab, 1)
     p_idx = np.pad(nucleus.idx.reshape(shape), 1)
     width = nx + 2
