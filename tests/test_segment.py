@@ -194,6 +194,37 @@ def test_unet_estimates_diameter_and_rescales(diameter):
     assert f1_score(data.labels, segment(data.image[:, 0], device="cpu")) >= 0.85
 
 
+def test_unet_reuses_the_estimate_pass_for_whole_frames(monkeypatch):
+    # frames that fit whole in the diameter estimate's crop, with nuclei at the native scale,
+    # are not run through the network again: the result equals segmenting at the estimated
+    # diameter
+    import torch
+
+    import cytotrail.segment.infer as infer
+    from cytotrail.segment.model import load_model
+
+    data = make_timelapse(n_frames=2, shape=(160, 160), n_cells=20, diameter=18, seed=8)
+    frames = data.image[:, 0]
+    net, config, thresholds = load_model(None, device="cpu")
+    d = infer.estimate_diameter(frames, net=net, config=config, thresholds=thresholds,
+                                device=torch.device("cpu"))
+    passes = []
+    predict = infer.predict_maps
+    monkeypatch.setattr(infer, "predict_maps", lambda net, batch, **kw: (
+        passes.append(len(batch)), predict(net, batch, **kw))[1])
+    given = segment(frames, device="cpu", diameter=d)
+    n_given = sum(passes)
+    passes.clear()
+    estimated = segment(frames, device="cpu")
+    n_estimate = sum(passes)
+    passes.clear()
+    infer.estimate_diameter(frames, net=net, config=config, thresholds=thresholds,
+                            device=torch.device("cpu"))
+    assert n_given == 2
+    assert n_estimate == sum(passes)  # the final segmentation added no network pass
+    np.testing.assert_array_equal(estimated, given)
+
+
 def test_unet_rejects_weights_that_do_not_match_their_sha256(tmp_path):
     from cytotrail.segment.model import model_dir
 

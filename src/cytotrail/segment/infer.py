@@ -11,6 +11,7 @@ by the output label stack plus a few tiles.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -148,8 +149,13 @@ def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
 
 
 def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_size, tile_size,
-                   amp, progress, out=None):
-    """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32."""
+                   amp, progress, out=None, maps_cache=None):
+    """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32.
+
+    ``maps_cache``: a dict {(frame, scale): maps} of whole-frame network outputs. Frames
+    found in it at this call's scale skip the network; the whole-frame outputs of this call
+    are added to it.
+    """
     n_frames, ny, nx = frames.shape
     scale = _scale_for(diameter, config)
     tile_size = int(tile_size or config.get("tile_size", 1024))
@@ -169,9 +175,17 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
                                      margin=margin, multiple=multiple) if not flat[tile.frame]]
     next_id = np.ones(n_frames, np.int64)
     many_tiles = len(tiles) > n_frames
+    cached, todo = [], tiles
+    if maps_cache is not None and not many_tiles:  # one tile per frame: whole frames
+        cached = [(tile, maps_cache[tile.frame, scale]) for tile in tiles
+                  if (tile.frame, scale) in maps_cache]
+        todo = [tile for tile in tiles if (tile.frame, scale) not in maps_cache]
+    predicted = _maps_for_tiles(frames, todo, net, device=device, ranges=ranges,
+                                batch_size=batch_size, amp=amp)
     started = last = time.monotonic()
-    for i, (tile, maps) in enumerate(_maps_for_tiles(frames, tiles, net, device=device, ranges=ranges,
-                                                     batch_size=batch_size, amp=amp)):
+    for i, (tile, maps) in enumerate(itertools.chain(cached, predicted)):
+        if maps_cache is not None and not many_tiles:
+            maps_cache[tile.frame, scale] = maps
         lab, seeds = maps_to_labels(maps[0], maps[1], diameter=diameter, thresholds=thresholds)
         _paste(out[tile.frame], lab, seeds, tile, next_id, tile.frame)
         if many_tiles and i % 8 == 7:
@@ -232,7 +246,7 @@ def _scale_for(diameter, config):
 
 
 def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_iter=3,
-                      max_side=768, max_frames=3):
+                      max_side=768, max_frames=3, maps_cache=None):
     """Estimate the median nucleus diameter (px) by segmenting a few frames.
 
     Starts from a classical estimate (the mean distance-to-edge in an Otsu mask, which
@@ -241,7 +255,9 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     the scale it implies and rescales until the median equivalent diameter of the
     objects found is stable (objects touching the crop border are not counted).
     Uses up to ``max_frames`` frames (evenly spaced), centrally cropped to
-    ``max_side`` x ``max_side`` *model-scale* pixels, so its cost is bounded.
+    ``max_side`` x ``max_side`` *model-scale* pixels, so its cost is bounded. Frames that
+    fit whole in the crop leave their network outputs in ``maps_cache`` (see
+    ``_segment_tiles``), so that segmenting them at the estimated scale costs no second pass.
 
     Returns
     -------
@@ -258,12 +274,12 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     if current is not None and current > _CLASSICAL_TRUST * d0:
         # clumps inflate the Otsu estimate: check it against the network at native scale
         native = _median_diameter(frames, picks, None, net=net, config=config, thresholds=thresholds,
-                                  device=device, amp=amp, max_side=max_side)
+                                  device=device, amp=amp, max_side=max_side, maps_cache=maps_cache)
         if native is not None and current > _CLASSICAL_TRUST * native:
             current = native
     for _ in range(max_iter):
         new = _median_diameter(frames, picks, current, net=net, config=config, thresholds=thresholds,
-                               device=device, amp=amp, max_side=max_side)
+                               device=device, amp=amp, max_side=max_side, maps_cache=maps_cache)
         if new is None:
             return current
         if current is not None and abs(math.log(new / current)) < math.log(1.15):
@@ -276,7 +292,8 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     return current
 
 
-def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device, amp, max_side):
+def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device, amp, max_side,
+                     maps_cache=None):
     """Median equivalent diameter of the objects found at ``diameter``'s scale (None: native)."""
     d0 = float(config["train_diameter"])
     scale = _scale_for(diameter, config)
@@ -288,10 +305,14 @@ def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device
         x0 = max(0, (f.shape[1] - side) // 2)
         crops.append(np.asarray(f[y0:y0 + side, x0:x0 + side]))
     stack = np.stack(crops)
+    whole = stack.shape[1:] == frames.shape[1:]
+    local = {} if maps_cache is not None and whole else None
     labels = _segment_tiles(stack, net=net, config=config, thresholds=thresholds, device=device,
                             diameter=diameter if diameter is not None else d0, batch_size=len(picks),
                             tile_size=max_side + 2 * int(config.get("tile_margin", 64)),
-                            amp=amp, progress=False)
+                            amp=amp, progress=False, maps_cache=local)
+    for (i, scale), maps in (local or {}).items():
+        maps_cache[picks[i], scale] = maps
     diams = []
     for lab in labels:
         border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
@@ -316,15 +337,18 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
     dev = select_device(device)
     net, config, tuned = load_model(model, device=dev)
     tuned = dict(tuned, **(thresholds or {}))
+    maps_cache = None
     if diameter is None:
-        diameter = estimate_diameter(frames, net=net, config=config, thresholds=tuned, device=dev, amp=amp)
+        maps_cache = {}
+        diameter = estimate_diameter(frames, net=net, config=config, thresholds=tuned, device=dev,
+                                     amp=amp, maps_cache=maps_cache)
         if diameter is None:
             diameter = float(config["train_diameter"])
         if progress:
             log.info("segment: estimated nucleus diameter %.1f px", diameter)
     return _segment_tiles(frames, net=net, config=config, thresholds=tuned, device=dev,
                           diameter=float(diameter), batch_size=batch_size, tile_size=tile_size,
-                          amp=amp, progress=progress)
+                          amp=amp, progress=progress, maps_cache=maps_cache)
 
 
 def _segment_maps_frame(image, *, net, config, device, diameter, normalized=True):
