@@ -119,7 +119,7 @@ def test_compartments_follow_expand_labels(synth):
                                    rtol=1e-12)
 
 
-@pytest.mark.parametrize("distance", [1, 1.5, 2.0, 3.0, 4.2, 7.0])
+@pytest.mark.parametrize("distance", [1, 1.5, 2.0, 3.0, 4.2, 7.0, 12.0])
 def test_grown_index_equals_expand_labels_ties_included(distance):
     # sparse single pixels on lattices make many pixels equidistant from two or more
     # nuclei: the numba kernel must break those ties as scipy's feature transform does
