@@ -149,12 +149,12 @@ def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
 
 
 def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_size, tile_size,
-                   amp, progress, out=None, maps_cache=None):
+                   amp, progress, out=None, maps_cache=None, keep_maps=None):
     """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32.
 
-    ``maps_cache``: a dict {(frame, scale): maps} of whole-frame network outputs. Frames
-    found in it at this call's scale skip the network; the whole-frame outputs of this call
-    are added to it.
+    ``maps_cache``: a dict {(frame, scale): maps} of whole-frame network outputs; frames
+    found in it at this call's scale skip the network (and leave it). ``keep_maps``: a dict
+    that receives this call's whole-frame outputs the same way.
     """
     n_frames, ny, nx = frames.shape
     scale = _scale_for(diameter, config)
@@ -176,16 +176,17 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
     next_id = np.ones(n_frames, np.int64)
     many_tiles = len(tiles) > n_frames
     cached, todo = [], tiles
-    if maps_cache is not None and not many_tiles:  # one tile per frame: whole frames
-        cached = [(tile, maps_cache[tile.frame, scale]) for tile in tiles
-                  if (tile.frame, scale) in maps_cache]
-        todo = [tile for tile in tiles if (tile.frame, scale) not in maps_cache]
+    if maps_cache and not many_tiles:  # one tile per frame: whole frames
+        hits = {tile.frame for tile in tiles if (tile.frame, scale) in maps_cache}
+        cached = [(tile, maps_cache.pop((tile.frame, scale))) for tile in tiles
+                  if tile.frame in hits]
+        todo = [tile for tile in tiles if tile.frame not in hits]
     predicted = _maps_for_tiles(frames, todo, net, device=device, ranges=ranges,
                                 batch_size=batch_size, amp=amp)
     started = last = time.monotonic()
     for i, (tile, maps) in enumerate(itertools.chain(cached, predicted)):
-        if maps_cache is not None and not many_tiles:
-            maps_cache[tile.frame, scale] = maps
+        if keep_maps is not None and not many_tiles:
+            keep_maps[tile.frame, scale] = maps
         lab, seeds = maps_to_labels(maps[0], maps[1], diameter=diameter, thresholds=thresholds)
         _paste(out[tile.frame], lab, seeds, tile, next_id, tile.frame)
         if many_tiles and i % 8 == 7:
@@ -310,7 +311,7 @@ def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device
     labels = _segment_tiles(stack, net=net, config=config, thresholds=thresholds, device=device,
                             diameter=diameter if diameter is not None else d0, batch_size=len(picks),
                             tile_size=max_side + 2 * int(config.get("tile_margin", 64)),
-                            amp=amp, progress=False, maps_cache=local)
+                            amp=amp, progress=False, keep_maps=local)
     for (i, scale), maps in (local or {}).items():
         maps_cache[picks[i], scale] = maps
     diams = []
