@@ -1152,7 +1152,8 @@ def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full
 
 
 def _perimeter(lab, nucleus, shape):
-    """Border pixels (flat positions) and skimage's 4-connectivity perimeter of each label."""
+    """The border pixels of every label, as (rows, columns, index 1..n) grouped by label and
+    row-major inside each, and skimage's 4-connectivity perimeter of each label."""
     ny, nx = shape
     kernels = _numba_kernels()
     if kernels is not None:
