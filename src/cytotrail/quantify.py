@@ -1214,16 +1214,16 @@ def _convex_areas(border, nucleus, shape):
     height = np.maximum.reduceat(er, starts) - r0 + 1
     width = np.maximum.reduceat(ec, starts) - c0 + 1
     seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(er)]))
-    local = np.column_stack([er - r0[seg], ec - c0[seg]]).astype(np.float64)
-    diamond = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
-    pts = (local[:, None, :] + diamond).reshape(-1, 2)
+    local = np.column_stack([er - r0[seg], ec - c0[seg]])
+    diamond = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])  # pixel-edge midpoints, doubled
     bounds = np.r_[starts, len(er)] * 4
     kernels = _numba_kernels()
     if kernels is not None:  # exact integer hull and row counts, all labels in one call
-        doubled = np.round(pts * 2).astype(np.int64)
+        doubled = (2 * local[:, None, :] + diamond).reshape(-1, 2)
         areas[cells] = kernels.hull_pixel_counts(doubled, bounds.astype(np.int64),
                                                  height.astype(np.int64))
         return areas
+    pts = (local[:, None, :] + diamond / 2).reshape(-1, 2)
     for j, i in enumerate(cells.tolist()):
         try:
             hull = ConvexHull(pts[bounds[j]:bounds[j + 1]])
