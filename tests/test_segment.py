@@ -161,6 +161,64 @@ def test_unet_separates_touching_nuclei():
     assert f1_score(truth, labels) >= 0.9
 
 
+@pytest.mark.parametrize("smooth", [1.0, 2.5, 4.0])
+def test_h_maxima_equals_skimage(smooth):
+    from skimage.morphology import h_maxima as sk_h_maxima
+
+    from cytotrail.segment.postprocess import h_maxima
+
+    rng = np.random.default_rng(int(smooth * 10))
+    for _ in range(8):
+        f = ndi.gaussian_filter(rng.random((83, 121)), smooth).astype(np.float32)
+        # values on a 1e-3 grid: ties are exact (plateaus) and other differences far above the
+        # float rounding allowance of skimage's version
+        f = np.round(1000 * (f - f.min()) / (f.max() - f.min())).astype(np.float32) / 1000
+        for h in (0.0205, 0.1005, 0.3005):
+            expected = sk_h_maxima(f, np.float32(h)).astype(bool)
+            assert expected.sum() >= 1
+            assert np.array_equal(h_maxima(f, h), expected)
+            # with a floor: exact for the maxima at least floor + h high, none below
+            high = f >= 0.4 + h
+            floored = h_maxima(f, h, floor=0.4)
+            assert np.array_equal(floored & high, expected & high)
+            assert not (floored & ~high).any()
+
+
+def test_h_maxima_plateaus_and_equal_peaks():
+    from skimage.morphology import h_maxima as sk_h_maxima
+
+    from cytotrail.segment.postprocess import h_maxima
+
+    f = np.zeros((24, 24), np.float32)
+    f[3:6, 3:6] = 1.0                # a plateau
+    f[10:12, 10:15] = 0.5            # a lower plateau ...
+    f[15, 2] = f[15, 4] = 0.5        # ... and two equal single-pixel peaks
+    f[15, 3] = 0.2                   # joined by a saddle 0.3 below them
+    f[18:22, 18:22] = 0.7
+    f[19, 19] = 0.75                 # a bump of dynamic 0.05 on a plateau
+    for h in (0.04, 0.1, 0.3, 0.5, 0.6, 1.0):
+        assert np.array_equal(h_maxima(f, h), sk_h_maxima(f, np.float32(h)).astype(bool)), h
+    assert h_maxima(f, 0.1)[15, [2, 4]].all()
+
+
+def test_fill_holes_gives_each_hole_to_the_object_around_it():
+    from cytotrail.segment.postprocess import _fill_holes
+
+    labels = np.zeros((40, 40), np.int32)
+    labels[2:12, 2:12] = 1
+    labels[5:8, 5:8] = 0              # a hole inside object 1
+    labels[20:30, 5:15] = 2
+    labels[20:30, 15:25] = 3
+    labels[24:26, 13:17] = 0          # a hole between objects 2 and 3
+    labels[0:4, 30:40] = 4            # background open to the border is no hole
+    labels[3, 33:37] = 0
+    out = _fill_holes(labels)
+    assert (out[5:8, 5:8] == 1).all()
+    assert (out[24:26, 13:15] == 2).all() and (out[24:26, 15:17] == 3).all()
+    assert (out[3, 33:37] == 0).all()
+    assert np.array_equal(out[labels > 0], labels[labels > 0])
+
+
 @pytest.mark.slow
 def test_unet_tiled_equals_untiled():
     data = make_timelapse(n_frames=1, shape=(256, 224), n_cells=45, seed=11)
