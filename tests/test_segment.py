@@ -233,6 +233,16 @@ def test_unet_tiled_equals_untiled():
     assert r["mean_iou"] > 0.97
 
 
+def test_unet_postprocessing_threads_give_the_same_labels():
+    # 72 small tiles per frame, post-processed by 3 threads while the network runs: same labels
+    data = make_timelapse(n_frames=2, shape=(200, 180), n_cells=40, seed=12)
+    frames = data.image[:, 0]
+    serial = segment(frames, device="cpu", diameter=14.0, tile_size=160, workers=1)
+    threaded = segment(frames, device="cpu", diameter=14.0, tile_size=160, workers=3)
+    assert serial.max() >= 30
+    assert np.array_equal(serial, threaded)
+
+
 @pytest.mark.parametrize("diameter", [9, 40])
 def test_unet_estimates_diameter_and_rescales(diameter):
     shape = (192, 192)

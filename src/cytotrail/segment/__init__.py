@@ -66,7 +66,7 @@ def _relabel_masks(labels, shape):
 
 
 def segment(frames, *, backend="unet", diameter=None, device="auto", model=None, batch_size=4,
-            progress=False, labels=None, tile_size=None, thresholds=None):
+            progress=False, labels=None, tile_size=None, thresholds=None, workers=None):
     """Segment the nuclei of every frame.
 
     Parameters
@@ -93,10 +93,14 @@ def segment(frames, *, backend="unet", diameter=None, device="auto", model=None,
         With ``backend="labels"``: the masks to use.
     tile_size : int, optional
         unet backend: tile side in model-scale pixels (default from the model config,
-        1024); larger frames are tiled with overlap and stitched.
+        1024, doubled on CUDA); larger frames are tiled with overlap and stitched.
     thresholds : dict, optional
         unet backend: override the model's tuned post-processing thresholds
-        (``foreground``, ``seed``, ``min_area``).
+        (``foreground``, ``seed``, ``h``, ``min_area``).
+    workers : int, optional
+        unet backend: threads that turn network maps into labels while the network runs
+        on the next tiles (default: 1 on the CPU, up to 8 of this process's cores beside a
+        GPU). The labels do not depend on it.
 
     Returns
     -------
@@ -141,4 +145,4 @@ def segment(frames, *, backend="unet", diameter=None, device="auto", model=None,
     from cytotrail.segment.infer import segment_unet
 
     return segment_unet(arr, model=model, diameter=diameter, device=device, batch_size=int(batch_size),
-                        tile_size=tile_size, progress=progress, thresholds=thresholds)
+                        tile_size=tile_size, progress=progress, thresholds=thresholds, workers=workers)

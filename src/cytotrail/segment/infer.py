@@ -33,8 +33,20 @@ _SCALE_TOLERANCE = 1.2
 # estimate is taken for clumps and replaced by the network's (checked only above this x d0)
 _CLASSICAL_TRUST = 2.5
 # at most this many model-scale pixels per network batch (bounds activation memory:
-# about 0.6 GB per 1024 x 1024 tile for the shipped network)
+# about 0.6 GB per 1024 x 1024 tile for the shipped network); a CUDA device gets batches
+# of up to a quarter of its memory, and tiles twice as wide (a 2048 x 2048 frame is one)
 _MAX_BATCH_PIXELS = 2**20
+_ACTIVATION_BYTES_PER_PIXEL = 600
+
+
+def _batch_pixels(device):
+    """Model-scale pixels per network batch on ``device``."""
+    if device.type != "cuda":
+        return _MAX_BATCH_PIXELS
+    import torch
+
+    total = torch.cuda.get_device_properties(device).total_memory
+    return max(_MAX_BATCH_PIXELS, total // 4 // _ACTIVATION_BYTES_PER_PIXEL)
 
 
 def _torch():
@@ -125,6 +137,7 @@ def _tiles(n_frames, shape, *, scale, tile_size, margin, multiple):
 def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
     """Yield (tile, maps (2, h, w) in original pixels) for tiles, batched by padded shape."""
     pending = []
+    batch_pixels = _batch_pixels(device)
 
     def flush():
         batch = np.stack([_pad_to(img, tile.padded) for tile, img in pending])
@@ -140,7 +153,7 @@ def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
         p_lo, p_hi = ranges[tile.frame]
         img = normalize(frames[tile.frame][y0:y1, x0:x1], p_lo, p_hi)
         img = _resize(img[None, None], tile.scaled, antialias=True)[0, 0]
-        limit = max(1, min(batch_size, _MAX_BATCH_PIXELS // (tile.padded[0] * tile.padded[1])))
+        limit = max(1, min(batch_size, batch_pixels // (tile.padded[0] * tile.padded[1])))
         if pending and (pending[0][0].padded != tile.padded or len(pending) >= limit):
             yield from flush()
         pending.append((tile, img))
@@ -149,7 +162,7 @@ def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
 
 
 def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_size, tile_size,
-                   amp, progress, out=None, maps_cache=None, keep_maps=None):
+                   amp, progress, out=None, maps_cache=None, keep_maps=None, workers=None):
     """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32.
 
     ``maps_cache``: a dict {(frame, scale): maps} of whole-frame network outputs; frames
@@ -158,7 +171,7 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
     """
     n_frames, ny, nx = frames.shape
     scale = _scale_for(diameter, config)
-    tile_size = int(tile_size or config.get("tile_size", 1024))
+    tile_size = int(tile_size or config.get("tile_size", 1024) * (2 if device.type == "cuda" else 1))
     margin = int(config.get("tile_margin", 64))
     multiple = net.multiple
     tile_size = max(tile_size, 2 * margin + multiple)
@@ -183,11 +196,12 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
         todo = [tile for tile in tiles if tile.frame not in hits]
     predicted = _maps_for_tiles(frames, todo, net, device=device, ranges=ranges,
                                 batch_size=batch_size, amp=amp)
+    labelled = _labels_for_tiles(itertools.chain(cached, predicted), diameter=diameter,
+                                 thresholds=thresholds, workers=_workers(workers, device))
     started = last = time.monotonic()
-    for i, (tile, maps) in enumerate(itertools.chain(cached, predicted)):
+    for i, (tile, maps, lab, seeds) in enumerate(labelled):
         if keep_maps is not None and not many_tiles:
             keep_maps[tile.frame, scale] = maps
-        lab, seeds = maps_to_labels(maps[0], maps[1], diameter=diameter, thresholds=thresholds)
         _paste(out[tile.frame], lab, seeds, tile, next_id, tile.frame)
         if many_tiles and i % 8 == 7:
             _release_memory()
@@ -196,6 +210,49 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
             log.info("segment: %d/%d tiles (%.0f s)", i + 1, len(tiles), now - started)
             last = now
     return out
+
+
+def _workers(workers, device):
+    """Post-processing threads: as given, else 1 on the CPU (the network has the cores) and
+    up to 8 of this process's cores beside a GPU."""
+    if workers is not None:
+        return max(1, int(workers))
+    if device.type == "cpu":
+        return 1
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores - 1))
+
+
+def _labels_for_tiles(items, *, diameter, thresholds, workers):
+    """Yield (tile, maps, labels, seeds) for (tile, maps) items, in their order.
+
+    With ``workers > 1`` the post-processing runs in a thread pool while the next batches
+    go through the network: the watershed, the h-maxima kernel and torch release the
+    GIL, so a GPU is not left waiting for the CPU. At most ``2 * workers + 1`` tiles are
+    in flight, which bounds memory.
+    """
+    def labels(maps):
+        return maps_to_labels(maps[0], maps[1], diameter=diameter, thresholds=thresholds)
+
+    if workers <= 1:
+        for tile, maps in items:
+            yield (tile, maps, *labels(maps))
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="cytotrail-postprocess") as pool:
+        pending = deque()
+        for tile, maps in items:
+            pending.append((tile, maps, pool.submit(labels, maps)))
+            if len(pending) > 2 * workers:
+                tile, maps, job = pending.popleft()
+                yield (tile, maps, *job.result())
+        while pending:
+            tile, maps, job = pending.popleft()
+            yield (tile, maps, *job.result())
 
 
 def _release_memory():
@@ -327,10 +384,12 @@ def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device
 
 
 def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size=4, tile_size=None,
-                 progress=False, thresholds=None, amp=True):
+                 progress=False, thresholds=None, amp=True, workers=None):
     """Segment (T, Y, X) frames with a U-Net model folder; returns (T, Y, X) uint32.
 
     ``thresholds`` (dict) overrides the model's tuned post-processing thresholds.
+    ``workers``: post-processing threads (default: 1 on the CPU, up to 8 beside a GPU);
+    the labels do not depend on it.
     """
     from cytotrail.segment.device import select_device
     from cytotrail.segment.model import load_model
@@ -349,7 +408,7 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
             log.info("segment: estimated nucleus diameter %.1f px", diameter)
     return _segment_tiles(frames, net=net, config=config, thresholds=tuned, device=dev,
                           diameter=float(diameter), batch_size=batch_size, tile_size=tile_size,
-                          amp=amp, progress=progress, maps_cache=maps_cache)
+                          amp=amp, progress=progress, maps_cache=maps_cache, workers=workers)
 
 
 def _segment_maps_frame(image, *, net, config, device, diameter, normalized=True):
