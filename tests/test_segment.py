@@ -201,6 +201,18 @@ def test_h_maxima_plateaus_and_equal_peaks():
     assert h_maxima(f, 0.1)[15, [2, 4]].all()
 
 
+def test_h_maxima_without_numba_falls_back_to_skimage(monkeypatch):
+    from cytotrail.segment import postprocess
+
+    rng = np.random.default_rng(3)
+    f = np.round(1000 * ndi.gaussian_filter(rng.random((64, 64)), 2.0)).astype(np.float32)
+    f /= f.max()
+    fast = postprocess.h_maxima(f, 0.0505, floor=0.5)
+    monkeypatch.setitem(postprocess._KERNELS, "h_maxima", None)
+    slow = postprocess.h_maxima(f, 0.0505, floor=0.5)
+    assert fast.any() and np.array_equal(fast, slow)
+
+
 def test_fill_holes_gives_each_hole_to_the_object_around_it():
     from cytotrail.segment.postprocess import _fill_holes
 
