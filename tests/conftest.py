@@ -72,7 +72,7 @@ def write_config(workdir, **overrides):
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         if name:
-            config[section][name] = value
+            config.setdefault(section, {})[name] = value
         else:
             config[section] = value
     (workdir / "config").mkdir(exist_ok=True)

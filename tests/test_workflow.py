@@ -201,3 +201,27 @@ def test_new_package_version_reruns_everything(demo_copy, tmp_path):
     jobs = planned_jobs(demo_copy, "--snakefile", str(copy / "Snakefile"))
     for rule in ("make_demo", "segment_nuclei", "track_cells", "quantify_cells", "report_sample"):
         assert jobs[rule] == 2, jobs
+
+
+def test_segmentation_model_from_train_model_is_trained_first(tmp_path):
+    prepare_demo(tmp_path, **{"segment.backend": "unet", "segment.model": "resources/models/mine",
+                              "train.output": "resources/models/mine"})
+    jobs = planned_jobs(tmp_path)
+    assert jobs["train_model"] == 1 and jobs["segment_nuclei"] == 2
+
+
+def test_retrained_model_folder_reruns_segmentation(tmp_path):
+    """The human-in-the-loop path: fine-tune the model folder in place, rerun, segmentation follows."""
+    import shutil
+
+    from cytotrail.segment.model import load_model, model_dir, save_model
+
+    folder = tmp_path / "models" / "mine"
+    shutil.copytree(model_dir(None), folder)
+    prepare_demo(tmp_path, **{"segment.backend": "unet", "segment.model": "models/mine"})
+    snakemake(tmp_path)
+    assert planned_jobs(tmp_path) == {}
+    net, config, thresholds = load_model(folder)
+    save_model(folder, net, config, dict(thresholds, seed=thresholds["seed"] + 0.05))  # "retrained"
+    jobs = planned_jobs(tmp_path)
+    assert jobs["segment_nuclei"] == 2 and "make_demo" not in jobs, jobs

@@ -148,8 +148,14 @@ def cli_flags(options):
 
 def segment_inputs(wildcards):
     inputs = {"image": samples.loc[wildcards.sample, "image"]}
-    if config["segment"]["backend"] == "labels":
+    segment = config["segment"]
+    if segment["backend"] == "labels":
         inputs["labels"] = sample_value(wildcards.sample, "labels")
+    model = segment["model"]
+    if segment["backend"] == "unet" and model and (Path(model).exists() or model == config["train"]["output"]):
+        # a model folder is an input: segmentation reruns when it is retrained, and follows
+        # train_model when that rule writes it (a shipped model's name is no path)
+        inputs["model"] = model
     return inputs
 
 
