@@ -124,6 +124,11 @@ def test_missing_image_is_named(tmp_path):
     _fails_before_any_job(tmp_path, "data/missing.tif", "s1")
 
 
+def test_missing_model_folder_is_named(tmp_path):
+    prepare_demo(tmp_path, **{"segment.backend": "unet", "segment.model": "models/typo"})
+    _fails_before_any_job(tmp_path, "segment.model", "models/typo")
+
+
 def test_sample_name_with_shell_characters_is_refused(tmp_path):
     write_config(tmp_path)
     write_samples(tmp_path, [("bad name;rm", "resources/demo/x.ome.tif")])

@@ -120,6 +120,22 @@ def _check_sample(sample):
 IMAGE_MB = {sample: _check_sample(sample) for sample in SAMPLES}
 
 
+def _check_model():
+    """A unet model named in the config must be a folder, train_model's output or a shipped name."""
+    model = config["segment"]["model"]
+    if config["segment"]["backend"] != "unet" or not model or model == config["train"]["output"]:
+        return
+    from cytotrail.segment.model import model_dir
+
+    try:
+        model_dir(model)
+    except InputError as err:
+        raise WorkflowError(f"config key `segment.model`: {err}")
+
+
+_check_model()
+
+
 def image_options(wildcards):
     """CLI options that tell cytotrail how to read a sample's image."""
     options = {"axes": sample_value(wildcards.sample, "axes") or None}
