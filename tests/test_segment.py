@@ -410,3 +410,16 @@ def test_cli_segment_writes_labels(tmp_path, synth):
     assert labels.shape == frames.shape
     assert f1_score(truth, labels) >= MIN_F1["watershed"]
     assert main(["segment", str(path), "-o", str(out), "--backend", "labels"]) == 2
+
+
+def test_cli_segment_unet_workers_and_diameter(tmp_path, synth):
+    from cytotrail import io
+    from cytotrail.cli import main
+
+    frames, _ = synth
+    path = tmp_path / "img.tif"
+    io.write_image(path, frames[:, None], channel_names=["DNA"])
+    out = tmp_path / "labels.tif"
+    assert main(["segment", str(path), "-o", str(out), "--diameter", "14", "--workers", "2",
+                 "--device", "cpu"]) == 0
+    assert np.array_equal(io.read_labels(out), segment(frames, device="cpu", diameter=14.0))

@@ -81,6 +81,9 @@ def _parser_segment(sub):
                    help="typical nucleus diameter in pixels (default: estimated from the image)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
     p.add_argument("--batch-size", type=int, default=4, help="frames per network batch")
+    p.add_argument("--workers", type=int, default=None,
+                   help="unet: threads that turn network maps into labels beside the network "
+                   "(default: 1 on the CPU, up to 8 cores beside a GPU; labels do not depend on it)")
     _add_image_options(p)
     p.set_defaults(func=_cmd_segment)
 
@@ -91,7 +94,7 @@ def _cmd_segment(args):
 
     frames, _ = _nuclear_frames(args)
     options = dict(backend=args.backend, diameter=args.diameter, device=args.device,
-                   model=args.model, batch_size=args.batch_size, progress=True)
+                   model=args.model, batch_size=args.batch_size, workers=args.workers, progress=True)
     if args.backend == "labels":
         if args.labels is None:
             raise InputError("--backend labels needs --labels MASKS.tif")

@@ -14,6 +14,7 @@ rule segment_nuclei:
                 "diameter": config["segment"]["diameter"],
                 "device": config["segment"]["device"],
                 "batch_size": config["segment"]["batch_size"],
+                "workers": config["segment"]["workers"],
                 "labels": segment_inputs(wildcards).get("labels"),
             }
         ),
