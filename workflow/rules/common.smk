@@ -120,20 +120,27 @@ def _check_sample(sample):
 IMAGE_MB = {sample: _check_sample(sample) for sample in SAMPLES}
 
 
-def _check_model():
-    """A unet model named in the config must be a folder, train_model's output or a shipped name."""
+def _model_folder():
+    """The unet model folder that segment.model names, or None (shipped model, other backend).
+
+    A folder, or train_model's output; a shipped model's name is no path. Anything else
+    stops the run before any job, naming the config key.
+    """
     model = config["segment"]["model"]
-    if config["segment"]["backend"] != "unet" or not model or model == config["train"]["output"]:
-        return
+    if config["segment"]["backend"] != "unet" or not model:
+        return None
+    if model == config["train"]["output"] or Path(model).is_dir():
+        return model
     from cytotrail.segment.model import model_dir
 
     try:
         model_dir(model)
     except InputError as err:
         raise WorkflowError(f"config key `segment.model`: {err}")
+    return None
 
 
-_check_model()
+MODEL_FOLDER = _model_folder()
 
 
 def image_options(wildcards):
@@ -164,14 +171,12 @@ def cli_flags(options):
 
 def segment_inputs(wildcards):
     inputs = {"image": samples.loc[wildcards.sample, "image"]}
-    segment = config["segment"]
-    if segment["backend"] == "labels":
+    if config["segment"]["backend"] == "labels":
         inputs["labels"] = sample_value(wildcards.sample, "labels")
-    model = segment["model"]
-    if segment["backend"] == "unet" and model and (Path(model).exists() or model == config["train"]["output"]):
-        # a model folder is an input: segmentation reruns when it is retrained, and follows
-        # train_model when that rule writes it (a shipped model's name is no path)
-        inputs["model"] = model
+    if MODEL_FOLDER:
+        # segmentation reruns when the model is retrained, and follows train_model when that
+        # rule writes it
+        inputs["model"] = MODEL_FOLDER
     return inputs
 
 
