@@ -196,7 +196,7 @@ def speed(threads, n_frames, cellpose_python, cellpose_frames=2):
         print(f"  cellpose: no venv at {cellpose_python}; not compared")
 
 
-def throughput(n_frames, batch_size, workers=None):
+def throughput(n_frames, batch_size):
     """Frames/s for (n_frames, 2048, 2048) stacks: the network alone and end to end."""
     import torch
 
@@ -225,7 +225,7 @@ def throughput(n_frames, batch_size, workers=None):
         sync()
 
     def end_to_end():
-        segment(frames, device=str(device), diameter=18.0, batch_size=batch_size, workers=workers)
+        segment(frames, device=str(device), diameter=18.0, batch_size=batch_size)
         sync()
 
     rates = {}
