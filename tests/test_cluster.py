@@ -142,7 +142,7 @@ def test_one_type_per_track(_clustered):
 
 
 def test_track_consensus_keeps_true_switches():
-    from cytotrail.cluster import _track_consensus
+    from cytotrail.cluster.celltypes import _track_consensus
 
     rng = np.random.default_rng(0)
     rows, types = [], []
@@ -411,7 +411,7 @@ def test_auto_umap_epochs():
 
 @pytest.mark.slow
 def test_embed_umap_pca_init_separates_types(monkeypatch):
-    import cytotrail.cluster as cl
+    import cytotrail.cluster.graph as cl
 
     x, truth = _blobs(n=1500, seed=3)
     adata = _graph(x)

@@ -1,0 +1,26 @@
+"""Cluster cells (or whole tracks) into types and name them from marker signatures.
+
+A package of small modules, one responsibility each:
+
+- :mod:`~cytotrail.cluster.tables`: per-cell tables in (joins with tracks, marker columns,
+  track summaries);
+- :mod:`~cytotrail.cluster.transform`: per-marker transforms and scaling;
+- :mod:`~cytotrail.cluster.graph`: the kNN graph, Leiden, UMAP;
+- :mod:`~cytotrail.cluster.celltypes`: cell types from marker signatures;
+- :mod:`~cytotrail.cluster.pipeline`: :func:`cluster`, all of the above into one AnnData.
+"""
+
+from cytotrail.cluster.celltypes import UNKNOWN, score_signatures
+from cytotrail.cluster.graph import (
+    UMAP_PCA_INIT_ABOVE,
+    KnnTransformer,
+    auto_umap_epochs,
+    embed_umap,
+    leiden,
+)
+from cytotrail.cluster.pipeline import cluster, write_anndata
+from cytotrail.cluster.tables import KEYS, merge_tables, track_summaries
+from cytotrail.cluster.transform import TRANSFORMS
+
+__all__ = ["KnnTransformer", "auto_umap_epochs", "cluster", "embed_umap", "leiden",
+           "merge_tables", "score_signatures", "track_summaries", "write_anndata"]

@@ -1,0 +1,168 @@
+"""Per-cell tables in: joins of cells with tracks, marker columns, track summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cytotrail.io import InputError
+
+KEYS = ("sample", "frame", "label")
+
+
+def merge_tables(cells, tracks=None, *, unmatched="error"):
+    """Join per-cell measurements with tracks on ``(sample, frame, label)``.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        One row per cell per frame with ``frame, label`` (and ``sample`` for several
+        samples), as written by :func:`cytotrail.quantify.quantify`.
+    tracks : DataFrame, optional
+        One row per detection with ``frame, label`` and ``track_id`` (plus
+        ``parent_track_id``, ``lineage_id``, ...). None returns a copy of ``cells``.
+    unmatched : {"error", "keep", "drop"}
+        What to do with cells that have no track row and track rows without a cell:
+        raise (default), keep the cells with an empty ``track_id`` (track rows without a
+        cell are dropped), or drop both.
+
+    Returns
+    -------
+    DataFrame
+        ``cells`` with the track columns added (columns both tables have keep the values
+        of ``cells``), in the row order of ``cells``.
+
+    Raises
+    ------
+    InputError
+        Missing key columns, duplicated keys in either table, or unmatched rows.
+    """
+    if unmatched not in ("error", "keep", "drop"):
+        raise InputError(f"unmatched must be 'error', 'keep' or 'drop', got {unmatched!r}")
+    for name, table in (("cells", cells), ("tracks", tracks)):
+        if table is None:
+            continue
+        missing = [k for k in ("frame", "label") if k not in table.columns]
+        if missing:
+            raise InputError(f"{name} table lacks the key column(s) {missing}; it has "
+                             f"{list(table.columns)}")
+    keys = [k for k in KEYS if k in cells.columns and (tracks is None or k in tracks.columns)]
+    _check_unique(cells, keys, "cells")
+    if tracks is None:
+        return cells.copy()
+    if "sample" in cells.columns and "sample" not in tracks.columns and cells["sample"].nunique() > 1:
+        raise InputError("the cells come from several samples but the tracks table has no "
+                         "`sample` column to join on")
+    _check_unique(tracks, keys, "tracks")
+    extra = [c for c in tracks.columns if c not in cells.columns]
+    right = tracks[keys + extra]
+    merged = cells.merge(right, on=keys, how="outer" if unmatched == "error" else "left",
+                         indicator=True, validate="one_to_one", sort=False)
+    if unmatched == "error":
+        only_cells = merged["_merge"] == "left_only"
+        only_tracks = merged["_merge"] == "right_only"
+        if only_cells.any() or only_tracks.any():
+            parts = []
+            if only_cells.any():
+                parts.append(f"{int(only_cells.sum())} cell row(s) have no track row, e.g. "
+                             f"{_examples(merged[only_cells], keys)}")
+            if only_tracks.any():
+                parts.append(f"{int(only_tracks.sum())} track row(s) have no cell row, e.g. "
+                             f"{_examples(merged[only_tracks], keys)}")
+            hint = ""
+            if "sample" in keys:
+                a, b = set(cells["sample"].astype(str)), set(tracks["sample"].astype(str))
+                if a != b:
+                    hint = f"; samples in cells: {sorted(a)}, in tracks: {sorted(b)}"
+            raise InputError("cells and tracks do not join on " + ", ".join(keys) + ": "
+                             + "; ".join(parts) + hint
+                             + " (use unmatched='keep' or 'drop' to accept this)")
+        merged = merged[merged["_merge"] == "both"]
+    elif unmatched == "drop":
+        merged = merged[merged["_merge"] == "both"]
+    return merged.drop(columns="_merge").reset_index(drop=True)
+
+
+def _check_unique(table, keys, name):
+    dup = table.duplicated(keys, keep=False)
+    if dup.any():
+        raise InputError(f"{name} table has {int(dup.sum())} rows with duplicated keys "
+                         f"({', '.join(keys)}), e.g. {_examples(table[dup], keys)}")
+
+
+def _examples(rows, keys, n=3):
+    return "; ".join(", ".join(f"{k}={r[k]}" for k in keys)
+                     for _, r in rows[keys].head(n).iterrows())
+
+
+def _feature_columns(table, markers, feature):
+    """Validated column name of every marker."""
+    markers = [str(m) for m in markers]
+    if not markers:
+        raise InputError("no markers given to cluster on")
+    duplicated = sorted({m for m in markers if markers.count(m) > 1})
+    if duplicated:
+        raise InputError(f"duplicated marker names {duplicated}")
+    columns = [f"{m}_{feature}" if feature else m for m in markers]
+    missing = [m for m, c in zip(markers, columns) if c not in table.columns]
+    if missing:
+        if feature:
+            suffix = f"_{feature}"
+            available = [c[: -len(suffix)] for c in table.columns if str(c).endswith(suffix)]
+            where = f"columns `<marker>_{feature}`"
+        else:
+            available = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+            where = "numeric columns"
+        raise InputError(f"markers {missing} have no column in the table (feature {feature!r}); "
+                         f"markers available as {where}: {available}")
+    return markers, columns
+
+
+def track_summaries(table, *, markers, feature="cell_mean", trends=False):
+    """One row per track: mean marker values and the track's extent in time and space.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Per-cell table with ``track_id`` (and ``sample`` for several samples).
+    markers : sequence of str
+    feature : str
+        Column suffix of the marker values (``""``: columns named like the markers).
+    trends : bool
+        Add ``<column>_slope``: the least-squares change per frame of each marker over
+        the track (NaN for one-frame tracks), the simplest summary of its time series.
+
+    Returns
+    -------
+    DataFrame
+        ``sample, track_id, n_frames, first_frame, last_frame, y, x`` (mean centroid),
+        ``parent_track_id`` and ``lineage_id`` when present, and one mean column per marker
+        (named like the input columns). Sorted by sample then track_id.
+    """
+    if "track_id" not in table.columns:
+        raise InputError("track summaries need a `track_id` column: join the tracks first "
+                         "(merge_tables)")
+    markers, columns = _feature_columns(table, markers, feature)
+    data = table[table["track_id"].notna()]
+    groups = ["sample", "track_id"] if "sample" in data.columns else ["track_id"]
+    g = data.groupby(groups, sort=True, observed=True)
+    out = g[columns].mean()
+    out.insert(0, "n_frames", g.size())
+    if "frame" in data.columns:
+        out.insert(1, "first_frame", g["frame"].min())
+        out.insert(2, "last_frame", g["frame"].max())
+    for c in ("y", "x"):
+        if c in data.columns:
+            out[c] = g[c].mean()
+    for c in ("parent_track_id", "lineage_id"):
+        if c in data.columns:
+            out[c] = g[c].first()
+    if trends and "frame" in data.columns:
+        frame = data["frame"].astype(float)
+        df = frame - g["frame"].transform("mean")
+        denom = (df * df).groupby([data[k] for k in groups], sort=True).sum()
+        for c in columns:
+            dv = data[c] - g[c].transform("mean")
+            num = (df * dv).groupby([data[k] for k in groups], sort=True).sum()
+            out[f"{c}_slope"] = (num / denom.where(denom > 0)).to_numpy()
+    return out.reset_index()
