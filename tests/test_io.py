@@ -118,3 +118,96 @@ def test_read_only_directory_gives_clear_error(tmp_path):
             io.write_labels(target / "l.tif", np.zeros((1, 4, 4), np.uint32))
     finally:
         target.chmod(0o700)
+
+
+# --------------------------------------------------------------------------------------
+# issue 17: file modes, truncated files, ambiguous axes, outputs that are inputs
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        io.write_table(tmp_path / "t.csv", pd.DataFrame({"a": [1]}))
+        io.write_labels(tmp_path / "l.tif", np.zeros((1, 4, 4), np.uint32))
+    finally:
+        os.umask(old)
+    for name in ("t.csv", "l.tif"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def _truncate(path, fraction):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["ome-zlib", "ome-raw", "imagej"])
+def test_truncated_tiff_names_the_file_and_readable_pages(tmp_path, image, kind):
+    path = tmp_path / f"{kind}.tif"
+    if kind == "imagej":
+        tifffile.imwrite(path, image, imagej=True, metadata={"axes": "TCYX"})
+    else:
+        io.write_image(path, image, channel_names=["DNA", "CD3"])
+        if kind == "ome-raw":
+            tifffile.imwrite(path, image, ome=True, photometric="minisblack",
+                             metadata={"axes": "TCYX", "Channel": {"Name": ["DNA", "CD3"]}})
+    _truncate(path, 0.6)
+    for read in (io.read_image, io.image_channels):
+        with pytest.raises(InputError, match=rf"{kind}.tif is truncated.*only \d+ (of \d+ )?page"):
+            read(path)
+
+
+def test_truncated_imagej_tiff_says_how_many_pages_it_promised(tmp_path, image):
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(path, image, imagej=True, metadata={"axes": "TCYX"})
+    _truncate(path, 0.6)
+    with pytest.raises(InputError, match=r"only \d+ of 6 page"):
+        io.read_image(path)
+
+
+def test_z_stack_without_channels_needs_explicit_axes(tmp_path, image):
+    path = tmp_path / "tz.ome.tif"
+    tifffile.imwrite(path, image, ome=True, photometric="minisblack", metadata={"axes": "TZYX"})
+    for read in (io.read_image, io.image_channels):
+        with pytest.raises(InputError, match="tz.ome.tif has a Z axis.*axes"):
+            read(path)
+    data, names = io.read_image(path, axes="TCYX")  # the planes as channels, said explicitly
+    assert data.shape == image.shape and names == ["ch0", "ch1"]
+    assert io.image_channels(path, axes="TCYX")[1] == image.shape
+
+
+def test_imagej_z_stack_is_not_read_as_time(tmp_path, image):
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, image[0, 0][np.newaxis].repeat(3, 0), imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(InputError, match="Z axis"):
+        io.read_image(path)
+    assert io.read_image(path, axes="TYX")[0].shape == (3, 1, 20, 24)
+
+
+@pytest.mark.parametrize("ome", [False, True])
+def test_rgb_samples_need_explicit_axes(tmp_path, ome):
+    rgb = np.random.default_rng(1).integers(0, 255, (3, 16, 20, 3), dtype=np.uint8)
+    path = tmp_path / ("rgb.ome.tif" if ome else "rgb.tif")
+    tifffile.imwrite(path, rgb, photometric="rgb", ome=ome, **({"metadata": {"axes": "TYXS"}} if ome else {}))
+    for read in (io.read_image, io.image_channels):
+        with pytest.raises(InputError, match="RGB samples.*axes"):
+            read(path)
+    data, _ = io.read_image(path, axes="TYXC")
+    assert data.shape == (3, 3, 16, 20)
+    np.testing.assert_array_equal(data[:, 1], rgb[..., 1])
+
+
+def test_output_that_is_an_input_is_refused(tmp_path):
+    import os
+
+    source = tmp_path / "movie.tif"
+    source.write_bytes(b"x")
+    os.symlink(source, tmp_path / "link.tif")
+    os.link(source, tmp_path / "hard.tif")
+    for output in (source, tmp_path / "link.tif", tmp_path / "hard.tif", tmp_path / "." / "movie.tif"):
+        with pytest.raises(InputError, match="refusing to overwrite"):
+            io.check_output_is_not_input(output, [None, source])
+    io.check_output_is_not_input(tmp_path / "labels.tif", [source])  # a new file is fine

@@ -47,11 +47,50 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file 0600; the output gets the mode a new file would get
+        # (0666 less the umask), so that the lab's group can read the results
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    """The process's umask (read without changing it where /proc tells it)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_output_is_not_input(output, inputs):
+    """Raise InputError when ``output`` is one of ``inputs`` (same file, also through links).
+
+    Parameters
+    ----------
+    output : str or Path
+        A path the caller is about to write.
+    inputs : iterable of str or Path
+        Paths the caller reads (None entries are skipped).
+    """
+    out = Path(output)
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source)
+        same = out.resolve() == source.resolve()
+        if not same and out.exists() and source.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(out, source)  # hard links
+        if same:
+            raise InputError(
+                f"output {output} is the input {source}: refusing to overwrite an input; "
+                "choose another output path"
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -83,7 +122,10 @@ def read_image(path, *, axes=None, channel_names=None):
         TIFF or OME-TIFF file with axes TCYX, CYX, TYX or YX.
     axes : str, optional
         Axes of the stored array, e.g. ``"TYX"``, when the file does not record them
-        (a plain 3-D TIFF is ambiguous between CYX and TYX).
+        (a plain 3-D TIFF is ambiguous between CYX and TYX), or when they are ambiguous
+        (a Z axis without channels, RGB samples): any order of T, C, Y and X, e.g.
+        ``"TCYX"`` reads a TZYX stack's planes as channels, ``"TYXC"`` an RGB movie's
+        samples as channels.
     channel_names : sequence of str, optional
         Names for the channels, overriding the OME metadata.
 
@@ -93,6 +135,12 @@ def read_image(path, *, axes=None, channel_names=None):
         Pixel data in its stored dtype.
     names : list of str
         One name per channel: from ``channel_names``, the OME metadata, or ``ch0, ch1, ...``.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, not a TIFF, truncated (naming how many pages were
+        readable), or its axes are unsupported or ambiguous.
     """
     import tifffile
 
@@ -100,9 +148,15 @@ def read_image(path, *, axes=None, channel_names=None):
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tiff_warnings() as warnings, tifffile.TiffFile(path) as tif:
             stored_axes, ome_names = _tiff_axes_and_channels(tif)
-            data = tif.series[0].asarray()
+            _check_complete(tif, path, warnings)
+            try:
+                data = tif.series[0].asarray()
+            except Exception as err:
+                raise InputError(_truncated_message(tif, path, err)) from err
+    except InputError:
+        raise
     except Exception as err:  # tifffile raises many types for corrupt files
         raise InputError(f"cannot read image {path}: not a readable TIFF ({err})") from err
 
@@ -116,6 +170,82 @@ def read_image(path, *, axes=None, channel_names=None):
     data = np.transpose(data, order)
 
     return data, _channel_names(path, data.shape[1], channel_names, ome_names)
+
+
+# tifffile logs (instead of raising) when a file ends before its pages or tag values do
+_TRUNCATION_SIGNS = ("invalid page offset", "corrupted file", "raised TiffFileError",
+                     "missing", "truncated")
+
+
+@contextlib.contextmanager
+def _tiff_warnings():
+    """Collect the warnings tifffile logs while a file is read."""
+    import logging
+
+    class _Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    logger = logging.getLogger("tifffile")
+    handler = _Collect()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _readable_pages(tif):
+    """(pages whose pixel data lie inside the file, pages listed) of an open TiffFile."""
+    size = tif.filehandle.size
+    pages = list(tif.pages)
+    readable = 0
+    for page in pages:
+        if not all(o + n <= size for o, n in zip(page.dataoffsets, page.databytecounts)):
+            break
+        readable += 1
+    return readable, len(pages)
+
+
+def _expected_pages(tif):
+    """Pages the file's own metadata promises (ImageJ, OME), or None when it says nothing."""
+    with contextlib.suppress(Exception):
+        if tif.is_imagej and tif.imagej_metadata and "images" in tif.imagej_metadata:
+            return int(tif.imagej_metadata["images"])
+    with contextlib.suppress(Exception):
+        if tif.is_ome:
+            import xml.etree.ElementTree as ET
+
+            root = ET.fromstring(tif.ome_metadata)
+            pixels = next(el for el in root.iter() if el.tag.endswith("}Pixels"))
+            size = [int(pixels.get(f"Size{ax}", 1)) for ax in "ZCT"]
+            samples = max(1, int(next((c.get("SamplesPerPixel") for c in pixels
+                                        if c.tag.endswith("}Channel")), 1) or 1))
+            return size[0] * size[1] * size[2] // samples
+    return None
+
+
+def _truncated_message(tif, path, reason):
+    readable, listed = _readable_pages(tif)
+    expected = _expected_pages(tif)
+    of = f" of {expected}" if expected and expected > readable else ""
+    return (f"image {path} is truncated or corrupt (an interrupted copy?): only {readable}{of} "
+            f"page(s) readable ({listed} listed; {reason})")
+
+
+def _check_complete(tif, path, warnings):
+    """Raise InputError when an open TIFF ends before its pages do."""
+    readable, listed = _readable_pages(tif)
+    expected = _expected_pages(tif)
+    signs = [m for m in warnings if any(s in m for s in _TRUNCATION_SIGNS)]
+    if signs or readable < listed or (expected is not None and listed < expected):
+        raise InputError(_truncated_message(tif, path, (signs or ["pages end early"])[0]))
 
 
 def _channel_names(path, n_channels, given, ome_names):
@@ -137,10 +267,18 @@ def _channel_names(path, n_channels, given, ome_names):
 
 
 def _guess_axes(stored_axes, ndim, path):
-    if stored_axes and len(stored_axes) == ndim and set(stored_axes) <= set("TCZYX"):
-        axes = stored_axes.replace("Z", "T") if "T" not in stored_axes else stored_axes
-        if set(axes) <= set("TCYX"):
-            return axes
+    """The TCYX-style axes of a stored array from its metadata, or InputError when unsure."""
+    if stored_axes and ("Z" in stored_axes or "S" in stored_axes):
+        what = "a Z axis" if "Z" in stored_axes else "RGB samples"
+        raise InputError(
+            f"image {path} has {what} (stored axes {stored_axes}) and cytotrail's stages work "
+            "on 2-D planes: give `axes` explicitly (the sample sheet's `axes` column or --axes), "
+            "naming each stored axis T, C, Y or X, e.g. TCYX to read a TZYX stack's planes as "
+            "channels, TYX for a ZYX stack whose planes are time points, or TYXC to read an RGB "
+            "movie's samples as channels (or project Z yourself first)"
+        )
+    if stored_axes and len(stored_axes) == ndim and set(stored_axes) <= set("TCYX"):
+        return stored_axes
     if ndim == 2:
         return "YX"
     if ndim == 4:
@@ -273,8 +411,9 @@ def _json_default(obj):
 def image_channels(path, *, axes=None, channel_names=None):
     """Channel names and (T, C, Y, X) shape of an image, from its header only.
 
-    Cheap enough to run on every sample before any job starts: neither the pixels nor
-    the pages of a long OME-TIFF are read, only its first page and OME-XML.
+    Cheap enough to run on every sample before any job starts: the pixels are not read,
+    only the page headers (to find a truncated file) and the OME-XML. The same checks as
+    :func:`read_image`: truncated files and ambiguous axes raise InputError.
     """
     import tifffile
 
@@ -282,7 +421,8 @@ def image_channels(path, *, axes=None, channel_names=None):
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tiff_warnings() as warnings, tifffile.TiffFile(path) as tif:
+            _check_complete(tif, path, warnings)
             if tif.is_ome and not axes:
                 full, ome_names = _ome_shape_and_channels(tif.ome_metadata, path)
             else:
@@ -303,8 +443,9 @@ def _check_axes(axes, shape, path):
             f"image {path} has {len(shape)} dimensions {tuple(shape)} but axes {axes!r}; "
             "expected TCYX, CYX, TYX or YX"
         )
-    if set(axes) - set("TCYX") or len(set(axes)) != len(axes) or not axes.endswith("YX"):
-        raise InputError(f"image {path}: unsupported axes {axes!r}; expected TCYX, CYX, TYX or YX")
+    if set(axes) - set("TCYX") or len(set(axes)) != len(axes) or not {"Y", "X"} <= set(axes):
+        raise InputError(f"image {path}: unsupported axes {axes!r}; expected TCYX, CYX, TYX or YX "
+                         "(in any order, e.g. TYXC)")
 
 
 def _tcyx_shape(shape, axes, path):
@@ -320,9 +461,10 @@ def _ome_shape_and_channels(ome_xml, path):
     root = ET.fromstring(ome_xml)
     pixels = next(el for el in root.iter() if el.tag.endswith("}Pixels"))
     size = {ax: int(pixels.get(f"Size{ax}", 1)) for ax in "XYZCT"}
-    if size["Z"] > 1 and size["T"] > 1:
-        raise InputError(f"image {path} has both Z ({size['Z']}) and T ({size['T']}) planes; "
-                         "expected TCYX, CYX, TYX or YX")
+    if size["Z"] > 1:
+        _guess_axes("TZYX" if size["T"] > 1 else "ZYX", 3 + (size["T"] > 1), path)  # refuses
+    if any(int(c.get("SamplesPerPixel", 1) or 1) > 1 for c in pixels if c.tag.endswith("}Channel")):
+        _guess_axes("YXS", 3, path)  # refuses: RGB samples
     names = [el.get("Name") for el in pixels if el.tag.endswith("}Channel")]
     shape = (max(size["T"], size["Z"]), size["C"], size["Y"], size["X"])
     return shape, (names if names and all(names) else None)
