@@ -133,3 +133,66 @@ def test_frame_with_no_cells_flows_through(tmp_path):
     assert 1 not in set(tracks["frame"]) and 1 not in set(cells["frame"])
     expected = sum(len(np.unique(f)) - 1 for f in labels)
     assert len(tracks) == len(cells) == expected
+
+
+# --------------------------------------------------------------------------------------
+# issue 17: inputs are never overwritten, truncated and ambiguous images are refused
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_output_that_is_the_input_image_is_refused(movie, tmp_path, capsys, how):
+    import os
+    import shutil
+
+    folder, _ = movie
+    image = tmp_path / "m.ome.tif"
+    shutil.copy(folder / "m.ome.tif", image)
+    before = image.read_bytes()
+    output = image
+    if how == "symlink":
+        output = tmp_path / "out.tif"
+        os.symlink(image, output)
+    elif how == "hardlink":
+        output = tmp_path / "out.tif"
+        os.link(image, output)
+    assert main(["segment", str(image), "-o", str(output), "--backend", "watershed"]) == 2
+    assert "refusing to overwrite" in _error_line(capsys)
+    assert image.read_bytes() == before
+
+
+def test_quantify_and_track_refuse_their_inputs_as_output(movie, tmp_path, capsys):
+    folder, _ = movie
+    image, labels = str(folder / "m.ome.tif"), str(folder / "truth" / "m_labels.tif")
+    before = (folder / "truth" / "m_labels.tif").read_bytes()
+    assert main(["quantify", image, labels, "-o", labels]) == 2
+    assert "refusing to overwrite" in _error_line(capsys)
+    assert main(["track", labels, "-o", labels]) == 2
+    assert "refusing to overwrite" in _error_line(capsys)
+    assert (folder / "truth" / "m_labels.tif").read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["segment", "quantify"])
+def test_truncated_image_is_an_error_naming_the_pages_readable(movie, tmp_path, capsys, command):
+    """A 4-frame OME-TIFF cut to 60 % (an interrupted copy) was read as fewer frames, exit 0."""
+    folder, _ = movie
+    data = (folder / "m.ome.tif").read_bytes()
+    (tmp_path / "cut.ome.tif").write_bytes(data[: int(len(data) * 0.6)])
+    args = {"segment": ["segment", str(tmp_path / "cut.ome.tif"), "-o", str(tmp_path / "l.tif"),
+                        "--backend", "watershed"],
+            "quantify": ["quantify", str(tmp_path / "cut.ome.tif"),
+                         str(folder / "truth" / "m_labels.tif"), "-o", str(tmp_path / "c.csv")]}
+    assert main(args[command]) == 2
+    line = _error_line(capsys)
+    assert "cut.ome.tif is truncated" in line and "page(s) readable" in line
+    assert not (tmp_path / "l.tif").exists() and not (tmp_path / "c.csv").exists()
+
+
+def test_z_stack_is_not_quantified_as_channels(movie, tmp_path, capsys):
+    folder, data = movie
+    tifffile.imwrite(tmp_path / "tz.ome.tif", data.image[:, :3], ome=True, photometric="minisblack",
+                     metadata={"axes": "TZYX"})
+    labels = str(folder / "truth" / "m_labels.tif")
+    assert main(["quantify", str(tmp_path / "tz.ome.tif"), labels, "-o", str(tmp_path / "c.csv")]) == 2
+    assert "Z axis" in _error_line(capsys)
+    assert main(["-q", "quantify", str(tmp_path / "tz.ome.tif"), labels, "-o", str(tmp_path / "c.csv"),
+                 "--axes", "TCYX", "--channel-names", "DNA", "a", "b"]) == 0

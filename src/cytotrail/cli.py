@@ -476,12 +476,31 @@ def _extra_parsers():
     return extra
 
 
+# the arguments of any subcommand that name files it reads, and those that name what it writes
+_INPUT_ARGS = ("image", "labels", "input", "tables", "tracks", "adata")
+_OUTPUT_ARGS = ("output", "ctc")
+
+
+def _refuse_overwriting_inputs(args):
+    """InputError when an output path is one of the command's inputs (a typo must not destroy data)."""
+    from cytotrail.io import check_output_is_not_input
+
+    inputs = []
+    for name in _INPUT_ARGS:
+        value = getattr(args, name, None)
+        inputs.extend(value if isinstance(value, list) else [value])
+    for name in _OUTPUT_ARGS:
+        if getattr(args, name, None):
+            check_output_is_not_input(getattr(args, name), inputs)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
+        _refuse_overwriting_inputs(args)
         args.func(args)
     except InputError as err:
         print(f"cytotrail {args.command}: error: {err}", file=sys.stderr)
