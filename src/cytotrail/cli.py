@@ -135,6 +135,9 @@ def _parser_track(sub):
     p.add_argument("--fill-gaps", action="store_true",
                    help="with --ctc: give the frames a track skips an interpolated mask instead of "
                    "splitting the track")
+    p.add_argument("--geff", default=None, metavar="OUT.geff",
+                   help="also write the lineages as a GEFF graph (zarr folder: one node per detection "
+                   "with t, y, x, track_id, seg_id; edges along tracks and from mothers to daughters)")
     _add_sample(p)
     p.set_defaults(func=_cmd_track)
 
@@ -159,6 +162,10 @@ def _cmd_track(args):
         detections = io.read_table(args.input)
     tracks = track(detections, search_range=args.search_range, memory=args.memory,
                    divisions=not args.no_divisions, min_length=args.min_length)
+    if args.geff:
+        from cytotrail.export.geff import write_geff
+
+        write_geff(args.geff, tracks)
     io.write_table(args.output, tracks)
     if args.ctc:
         from cytotrail.track.ctc import write_ctc
@@ -478,7 +485,7 @@ def _extra_parsers():
 
 # the arguments of any subcommand that name files it reads, and those that name what it writes
 _INPUT_ARGS = ("image", "labels", "input", "tables", "tracks", "adata")
-_OUTPUT_ARGS = ("output", "ctc")
+_OUTPUT_ARGS = ("output", "ctc", "geff")
 
 
 def _refuse_overwriting_inputs(args):
