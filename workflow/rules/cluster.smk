@@ -6,7 +6,7 @@ rule cluster_cells:
     output:
         f"{RESULTS}/cells.h5ad",
     params:
-        markers=" ".join(config["cluster"]["markers"]),
+        markers=config["cluster"]["markers"],
         cell_types=json.dumps(config["cluster"]["cell_types"], sort_keys=True),
         options=cli_flags(
             {
@@ -33,5 +33,5 @@ rule cluster_cells:
         runtime=lambda wildcards, attempt: int(15 + total_input_mb()) * attempt,
     shell:
         "cytotrail cluster {input.cells:q} --tracks {input.tracks:q} -o {output:q} "
-        "--markers {params.markers} --cell-types {params.cell_types:q} {params.options} "
+        "--markers {params.markers:q} --cell-types {params.cell_types:q} {params.options} "
         "> {log:q} 2>&1"

@@ -4,6 +4,8 @@ import json
 import math
 import os
 import re
+import shlex
+from io import StringIO
 from pathlib import Path
 
 import pandas as pd
@@ -29,8 +31,19 @@ DEMO_DIR = "resources/demo"
 def _read_sample_sheet(path):
     if not Path(path).is_file():
         raise WorkflowError(f"sample sheet not found: {path} (config key `samples`)")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    # no `comment=`: '#' is an ordinary character of a file name (well#A1.ome.tif); only
+    # lines that start with '#' are comments
+    lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.startswith("#"))
+    if not text.strip():
+        raise WorkflowError(f"sample sheet {path} is empty: it needs a header `sample<TAB>image`")
+    sheet = pd.read_csv(StringIO(text), sep="\t", dtype=str, keep_default_na=False)
     sheet.columns = sheet.columns.str.strip()
+    if sheet.empty:
+        raise WorkflowError(
+            f"sample sheet {path} has no samples: add one row per sample under the header "
+            "(columns sample and image; `cytotrail init IMAGES... -o DIR` writes one)"
+        )
     try:
         validate(sheet, schema="../schemas/samples.schema.yaml")
     except WorkflowError as err:
@@ -93,7 +106,11 @@ def _check_sample(sample):
     wanted = {
         "nuclear_channel": [nuclear_channel(sample)],
         "quantify.markers": config["quantify"]["markers"] or [],
-        "cluster.markers": config["cluster"]["markers"],
+        "cluster.markers": config["cluster"]["markers"] or [],
+        **{
+            f"cluster.cell_types.{name}": markers
+            for name, markers in signature_markers().items()
+        },
     }
     measured = config["quantify"]["markers"] or names
     for key, markers in wanted.items():
@@ -103,12 +120,12 @@ def _check_sample(sample):
                 f"sample {sample!r} ({samples.loc[sample, 'image']}): channel(s) {missing} "
                 f"named in config key `{key}` are not in the image; its channels are {names}"
             )
-    unmeasured = [m for m in config["cluster"]["markers"] if m not in measured]
-    if unmeasured:
-        raise WorkflowError(
-            f"config key `cluster.markers` names {unmeasured}, which `quantify.markers` "
-            f"does not measure"
-        )
+        unmeasured = [m for m in markers if m not in measured]
+        if key.startswith("cluster.") and unmeasured:
+            raise WorkflowError(
+                f"config key `{key}` names {unmeasured}, which `quantify.markers` "
+                f"does not measure"
+            )
     if config["segment"]["backend"] == "labels" and not sample_value(sample, "labels"):
         raise WorkflowError(
             f"sample {sample!r}: segment.backend is `labels` but the sample sheet has no "
@@ -117,6 +134,36 @@ def _check_sample(sample):
     return 4 * math.prod(shape) / 1e6
 
 
+def signature_markers():
+    """{cell type: markers its signature names} of config key `cluster.cell_types`."""
+    markers = {}
+    for name, signature in (config["cluster"].get("cell_types") or {}).items():
+        if isinstance(signature, dict):
+            lists = [v for k, v in signature.items() if k not in ("parent", "label")]
+        else:
+            lists = [signature]
+        markers[name] = [
+            str(m) for v in lists for m in ([v] if isinstance(v, str) else v or [])
+        ]
+    return markers
+
+
+def _check_feature():
+    """cluster.feature must be a column suffix that quantify writes: <compartment>_<statistic>."""
+    feature = config["cluster"]["feature"]
+    measured = [
+        f"{compartment}_{statistic}"
+        for compartment in config["quantify"]["compartments"]
+        for statistic in config["quantify"]["statistics"]
+    ]
+    if config["cluster"]["markers"] and feature not in measured:
+        raise WorkflowError(
+            f"config key `cluster.feature` is {feature!r}, which quantify does not measure "
+            f"with `quantify.compartments` and `quantify.statistics`; measured: {measured}"
+        )
+
+
+_check_feature()
 IMAGE_MB = {sample: _check_sample(sample) for sample in SAMPLES}
 
 
@@ -127,34 +174,40 @@ def _model_folder():
     stops the run before any job, naming the config key.
     """
     model = config["segment"]["model"]
-    if config["segment"]["backend"] != "unet" or not model:
+    if not model:
         return None
-    if model == config["train"]["output"] or Path(model).is_dir():
-        return model
+    unet = config["segment"]["backend"] == "unet"
+    if model == config["train"]["output"]:
+        return model if unet else None
     from cytotrail.segment.model import model_dir
 
-    try:
+    try:  # checked for every backend: a value in the config is never passed on unchecked
         model_dir(model)
     except InputError as err:
         raise WorkflowError(f"config key `segment.model`: {err}")
-    return None
+    return model if unet and Path(model).is_dir() else None
 
 
 MODEL_FOLDER = _model_folder()
 
 
 def image_options(wildcards):
-    """CLI options that tell cytotrail how to read a sample's image."""
-    options = {"axes": sample_value(wildcards.sample, "axes") or None}
-    names = channel_names_of(wildcards.sample)
-    flags = cli_flags(options)
-    if names:
-        flags = f"{flags} --channel-names {' '.join(names)}"
-    return flags
+    """CLI options that tell cytotrail how to read a sample's image (shell-quoted)."""
+    return cli_flags(
+        {
+            "axes": sample_value(wildcards.sample, "axes") or None,
+            "channel_names": channel_names_of(wildcards.sample),
+        }
+    )
 
 
 def cli_flags(options):
-    """Turn {key: value} into command-line flags; None is left out, lists are spread."""
+    """Turn {key: value} into shell-quoted command-line flags for a `shell:` rule.
+
+    None and False are left out, True is a bare flag, lists are spread. Every value is
+    quoted (shlex.quote), so that no config or sample-sheet value is ever interpreted by
+    the shell: `$(...)`, `;`, spaces, quotes and `#` reach cytotrail as they were written.
+    """
     flags = []
     for key, value in options.items():
         flag = f"--{key.replace('_', '-')}"
@@ -163,9 +216,9 @@ def cli_flags(options):
         if value is True:
             flags.append(flag)
         elif isinstance(value, (list, tuple)):
-            flags.append(f"{flag} {' '.join(str(v) for v in value)}")
+            flags.append(" ".join([flag, *(shlex.quote(str(v)) for v in value)]))
         else:
-            flags.append(f"{flag} {value}")
+            flags.append(f"{flag} {shlex.quote(str(value))}")
     return " ".join(flags)
 
 

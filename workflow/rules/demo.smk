@@ -23,4 +23,4 @@ rule make_demo:
         mem_mb=1000,
         runtime=10,
     shell:
-        "cytotrail demo {params.outdir:q} --samples {wildcards.sample} {params.options} > {log} 2>&1"
+        "cytotrail demo {params.outdir:q} --samples {wildcards.sample} {params.options} > {log:q} 2>&1"

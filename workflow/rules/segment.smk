@@ -10,7 +10,11 @@ rule segment_nuclei:
         options=lambda wildcards: cli_flags(
             {
                 "backend": config["segment"]["backend"],
-                "model": config["segment"]["model"],
+                "model": (
+                    config["segment"]["model"]
+                    if config["segment"]["backend"] == "unet"
+                    else None
+                ),
                 "diameter": config["segment"]["diameter"],
                 "device": config["segment"]["device"],
                 "batch_size": config["segment"]["batch_size"],
