@@ -42,6 +42,7 @@ class Sample:
     labels: np.ndarray
     diameter: float
     family: str = ""
+    split: str = ""
 
 
 def make_sample(name, image, labels, *, lo=1.0, hi=99.8, family=""):
@@ -215,7 +216,9 @@ def folder_samples(images_dir, labels_dir, *, split="train", manifest=None, val_
     for stem, image, labels, which, family in pairs:
         which = "held_out" if family in held else which
         if split == "all" or which == split:
-            samples.append(make_sample(stem, image, labels, family=family))
+            sample = make_sample(stem, image, labels, family=family)
+            sample.split = which
+            samples.append(sample)
     if not samples:
         raise InputError(f"no {split} image/label pairs left in {images_dir} and {labels_dir} after the "
                          f"split{' and the held-out families' if held else ''}")
