@@ -3,7 +3,8 @@ rule track_cells:
     input:
         sample_file("labels.tif"),
     output:
-        sample_file("tracks.parquet"),
+        tracks=sample_file("tracks.parquet"),
+        geff=directory(sample_file("lineages.geff")),
     params:
         options=cli_flags(
             {
@@ -24,5 +25,6 @@ rule track_cells:
         mem_mb=lambda wildcards, attempt: int(1000 + 4 * input_mb(wildcards.sample)) * attempt,
         runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50) * attempt,
     shell:
-        "cytotrail track {input:q} -o {output:q} --sample {wildcards.sample} "
+        "cytotrail track {input:q} -o {output.tracks:q} --geff {output.geff:q} "
+        "--sample {wildcards.sample} "
         "{params.options} > {log:q} 2>&1"
