@@ -473,7 +473,7 @@ def test_benchmark_scenario_accuracy():
 
 
 def test_division_cost_prefers_touching_sisters():
-    from cytotrail.track.divisions import CostModel
+    from cytotrail.track.costs import CostModel
 
     # a mother and two candidate pairs of daughters with the same midpoint and areas: the
     # sisters that still touch (centres ~ the sum of their radii apart) are the likelier pair
@@ -494,7 +494,7 @@ def test_division_cost_prefers_touching_sisters():
 
 
 def test_border_area_changes_are_heavy_tailed():
-    from cytotrail.track.divisions import AREA_COST_CAP, BORDER_AREA_SCALE, CostModel
+    from cytotrail.track.costs import AREA_COST_CAP, BORDER_AREA_SCALE, CostModel
 
     # detection 0 (frame 0) and three successors at the same place with 1.1x, 0.5x and 1x area
     frame = np.array([0, 1, 1, 1])
@@ -515,7 +515,7 @@ def test_border_area_changes_are_heavy_tailed():
 
 
 def test_border_births_are_cheap_only_for_cut_objects():
-    from cytotrail.track.divisions import CostModel
+    from cytotrail.track.costs import CostModel
 
     # a cell coming in at the frame's edge shows a sliver first; an object of full size
     # at the edge is mostly in view and starts (or ends) a track at the usual cost
@@ -530,7 +530,7 @@ def test_border_births_are_cheap_only_for_cut_objects():
 
 
 def test_sisters_along_the_mothers_long_axis():
-    from cytotrail.track.divisions import CostModel
+    from cytotrail.track.costs import CostModel
 
     # an elongated mother (long axis along x) and two pairs of touching daughters with the
     # same midpoint: along its long axis, or across it

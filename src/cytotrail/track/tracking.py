@@ -6,15 +6,19 @@ import numpy as np
 import pandas as pd
 
 from cytotrail.io import InputError
-from cytotrail.track.link import (
-    OUTPUT_COLUMNS,
-    estimate_drift,
-    estimate_search_range,
-    link_frames,
-    validate_detections,
+from cytotrail.track.calibrate import (
+    WIDE_DIVISION_SCALES,
+    calibrate_motion,
+    estimate_miss_rate,
+    fit_division_scales,
+    gap_cost,
 )
+from cytotrail.track.costs import DEFAULT_DIVISION_SCALES, CostModel
+from cytotrail.track.link import OUTPUT_COLUMNS, estimate_drift, link_frames, validate_detections
 
 __all__ = ["track"]
+
+CALIBRATION_DETECTIONS = 50_000  # detections the division scales are fitted on (whole frames)
 
 
 def track(
@@ -28,6 +32,7 @@ def track(
     pixel_size_um=None,
     image_shape=None,
     link_strategy="auto",
+    division_scales=None,
 ):
     """Link detections across frames into tracks, with divisions and lineages.
 
@@ -91,6 +96,48 @@ def track(
     4. Remaining gaps and divisions across missed frames, then merges (two cells segmented
        as one for a while) are resolved; see :mod:`cytotrail.track.divisions`.
     """
+    memory, min_length = _check_options(memory, min_length, search_range, pixel_size_um)
+    frame, pos = validate_detections(detections)
+    if "sample" in detections.columns and detections["sample"].nunique(dropna=False) > 1:
+        return _track_by_sample(detections, search_range=search_range, memory=memory,
+                                divisions=divisions, min_length=min_length, predict=predict,
+                                pixel_size_um=pixel_size_um, image_shape=image_shape,
+                                link_strategy=link_strategy, division_scales=division_scales)
+    # canonical order: by frame, then position; independent of the input's row order
+    order = np.lexsort((pos[:, 1], pos[:, 0], frame))
+    f, p = frame[order], pos[order]
+    cues = {c: _optional(detections, c, order)
+            for c in ("area", "mean_intensity", "orientation", "elongation")}
+    touches = _touches_border(detections, image_shape, pos)
+    border = None if touches is None else touches[order]
+
+    pc, motion = _calibrate_motion(f, p, predict=predict, search_range=search_range,
+                                   pixel_size_um=pixel_size_um)
+    segment, strategy = link_frames(f, pc, search_range=motion["search_range_px"], memory=0,
+                                    link_strategy=link_strategy)
+    segment, parent_seg, merged, events = _resolve_events(
+        f, pc, segment, cues, border, motion, memory=memory, divisions=divisions,
+        predict=predict, division_scales=division_scales)
+
+    track_id, parent_id, keep = _number_tracks(f, segment, parent_seg, min_length)
+    out = _output_table(detections, order, track_id, parent_id, merged, keep,
+                        _touches_border(detections, image_shape, pos))
+    out.attrs["track"] = {
+        "memory": memory,
+        "divisions": bool(divisions),
+        "predict": bool(predict),
+        "min_length": min_length,
+        "link_strategy": strategy,
+        **motion,
+        **events,
+        "n_detections": int(len(f)),
+        "n_tracks": int(out["track_id"].nunique()),
+    }
+    return out
+
+
+def _check_options(memory, min_length, search_range, pixel_size_um):
+    """Validate the scalar options; return ``memory, min_length`` as ints."""
     if memory is None or int(memory) != memory or memory < 0:
         raise InputError(f"memory must be a whole number >= 0, got {memory!r}")
     if min_length is None or int(min_length) != min_length or min_length < 1:
@@ -99,71 +146,124 @@ def track(
         raise InputError(f"search_range must be a positive number of px, got {search_range!r}")
     if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise InputError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
-    memory, min_length = int(memory), int(min_length)
-    frame, pos = validate_detections(detections)
-    n = len(frame)
-    if "sample" in detections.columns and detections["sample"].nunique(dropna=False) > 1:
-        return _track_by_sample(detections, search_range=search_range, memory=memory,
-                                divisions=divisions, min_length=min_length, predict=predict,
-                                pixel_size_um=pixel_size_um, image_shape=image_shape,
-                                link_strategy=link_strategy)
+    return int(memory), int(min_length)
 
-    # canonical order: by frame, then position; independent of the input's row order
-    order = np.lexsort((pos[:, 1], pos[:, 0], frame))
-    f, p = frame[order], pos[order]
-    area = _optional(detections, "area", order)
-    intensity = _optional(detections, "mean_intensity", order)
-    orientation = _optional(detections, "orientation", order)
-    elongation = _optional(detections, "elongation", order)
 
-    if predict and n:
+def _calibrate_motion(f, p, *, predict, search_range, pixel_size_um):
+    """Step 1: drift-corrected positions and the motion model (search range, step scale).
+
+    Returns the corrected positions and the provenance dict of the motion model.
+    """
+    drift = None
+    pc = p
+    if predict and len(f):
         offset, drift = estimate_drift(f, p)
         pc = p - offset
-    else:
-        pc = p
-        drift = None
-    info = {}
-    if search_range is None:
-        search_px, info = estimate_search_range(f, pc) if n else (10.0, {})
-        adaptive = True
-    else:
+    search_px, info = calibrate_motion(f, pc) if len(f) else (10.0, {})
+    fitted = search_px
+    if search_range is not None:
         search_px = float(search_range) / (pixel_size_um or 1.0)
-        adaptive = False
-    # frame-to-frame links only; gaps are closed below with the full cost model
-    segment, strategy = link_frames(f, pc, search_range=search_px, memory=0,
-                                    link_strategy=link_strategy)
-    stats = {"n_divisions": 0, "n_mothers_split": 0, "n_gaps_closed": 0, "n_merges": 0}
-    merged = np.zeros(n, bool)
-    motion = (0.0, _float(info.get("sigma")))
-    if n:
-        from cytotrail.track import divisions as dv
+    nu = info.get("nu")
+    return pc, {
+        "search_range_px": float(search_px),
+        "search_range_adaptive": search_range is None,
+        "search_range_fitted_px": float(fitted),
+        "displacement_sigma_px": _float(info.get("sigma")),
+        "displacement_t_dof": None if nu is None or np.isnan(nu) else float(nu),
+        "calibration_pairs": int(info.get("n_pairs", 0)),
+        "calibration_iterations": int(info.get("iterations", 0)),
+        "nn_distance_px": _float(info.get("nn_distance")),
+        "drift_px_per_frame": (
+            [float(drift["dy"].iloc[1:].mean()), float(drift["dx"].iloc[1:].mean())]
+            if drift is not None and len(drift) > 1 else [0.0, 0.0]
+        ),
+    }
 
-        succ, pred = dv.chains(f, segment)
-        linked_before = succ.copy()
-        touches = _touches_border(detections, image_shape, pos)
-        model = dv.CostModel(f, pc, area, intensity, search_range=search_px,
-                             sigma=info.get("sigma"), succ=succ, persistence=predict,
-                             orientation=orientation, elongation=elongation,
-                             border=None if touches is None else touches[order])
-        motion = (float(model.phi), float(model.sigma_pred))
-        found = {}
-        if divisions:
-            succ, pred, found = dv.relink_divisions(model, succ, pred, memory=memory)
-        succ, pred, found, extra = dv.resolve_events(model, succ, pred, found, memory=memory,
-                                                     find_divisions=bool(divisions))
-        succ, pred, found, merged, n_merges = dv.resolve_merges(model, succ, pred, found)
-        segment, parent_seg = dv.segments_from_links(succ, found)
-        stats["n_merges"] = n_merges
-        stats["n_divisions"] = len(found)
-        stats["n_mothers_split"] = int(sum(linked_before[m] >= 0 for m in found))
-        linked = np.flatnonzero(succ >= 0)
-        stats["n_gaps_closed"] = int((f[succ[linked]] - f[linked] > 1).sum())
+
+def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, predict,
+                    division_scales):
+    """Steps 2-4: divisions, gaps and merges on top of the frame-to-frame links.
+
+    Divisions are found twice: first with wide division scales on the first
+    :data:`CALIBRATION_DETECTIONS` detections, whose divisions fit the scales
+    (:func:`~cytotrail.track.calibrate.fit_division_scales`), then on the whole movie with
+    the fitted scales (``division_scales`` entries override them).
+
+    Returns segment ids, parent segments, the merged flags and the provenance dict.
+    """
+    from cytotrail.track import divisions as dv
+
+    n = len(f)
+    events = {"velocity_persistence": 0.0, "predicted_step_sigma_px": motion["displacement_sigma_px"],
+              "division_scales": None, "miss_rate": None, "gap_cost_per_frame": None,
+              "n_divisions": 0, "n_mothers_split": 0,
+              "n_gaps_closed": 0, "n_merges": 0}
+    if n == 0:
+        return segment, np.zeros(0, np.int64), np.zeros(0, bool), events
+    succ, pred = dv.chains(f, segment)
+
+    def model_for(k, scales, gap):
+        s = succ[:k].copy()
+        s[s >= k] = -1
+        return CostModel(f[:k], pc[:k], _head(cues["area"], k), _head(cues["mean_intensity"], k),
+                         search_range=motion["search_range_px"], sigma=motion["displacement_sigma_px"],
+                         succ=s, persistence=predict, orientation=_head(cues["orientation"], k),
+                         elongation=_head(cues["elongation"], k), border=_head(border, k),
+                         scales=scales, gap_cost=gap)
+
+    # calibration pass on a prefix of the movie: wide division scales, no gap closing
+    k = _calibration_prefix(f)
+    first = model_for(k, WIDE_DIVISION_SCALES, None)
+    s, p = succ[:k].copy(), pred[:k].copy()
+    s[s >= k] = -1
+    found = {}
+    if divisions:
+        s, p, found = dv.relink_divisions(first, s, p, memory=0)
+    miss_rate = estimate_miss_rate(first, s, p, found)
+    gap = gap_cost(miss_rate)
+    scales = fit_division_scales(first, found) if divisions else dict(DEFAULT_DIVISION_SCALES)
+    scales.update(division_scales or {})
+    model = model_for(n, scales, gap)
+    found = {}
+    if divisions:
+        succ_new, pred_new, found = dv.relink_divisions(model, succ, pred, memory=memory)
     else:
-        parent_seg = np.zeros(0, np.int64)
+        succ_new, pred_new = succ, pred
+    succ_new, pred_new, found, _ = dv.resolve_events(model, succ_new, pred_new, found, memory=memory,
+                                                     find_divisions=bool(divisions))
+    succ_new, pred_new, found, merged, n_merges = dv.resolve_merges(model, succ_new, pred_new, found)
+    segment, parent_seg = dv.segments_from_links(succ_new, found)
+    linked = np.flatnonzero(succ_new >= 0)
+    events.update({
+        "velocity_persistence": float(model.phi),
+        "predicted_step_sigma_px": float(model.sigma_pred),
+        "division_scales": {k: float(v) for k, v in scales.items()},
+        "miss_rate": float(miss_rate),
+        "gap_cost_per_frame": float(gap),
+        "n_divisions": len(found),
+        "n_mothers_split": int(sum(succ[m] >= 0 for m in found)),
+        "n_gaps_closed": int((f[succ_new[linked]] - f[linked] > 1).sum()),
+        "n_merges": int(n_merges),
+    })
+    return segment, parent_seg, merged, events
 
-    track_id, parent_id, keep = _number_tracks(f, segment, parent_seg, min_length)
+
+def _calibration_prefix(f):
+    """Detections (a prefix of whole frames) that the division scales are fitted on."""
+    if len(f) <= CALIBRATION_DETECTIONS:
+        return len(f)
+    last = f[CALIBRATION_DETECTIONS - 1]
+    return int(np.searchsorted(f, last, side="right"))
+
+
+def _head(values, k):
+    return None if values is None else values[:k]
+
+
+def _output_table(detections, order, track_id, parent_id, merged, keep, touches):
+    """Step 5: the input table (its row order and index) with the track columns added."""
+    n = len(order)
     lineage, generation = _lineage(track_id, parent_id)
-
     out = detections.copy()
     out = out.drop(columns=[c for c in (*OUTPUT_COLUMNS, "border_track", "merged") if c in out.columns])
     columns = {
@@ -179,31 +279,9 @@ def track(
         out[name] = values[inverse] if n else values
     parents = out["parent_track_id"].to_numpy(dtype=np.int64)
     out["parent_track_id"] = pd.arrays.IntegerArray(parents, parents <= 0)
-    out["border_track"] = _border_tracks(out["track_id"].to_numpy(),
-                                         _touches_border(detections, image_shape, pos))
+    out["border_track"] = _border_tracks(out["track_id"].to_numpy(), touches)
     out = out[keep[inverse]] if n else out
-
     out.attrs = dict(detections.attrs)
-    out.attrs["track"] = {
-        "search_range_px": search_px,
-        "search_range_adaptive": adaptive,
-        "memory": memory,
-        "divisions": bool(divisions),
-        "predict": bool(predict),
-        "min_length": min_length,
-        "link_strategy": strategy,
-        "displacement_sigma_px": _float(info.get("sigma")),
-        "nn_distance_px": _float(info.get("nn_distance")),
-        "drift_px_per_frame": (
-            [float(drift["dy"].iloc[1:].mean()), float(drift["dx"].iloc[1:].mean())]
-            if drift is not None and len(drift) > 1 else [0.0, 0.0]
-        ),
-        "velocity_persistence": motion[0],
-        "predicted_step_sigma_px": motion[1],
-        "n_detections": int(n),
-        "n_tracks": int(out["track_id"].nunique()),
-        **{k: int(v) for k, v in stats.items()},
-    }
     return out
 
 
