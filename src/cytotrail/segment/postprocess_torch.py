@@ -330,9 +330,9 @@ def _fill_holes(labels):
     idx = torch.arange(labels.numel(), device=labels.device).view(b, ny, nx)
     yy = (idx % (ny * nx)) // nx
     xx = idx % nx
-    near = (ny * nx) * b  # sources are compared by (distance^2, index)
+    near = (ny * nx) * b  # candidate sources compare by (distance^2, index): ties go to the first in raster order
     source = torch.where(holes, -1, idx)
-    key = torch.where(holes, _INT64_MAX, idx)  # distance 0 for every non-hole pixel
+    key = torch.where(holes, _INT64_MAX, 0)  # non-hole pixels are never updated
 
     def step(state):
         key, source = state
