@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import yaml
@@ -230,3 +232,19 @@ def test_retrained_model_folder_reruns_segmentation(tmp_path):
     save_model(folder, net, config, dict(thresholds, seed=thresholds["seed"] + 0.05))  # "retrained"
     jobs = planned_jobs(tmp_path)
     assert jobs["segment_nuclei"] == 2 and "make_demo" not in jobs, jobs
+
+
+def test_nested_report_run_leaves_the_outer_runs_locks_alone(demo_run):
+    """The report step's nested `snakemake --report` removed the outer run's locks on every run."""
+    log = (demo_run / "results" / "logs" / "report_html.log").read_text()
+    assert "removed the stale locks" not in log
+    assert not list((demo_run / ".snakemake" / "cytotrail-owners").glob("*.json"))  # all exited
+
+
+def test_outputs_are_readable_by_the_group_under_a_group_umask(demo_run):
+    """Outputs were 0600 whatever the umask (mkstemp's mode); the tests run under umask 022 or 002."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in (demo_run / "results").rglob("*"):
+        if path.is_file() and "logs" not in path.parts and "benchmarks" not in path.parts:
+            assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path

@@ -14,15 +14,26 @@ from snakemake.utils import validate
 
 import cytotrail
 from cytotrail.io import InputError, image_channels
-from cytotrail.locks import release_stale_locks
+from cytotrail.locks import register_run, release_stale_locks, unlock_command
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
-# A run killed with SIGKILL leaves its locks; the same command must be able to resume.
-if workflow.is_main_process and release_stale_locks(os.getcwd()):
-    logger.warning("cytotrail: removed the stale locks of a killed run in .snakemake/locks")
+# A run killed with SIGKILL leaves its locks; the same command must be able to resume. Locks
+# go only when their owner is provably dead on this host (cytotrail.locks); the nested
+# `snakemake --nolock --report` of rule report_html leaves them alone.
+if workflow.is_main_process and not os.environ.get("CYTOTRAIL_NESTED"):
+    _locks = release_stale_locks(os.getcwd())
+    register_run(os.getcwd())
+    if _locks.released:
+        logger.warning("cytotrail: removed the stale locks of a killed run in .snakemake/locks")
+    for _owner in _locks.foreign if _locks.locked else []:
+        logger.warning(
+            f"cytotrail: .snakemake/locks may belong to a run on host {_owner.get('host')} "
+            f"(pid {_owner.get('pid')}); cytotrail cannot see whether it is alive and leaves the "
+            f"locks. Once it is over: {unlock_command(workflow.main_snakefile)}"
+        )
 
 RESULTS = config["results"]
 DEMO_DIR = "resources/demo"

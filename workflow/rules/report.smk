@@ -152,5 +152,6 @@ rule report_html:
         mem_mb=2000,
         runtime=10,
     shell:
-        "snakemake --snakefile {params.snakefile:q} --configfile {input.config:q} --nolock "
+        "CYTOTRAIL_NESTED=1 snakemake --snakefile {params.snakefile:q} "
+        "--configfile {input.config:q} --nolock "
         "--report {output:q} > {log:q} 2>&1"
