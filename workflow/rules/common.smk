@@ -188,12 +188,12 @@ def _model_folder():
     if not model:
         return None
     unet = config["segment"]["backend"] == "unet"
-    if model == config["train"]["output"]:
-        return model if unet else None
-    from cytotrail.segment.model import model_dir
+    if model == config["train"]["output"] and not Path(model).is_dir():
+        return model if unet else None  # train_model writes it first
+    from cytotrail.segment.model import check_model
 
     try:  # checked for every backend: a value in the config is never passed on unchecked
-        model_dir(model)
+        check_model(model)
     except InputError as err:
         raise WorkflowError(f"config key `segment.model`: {err}")
     return model if unet and Path(model).is_dir() else None
