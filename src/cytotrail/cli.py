@@ -119,7 +119,9 @@ def _parser_track(sub):
         "a detections table (.csv/.parquet with columns frame, x, y; other columns are kept) or a Cell "
         "Tracking Challenge folder (man_track.txt or res_track.txt plus masks: its masks are re-linked, "
         "its links ignored). OUTPUT (.csv/.parquet) has one row per detection with track_id, "
-        "parent_track_id (empty when none), lineage_id and generation added.",
+        "parent_track_id (empty when none), lineage_id and generation added; beside it, "
+        "OUTPUT's name with .track.json holds the motion and division model fitted to the movie "
+        "(search range, step scale, division scales, missed-frame cost) and the event counts.",
     )
     p.add_argument("input", help="label stack (.tif), detections table (.csv/.parquet) or CTC folder")
     p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
@@ -140,6 +142,12 @@ def _parser_track(sub):
                    "with t, y, x, track_id, seg_id; edges along tracks and from mothers to daughters)")
     _add_sample(p)
     p.set_defaults(func=_cmd_track)
+
+
+def _provenance_path(output):
+    """``tracks.parquet`` -> ``tracks.track.json``: the fitted tracking parameters."""
+    output = Path(output)
+    return output.with_name(output.stem + ".track.json")
 
 
 def _cmd_track(args):
@@ -167,6 +175,7 @@ def _cmd_track(args):
 
         write_geff(args.geff, tracks)
     io.write_table(args.output, tracks)
+    io.write_json(_provenance_path(args.output), tracks.attrs.get("track", {}))
     if args.ctc:
         from cytotrail.track.ctc import write_ctc
 
