@@ -5,6 +5,8 @@ ground truth, links and divisions are recovered; the answer does not depend on t
 order, on a translation of the field or on a common drift; missed detections are bridged.
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -404,6 +406,11 @@ def test_cli_track_on_labels(tmp_path, synth):
     out = io.read_table(tmp_path / "t.csv")
     assert (out["sample"] == "s1").all() and len(out) == len(synth.tracks)
     assert scores_ok(synth.tracks, out)
+    # the fitted model is written beside the tracks
+    fitted = json.loads((tmp_path / "t.track.json").read_text())
+    assert fitted["search_range_adaptive"] and fitted["search_range_px"] > 0
+    assert fitted["n_detections"] == len(synth.tracks)
+    assert set(fitted["division_scales"]) >= {"sum_area_mean", "sum_area_sigma", "centre_sigma_factor"}
     bad = pd.DataFrame({"frame": [0, 1], "y": [1.0, np.nan], "x": [1.0, 2.0]})
     bad.to_csv(tmp_path / "bad.csv", index=False)
     assert main(["track", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "x.csv")]) == 2
