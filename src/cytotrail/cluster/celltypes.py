@@ -5,58 +5,103 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cytotrail.cluster.gating import GATE, KINDS, REST, rescale, rule_scores
 from cytotrail.io import InputError
 
 UNKNOWN = "unknown"
 
 
-def _normalise_signatures(signatures, markers):
-    """{type: (positive list, negative list, parent or None)}, validated."""
-    if not isinstance(signatures, dict) or not signatures:
-        raise InputError("signatures must be a non-empty mapping {type: {positive: [...], "
-                         "negative: [...]}}")
-    raw = {}
+SIGNATURE_KEYS = ("positive", "negative", *KINDS, "parent", "label")
+ALIASES = {"positive": "pos", "negative": "neg"}
+
+
+def normalise_signatures(signatures, markers=None):
+    """Validated signatures: ``{name: {"rule": {kind: [markers]}, "parent", "label"}}``.
+
+    Parameters
+    ----------
+    signatures : dict or None
+        ``{type: {pos: [...], neg: [...], anypos: [...], anyneg: [...], allpos: [...],
+        allneg: [...], parent: type, label: name}}``; ``positive``/``negative`` are
+        ``pos``/``neg``, a list is ``{pos: list}``. ``parent`` may be ``<type>-rest``:
+        the cells of ``<type>`` that none of its other children took. ``label`` is the
+        name given to the cells (default: the key). None or ``{}``: no types.
+    markers : sequence of str, optional
+        The clustered markers; every signature marker must be one of them.
+
+    Returns
+    -------
+    dict
+        In the order given; ``{}`` for no signatures.
+
+    Raises
+    ------
+    InputError
+        A signature that is not a mapping, an unknown key, no marker, an unknown parent, a
+        cycle, or a marker that is not clustered.
+    """
+    if signatures is None:
+        return {}
+    if not isinstance(signatures, dict):
+        raise InputError("signatures must be a mapping {type: {pos: [...], neg: [...]}}, got "
+                         f"{type(signatures).__name__}")
+    out = {}
     for name, sig in signatures.items():
         if isinstance(sig, (list, tuple)):
-            sig = {"positive": list(sig)}
+            sig = {"pos": list(sig)}
         if not isinstance(sig, dict):
-            raise InputError(f"signature of {name!r} must be a mapping with `positive` and "
-                             "`negative` marker lists")
-        unknown_keys = set(sig) - {"positive", "negative", "parent"}
+            raise InputError(f"signature of {name!r} must be a mapping of marker lists "
+                             f"({', '.join(SIGNATURE_KEYS)})")
+        unknown_keys = set(sig) - set(SIGNATURE_KEYS)
         if unknown_keys:
-            raise InputError(f"signature of {name!r} has unknown keys {sorted(unknown_keys)}")
-        pos = [str(m) for m in sig.get("positive") or []]
-        neg = [str(m) for m in sig.get("negative") or []]
-        if not pos:
-            raise InputError(f"signature of {name!r} has no positive markers")
-        raw[str(name)] = (pos, neg, sig.get("parent"))
-    for name, (_, _, parent) in raw.items():
-        seen = {name}
+            raise InputError(f"signature of {name!r} has unknown keys {sorted(unknown_keys)}; "
+                             f"keys are {list(SIGNATURE_KEYS)}")
+        rule = {}
+        for key in ("positive", "negative", *KINDS):
+            value = sig.get(key) or []
+            if isinstance(value, str):
+                value = [value]
+            if value:
+                rule.setdefault(ALIASES.get(key, key), []).extend(str(m) for m in value)
+        if not rule:
+            raise InputError(f"signature of {name!r} names no marker")
+        parent = sig.get("parent")
+        out[str(name)] = {"rule": rule, "parent": None if parent is None else str(parent),
+                          "label": str(sig.get("label") or name)}
+    for name in out:
+        seen, parent = {name}, out[name]["parent"]
         while parent is not None:
-            if parent not in raw:
-                raise InputError(f"signature of {name!r}: parent {parent!r} is not a cell type")
-            if parent in seen:
-                raise InputError(f"signature hierarchy has a cycle through {parent!r}")
-            seen.add(parent)
-            parent = raw[parent][2]
-    out = {name: (pos, neg, None if parent is None else str(parent))
-           for name, (pos, neg, parent) in raw.items()}
-    used = sorted({m for pos, neg, _ in out.values() for m in pos + neg})
-    missing = [m for m in used if m not in markers]
-    if missing:
-        raise InputError(f"signature markers {missing} are not among the clustered markers "
-                         f"{list(markers)}")
+            base = parent[: -len(REST)] if parent.endswith(REST) and parent not in out else parent
+            if base not in out:
+                raise InputError(f"signature of {name!r}: parent {parent!r} is not a cell type; "
+                                 f"types are {list(out)}")
+            if base in seen:
+                raise InputError(f"signature hierarchy has a cycle through {base!r}")
+            seen.add(base)
+            parent = out[base]["parent"]
+    if markers is not None:
+        used = sorted({m for sig in out.values() for ms in sig["rule"].values() for m in ms})
+        missing = [m for m in used if m not in markers]
+        if missing:
+            raise InputError(f"signature markers {missing} are not among the clustered markers "
+                             f"{list(markers)}")
     return out
 
 
-def score_signatures(values, markers, signatures, *, min_score=0.2):
-    """Score every observation against every cell-type signature.
+def score_signatures(values, markers, signatures, *, min_score=0.2, thresholds=None):
+    """Score every observation against every cell-type signature and pick its type.
 
-    Each marker is normalised to [0, 1] between its 1st and 99th percentile over all
-    observations. The score of a type is the mean normalised value of its positive
-    markers minus the mean of its negative markers, in [-1, 1]. Types are chosen top
-    down: the best of the types without ``parent``, then, while the chosen type has
-    children, the best child if its score reaches ``min_score``.
+    Without ``thresholds`` each marker is normalised to [0, 1] between its 1st and 99th
+    percentile over all observations, and the score of a type is its positive terms
+    minus its negative terms (``pos``: mean, ``anypos``: max, ``allpos``: min of the
+    markers' values; ``neg``: mean, ``anyneg``: min, ``allneg``: max), in [-1, 1]; a
+    type needs ``min_score``. With ``thresholds`` the markers are gated
+    (:mod:`cytotrail.cluster.gating`): rescaled with the threshold at 0.5 and scored as
+    scimap's ``phenotype_cells``; a type needs 0.5.
+
+    Types are chosen top down: the best of the types without ``parent``, then, while the
+    chosen type has children, the best child if it passes (else the cell stays at the
+    parent; then a ``<type>-rest`` parent's children get their turn).
 
     Parameters
     ----------
@@ -65,77 +110,107 @@ def score_signatures(values, markers, signatures, *, min_score=0.2):
     markers : sequence of str
         The M marker names.
     signatures : dict
-        ``{type: {"positive": [...], "negative": [...], "parent": type}}``.
+        See :func:`normalise_signatures`.
     min_score : float
-        Best scores below this give ``"unknown"``.
+        Score a type needs without thresholds (otherwise ``"unknown"``).
+    thresholds : dict or (M,) array_like, optional
+        Gate of every marker, on the scale of ``values``.
 
     Returns
     -------
     types : (N,) ndarray of str
-        Best type, or ``"unknown"``.
+        The type's ``label``, or ``"unknown"``.
     confidence : (N,) ndarray of float
-        Best score minus the runner-up's at each level of the hierarchy (the best score
-        alone when there is one candidate), the smallest over the levels descended,
-        clipped to [0, 1]; 0 for ``"unknown"``.
+        At each level descended, the gap between the chosen score and the larger of the
+        runner-up's score and the pass score, over the room above the pass score; the
+        smallest over the levels, in [0, 1]; 0 for ``"unknown"``.
     scores : DataFrame
         (N, n_types) scores.
     """
-    sigs = _normalise_signatures(signatures, markers)
-    lo = np.percentile(values, 1, axis=0)
-    hi = np.percentile(values, 99, axis=0)
-    norm = np.clip((values - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
-    return _scores_to_types(_signature_scores(norm, markers, sigs), min_score, sigs)
+    sigs = normalise_signatures(signatures, markers)
+    if not sigs:
+        raise InputError("no signatures to score")
+    scores, pass_score = _scores(np.asarray(values, np.float64), markers, sigs, thresholds)
+    node, confidence = _descend(scores, sigs, pass_score, min_score=min_score)
+    return _labels(node, sigs), confidence, scores
 
 
-def _signature_scores(norm, markers, sigs):
+def _scores(values, markers, sigs, thresholds):
+    """(scores DataFrame, pass score) by percentile scores or by gates."""
     col = {m: j for j, m in enumerate(markers)}
-    scores = {}
-    for name, (pos, neg, _) in sigs.items():
-        s = norm[:, [col[m] for m in pos]].mean(axis=1)
-        if neg:
-            s = s - norm[:, [col[m] for m in neg]].mean(axis=1)
-        scores[name] = s
-    return pd.DataFrame(scores)
+    if thresholds is None:
+        lo = np.percentile(values, 1, axis=0)
+        hi = np.percentile(values, 99, axis=0)
+        norm = np.clip((values - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
+        return pd.DataFrame({n: _percentile_score(norm, col, s["rule"])
+                             for n, s in sigs.items()}), None
+    if isinstance(thresholds, dict):
+        thresholds = [thresholds[m] for m in markers]
+    u = rescale(values, thresholds)
+    return pd.DataFrame({n: rule_scores(u, col, s["rule"]) for n, s in sigs.items()}), GATE
 
 
-def _scores_to_types(scores, min_score, sigs):
+def _percentile_score(norm, col, rule):
+    def terms(kinds):
+        out = []
+        for kind, reduce in kinds:
+            if rule.get(kind):
+                out.append(reduce(norm[:, [col[m] for m in rule[kind]]], axis=1))
+        return np.mean(out, axis=0) if out else 0.0
+
+    score = terms((("pos", np.mean), ("anypos", np.max), ("allpos", np.min)))
+    score = score - terms((("neg", np.mean), ("anyneg", np.min), ("allneg", np.max)))
+    return np.broadcast_to(score, (len(norm),)).astype(np.float64)
+
+
+def _descend(scores, sigs, pass_score=None, *, min_score=0.2):
+    """(node, confidence): the signature each row ends at (None: unknown), top down."""
+    pass_score = min_score if pass_score is None else pass_score
     arr = scores.to_numpy()
     names = list(scores.columns)
-    col = {name: j for j, name in enumerate(names)}
     children = {}
-    for name, (_, _, parent) in sigs.items():
-        children.setdefault(parent, []).append(col[name])
-
-    def pick(rows, candidates):
-        sub = arr[np.ix_(rows, candidates)]
-        best = sub.argmax(axis=1)
-        top = sub[np.arange(len(rows)), best]
-        margin = top - np.sort(sub, axis=1)[:, -2] if len(candidates) > 1 else top
-        return np.asarray(candidates)[best], top, np.clip(margin, 0, 1)
-
+    for name, sig in sigs.items():
+        children.setdefault(sig["parent"], []).append(names.index(name))
     n = len(arr)
-    assigned, top, confidence = pick(np.arange(n), children[None])
-    unknown = top < min_score
-    for _ in range(len(names)):  # descend one level per pass
-        moved = False
-        for parent, kids in children.items():
-            if parent is None:
-                continue
-            rows = np.flatnonzero((assigned == col[parent]) & ~unknown)
-            if len(rows) == 0:
-                continue
-            child, ctop, cmargin = pick(rows, kids)
-            go = ctop >= min_score
-            if go.any():
-                assigned[rows[go]] = child[go]
-                confidence[rows[go]] = np.minimum(confidence[rows[go]], cmargin[go])
-                moved = True
-        if not moved:
-            break
-    types = np.asarray(names, dtype=object)[assigned]
-    types[unknown] = UNKNOWN
-    confidence = np.where(unknown, 0.0, confidence)
-    return types.astype(str), confidence, scores
+    node = np.full(n, -1)
+    confidence = np.ones(n)
+    room = max(1.0 - pass_score, 1e-9)
+    queue = [None]  # breadth first: a parent's rows are settled before its children go
+    while queue:
+        parent = queue.pop(0)
+        if parent is None:
+            rows = np.arange(n)
+        elif parent.endswith(REST) and parent not in sigs:
+            rows = np.flatnonzero(node == names.index(parent[: -len(REST)]))
+        else:
+            rows = np.flatnonzero(node == names.index(parent))
+        kids = children.get(parent, [])
+        if kids and len(rows):
+            sub = arr[np.ix_(rows, kids)]
+            best = sub.argmax(axis=1)
+            top = sub[np.arange(len(rows)), best]
+            second = (np.sort(sub, axis=1)[:, -2] if len(kids) > 1
+                      else np.full(len(rows), -np.inf))
+            take = top >= pass_score
+            margin = (top - np.maximum(second, pass_score)) / room
+            node[rows[take]] = np.asarray(kids)[best[take]]
+            confidence[rows[take]] = np.minimum(confidence[rows[take]], np.clip(margin[take], 0, 1))
+        queue.extend(names[k] for k in kids)
+        if parent is not None and parent + REST in children:
+            queue.append(parent + REST)
+    confidence[node < 0] = 0.0
+    return np.where(node < 0, None, np.asarray(names, dtype=object)[np.clip(node, 0, None)]), confidence
+
+
+def _labels(node, sigs):
+    """(N,) str: each node's label, ``UNKNOWN`` for None."""
+    return np.asarray([UNKNOWN if k is None else sigs[k]["label"] for k in node], dtype=object
+                      ).astype(str)
+
+
+def type_categories(sigs):
+    """The labels of ``sigs`` in order, without repeats, then ``UNKNOWN``."""
+    return list(dict.fromkeys(s["label"] for s in sigs.values())) + [UNKNOWN]
 
 
 def _track_consensus(obs, types, confidence, *, min_run=3, purity=0.8):
@@ -199,28 +274,50 @@ def _best_switch(seq, n_types, unknown, min_run, purity):
 
 
 
-def _annotate(adata, transformed, markers, signatures, *, annotate, min_score):
-    sigs = _normalise_signatures(signatures, markers)
-    lo = np.percentile(transformed, 1, axis=0)
-    hi = np.percentile(transformed, 99, axis=0)
-    norm = np.clip((transformed - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
-    scores = _signature_scores(norm, markers, sigs)
-    cell_types, cell_conf, _ = _scores_to_types(scores, min_score, sigs)
+def annotate(adata, transformed, markers, signatures, *, annotate="cell", min_score=0.2,
+             thresholds=None, flagged=None):
+    """Add the cell types of ``signatures`` to a clustered ``adata`` (in place).
+
+    Parameters
+    ----------
+    adata : AnnData
+        With ``obs["leiden"]`` (and ``track_id``, ``frame`` for the track consensus).
+    transformed : (N, M) ndarray
+        Transformed marker values.
+    markers : sequence of str
+    signatures : dict
+        See :func:`normalise_signatures`; must not be empty.
+    annotate : {"cell", "cluster"}
+        ``cell_type`` from each observation's own scores or from its cluster's mean.
+    min_score : float
+        Pass score without thresholds.
+    thresholds : dict, optional
+        ``{marker: gate}`` on the transformed scale: gate the markers instead.
+    flagged : (N,) bool ndarray, optional
+        Observations to call ``"unknown"`` whatever their scores (high background).
+    """
+    sigs = normalise_signatures(signatures, markers)
+    scores, pass_score = _scores(np.asarray(transformed, np.float64), markers, sigs, thresholds)
+    node, cell_conf = _descend(scores, sigs, pass_score, min_score=min_score)
+    cell_types = _labels(node, sigs)
     clusters = adata.obs["leiden"].to_numpy()
     cluster_scores = scores.groupby(clusters, sort=True).mean()
-    cl_types, cl_conf, _ = _scores_to_types(cluster_scores, min_score, sigs)
-    by_cluster = dict(zip(cluster_scores.index, cl_types))
+    cl_node, cl_conf = _descend(cluster_scores, sigs, pass_score, min_score=min_score)
+    by_cluster = dict(zip(cluster_scores.index, _labels(cl_node, sigs)))
     conf_by_cluster = dict(zip(cluster_scores.index, cl_conf))
     adata.obs["cell_type_cluster"] = [by_cluster[c] for c in clusters]
     if annotate == "cell":
-        types, conf = cell_types, cell_conf
+        types, conf = cell_types.astype(object), cell_conf
     else:
         types = np.asarray([by_cluster[c] for c in clusters], dtype=object)
         conf = np.asarray([conf_by_cluster[c] for c in clusters], float)
+    if flagged is not None:
+        types = np.where(flagged, UNKNOWN, types)
+        conf = np.where(flagged, 0.0, conf)
     adata.obs["cell_type_frame"] = types
     if "track_id" in adata.obs.columns and "frame" in adata.obs.columns:
         types, conf = _track_consensus(adata.obs, types, conf)
-    categories = list(sigs) + [UNKNOWN]
+    categories = type_categories(sigs)
     adata.obs["cell_type"] = pd.Categorical(types, categories=categories)
     adata.obs["cell_type_confidence"] = np.asarray(conf, np.float64)
     for col in ("cell_type_cluster", "cell_type_frame"):

@@ -33,9 +33,18 @@ import time
 import numpy as np
 import pandas as pd
 
-from cytotrail.cluster.celltypes import _annotate, _normalise_signatures
+from cytotrail.cluster.celltypes import annotate as annotate_types
+from cytotrail.cluster.celltypes import normalise_signatures
+from cytotrail.cluster.gating import estimate_thresholds
 from cytotrail.cluster.graph import KnnTransformer, _track_groups, embed_umap, leiden
-from cytotrail.cluster.tables import _feature_columns, track_summaries
+from cytotrail.cluster.resolution import choose_resolution
+from cytotrail.cluster.tables import (
+    _feature_columns,
+    marker_values,
+    resolve_feature,
+    track_summaries,
+    with_sample,
+)
 from cytotrail.cluster.transform import TRANSFORMS, _scale, _transform
 from cytotrail.io import InputError, atomic_path
 
@@ -46,11 +55,11 @@ def cluster(
     table,
     *,
     markers,
-    feature="cell_mean",
+    feature=None,
     signatures=None,
     transform="arcsinh",
     cofactor=None,
-    resolution=0.1,
+    resolution=None,
     n_neighbors=15,
     level="cell",
     umap=True,
@@ -59,44 +68,49 @@ def cluster(
     annotate="cell",
     min_score=0.2,
     exclude_same_track=True,
+    gates=None,
+    background=None,
+    drop_na=False,
 ):
     """Cluster cells (or tracks) of all samples and annotate cell types.
 
     Parameters
     ----------
     table : DataFrame
-        One row per cell per frame (e.g. :func:`merge_tables` output) with the marker
-        columns ``<marker>_<feature>``; every other column goes to ``obs``.
+        One row per cell (per frame) with one column per marker; every other column goes
+        to ``obs``. ``sample``, ``frame`` and ``label`` are optional (``fov`` or
+        ``imageid`` name the sample when there is no ``sample``).
     markers : sequence of str
         Markers to cluster on (the variables).
-    feature : str
-        Column suffix, e.g. ``"cell_mean"`` or ``"nucleus_median"``; ``""`` takes the
-        columns named exactly like the markers (tables from other tools).
+    feature : str, optional
+        Column suffix, e.g. ``"cell_mean"`` or ``"nucleus_median"`` (columns
+        ``<marker>_<feature>``); ``""`` takes the columns named exactly like the markers
+        (MCMICRO, steinbock, scimap, spreadsheets). Default: ``cell_mean`` when every
+        marker has such a column, else the columns named like the markers.
     signatures : dict, optional
-        ``{type: {"positive": [markers], "negative": [markers], "parent": type}}``; adds
-        ``obs["cell_type"]``, ``obs["cell_type_confidence"]``, the per-cell label before
-        the track consensus (``cell_type_frame``) and the per-cluster label
-        (``cell_type_cluster``).
+        Cell-type signatures (:func:`cytotrail.cluster.celltypes.normalise_signatures`:
+        ``pos``/``neg``/``anypos``/``anyneg``/``allpos``/``allneg`` marker lists,
+        ``parent``, ``label``); adds ``obs["cell_type"]``, ``obs["cell_type_confidence"]``,
+        the per-cell label before the track consensus (``cell_type_frame``) and the
+        per-cluster label (``cell_type_cluster``). None or ``{}``: no typing.
     transform : {"arcsinh", "percentile", "log1p", "none"}
         Per-marker transform before scaling.
     cofactor : float or dict, optional
         arcsinh cofactor, for all or per marker; default: per marker, the 10th percentile
         of its positive values.
-    resolution : float
-        Leiden resolution. The default 0.1 is low by scanpy's standards: it aims at one
-        cluster per cell type rather than at sub-states. On synthetic timelapses with known
-        types (``benchmarks/bench_cluster.py --synthetic``) it gives ARI >= 0.98 against
-        the truth when the cells were quantified with ``background="local"``; raise it
-        to split types into finer states.
+    resolution : float, optional
+        Leiden resolution, honoured when given. None (default) chooses it from the data
+        (:func:`cytotrail.cluster.resolution.choose_resolution`: the resolution whose
+        clusters are most stable across seeds); the choice and the candidates are in
+        ``uns["cytotrail"]["resolution"]``.
     n_neighbors : int
         Neighbours of the kNN graph (capped at the number of observations - 1).
     level : {"cell", "track"}
         Cluster cell-frames, or tracks (their mean values, :func:`track_summaries`).
     umap : bool
-        Compute the UMAP embedding (:func:`embed_umap`: fewer epochs and a PCA
-        initialisation above 100,000 observations).
+        Compute the UMAP embedding (:func:`embed_umap`).
     seed : int
-        Seed of PCA, the kNN search, Leiden and UMAP.
+        Seed of PCA, the kNN search, Leiden, UMAP and the threshold mixtures.
     n_pcs : int
         Principal components for the kNN graph when there are more markers than this;
         with fewer markers the graph uses all scaled markers.
@@ -104,34 +118,35 @@ def cluster(
         ``cell_type`` from each observation's own scores, or from its cluster's mean
         scores.
     min_score : float
-        Signature score below which an observation (or cluster) is ``"unknown"``.
+        Without ``gates``: the signature score below which an observation is
+        ``"unknown"``.
     exclude_same_track : bool
         With ``track_id`` in the table (``level="cell"``), take each cell's graph
-        neighbours from other lineages (or tracks) only (:class:`KnnTransformer`): the frames of
-        one track are near-duplicates and would otherwise form a cluster of their own.
-        The kNN search is :class:`KnnTransformer` in every case (exact up to 50,000
-        observations, pynndescent beyond).
+        neighbours from other lineages (or tracks) only (:class:`KnnTransformer`).
+    gates : {"auto"} or dict, optional
+        Type by gating (:mod:`cytotrail.cluster.gating`): ``{marker: threshold}`` on the
+        transformed scale (markers without a gate get an estimated one), or ``"auto"``:
+        every threshold estimated from the data. None: percentile scores.
+    background : str or sequence of str, optional
+        Background channel(s) (columns like the markers'): cells whose background is
+        above its threshold (given in ``gates`` or estimated) are flagged in
+        ``obs["background_high"]`` and typed ``"unknown"`` instead of positive.
+    drop_na : bool
+        Leave out rows with NaN or infinite marker values (counted in ``uns``) instead
+        of raising.
 
     Returns
     -------
     AnnData
-        See the module docstring for its layout.
+        See the package docstring for its layout.
 
     Raises
     ------
     InputError
-        Missing or duplicated markers, NaN or infinite values, no observations, bad
-        options or signatures.
-
-    Notes
-    -----
-    Bad input, as tested: a sample without cells contributes no observations; a
-    constant (e.g. all-zero) marker is kept with 0 in ``X`` and listed in
-    ``uns["cytotrail"]["constant_markers"]``; negative intensities are transformed as
-    they are (arcsinh is odd; ``log1p`` clips them at 0); NaN or infinite values raise.
+        Missing, duplicated or text marker columns, NaN values, no observations, bad
+        options, signatures, gates or background channels; all before any clustering.
     """
     import anndata as ad
-    import scanpy as sc
 
     if level not in ("cell", "track"):
         raise InputError(f"level must be 'cell' or 'track', got {level!r}")
@@ -139,19 +154,28 @@ def cluster(
         raise InputError(f"annotate must be 'cell' or 'cluster', got {annotate!r}")
     if transform not in TRANSFORMS:
         raise InputError(f"unknown transform {transform!r}; choose from {list(TRANSFORMS)}")
+    if resolution is not None and not float(resolution) > 0:
+        raise InputError(f"resolution must be positive, got {resolution!r}")
+    table = with_sample(table)
+    feature = resolve_feature(table, markers, feature)
     markers, columns = _feature_columns(table, markers, feature)
+    sigs = normalise_signatures(signatures, markers)
+    given_gates = _check_gates(gates, markers, table, feature)
+    bg_markers = [background] if isinstance(background, str) else list(background or [])
+    _, bg_columns = _feature_columns(table, bg_markers, feature) if bg_markers else ([], [])
     if level == "track":
-        table = track_summaries(table, markers=markers, feature=feature)
+        table = track_summaries(table, markers=markers + bg_markers, feature=feature)
     if len(table) == 0:
         raise InputError("the table has no cells to cluster")
-    if signatures is not None:
-        _normalise_signatures(signatures, markers)  # fail before any work
-    raw = table[columns].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(raw)
-    if bad.any():
-        counts = {m: int(n) for m, n in zip(markers, bad.sum(axis=0)) if n}
-        raise InputError(f"marker values are NaN or infinite in {int(bad.any(axis=1).sum())} "
-                         f"row(s): {counts}; drop or fill those rows first")
+    keep, raw = marker_values(table, columns + bg_columns, markers + bg_markers,
+                              drop_na=drop_na)
+    n_dropped = int((~keep).sum())
+    if n_dropped:
+        log.warning("left out %d row(s) with NaN or infinite marker values", n_dropped)
+        table = table[keep]
+        if len(table) == 0:
+            raise InputError("every row has a NaN or infinite marker value")
+    raw, bg_raw = raw[:, : len(markers)], raw[:, len(markers):]
 
     timings = {}
     clock = time.perf_counter()
@@ -162,7 +186,7 @@ def cluster(
         log.warning("constant markers carry no information and are set to 0: %s",
                     [m for m, c in zip(markers, constant) if c])
 
-    obs = table.drop(columns=columns).reset_index(drop=True)
+    obs = table.drop(columns=columns + bg_columns).reset_index(drop=True)
     obs = _clean_obs(obs)
     obs.index = obs.index.astype(str)
     adata = ad.AnnData(X=scaled.astype(np.float32), obs=obs,
@@ -173,46 +197,147 @@ def cluster(
     if {"x", "y"} <= set(obs.columns):
         adata.obsm["spatial"] = obs[["x", "y"]].to_numpy(dtype=np.float64)
 
+    graph = _cluster_graph(adata, constant, seed=seed, n_pcs=n_pcs, n_neighbors=n_neighbors,
+                           exclude_same_track=exclude_same_track and level == "cell",
+                           resolution=resolution, umap=umap, timings=timings)
+    clock = time.perf_counter()
+
+    params = {
+        "markers": list(markers), "feature": feature, "level": level, "transform": transform,
+        "resolution": "none" if graph["resolution"] is None else graph["resolution"],
+        "auto_resolution": resolution is None,
+        "n_neighbors": graph["n_neighbors"],
+        "use_rep": graph["use_rep"], "n_pcs": graph["n_pcs"], "umap": bool(umap),
+        "seed": int(seed), "annotate": annotate, "min_score": float(min_score),
+        "exclude_same_track": graph["exclude_same_track"],
+        "gates": "none" if gates is None else gates if isinstance(gates, str) else "given",
+        "background": ",".join(bg_markers), "drop_na": bool(drop_na),
+    }
+    if cofactor is not None and not isinstance(cofactor, dict):
+        params["cofactor"] = float(cofactor)
+    info = {"params": params, **tparams, "resolution": graph["choice"],
+            "constant_markers": [m for m, c in zip(markers, constant) if c],
+            "dropped_rows": n_dropped}
+    flagged = None
+    if bg_markers:
+        flagged = _background_flags(adata, bg_raw, bg_markers, transform, cofactor,
+                                    given_gates, seed, info)
+    if sigs:
+        thresholds = None
+        if gates is not None:
+            thresholds = _thresholds(transformed, markers, given_gates, seed)
+            info["thresholds"] = thresholds
+        info["signatures"] = json.dumps(signatures, sort_keys=True)
+        annotate_types(adata, transformed, markers, signatures, annotate=annotate,
+                       min_score=min_score, thresholds=thresholds, flagged=flagged)
+        timings["annotate"], clock = _lap(clock)
+    else:
+        log.info("no cell-type signatures: clustering only, no cell_type column")
+    info["timings_s"] = timings
+    adata.uns["cytotrail"] = info
+    return adata
+
+
+def _check_gates(gates, markers, table, feature):
+    """Given gates as ``{marker: float}`` ({} for None or "auto"), validated."""
+    if gates is None or (isinstance(gates, str) and gates == "auto"):
+        return {}
+    if not isinstance(gates, dict):
+        raise InputError(f"gates must be 'auto' or a mapping {{marker: threshold}}, got {gates!r}")
+    out = {}
+    for marker, value in gates.items():
+        marker = str(marker)
+        column = f"{marker}_{feature}" if feature else marker
+        if marker not in markers and column not in table.columns:
+            raise InputError(f"a gate is given for marker {marker!r}, which is not in the table; "
+                             f"clustered markers: {list(markers)}")
+        try:
+            out[marker] = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"the gate of {marker!r} is not a number: {value!r}") from None
+        if not np.isfinite(out[marker]):
+            raise InputError(f"the gate of {marker!r} is not finite: {value!r}")
+    return out
+
+
+def _thresholds(transformed, markers, given, seed):
+    """{marker: threshold}: the given gates, the others estimated (logged)."""
+    missing = [m for m in markers if m not in given]
+    out = {m: given[m] for m in markers if m in given}
+    if missing:
+        cols = [markers.index(m) for m in missing]
+        est = estimate_thresholds(transformed[:, cols], missing, seed=seed)
+        log.info("thresholds estimated from the data for %s: %s", missing,
+                 {m: round(v, 3) for m, v in est.items()})
+        out.update(est)
+    return {m: float(out[m]) for m in markers}
+
+
+def _background_flags(adata, bg_raw, bg_markers, transform, cofactor, given, seed, info):
+    """obs["background_high"]: background above its threshold in any background channel."""
+    cof = cofactor if not isinstance(cofactor, dict) else {m: cofactor.get(m, 1.0)
+                                                           for m in bg_markers}
+    bg, _ = _transform(bg_raw, bg_markers, transform, cof)
+    thresholds = _thresholds(bg, bg_markers, given, seed)
+    high = (bg > np.array([thresholds[m] for m in bg_markers])).any(axis=1)
+    adata.obs["background_high"] = high
+    info["background"] = {"markers": bg_markers, "thresholds": thresholds,
+                          "fraction_high": float(high.mean())}
+    if "sample" in adata.obs.columns:
+        info["background"]["fraction_high_by_sample"] = {
+            str(k): float(v) for k, v in adata.obs.groupby("sample", observed=True)[
+                "background_high"].mean().items()}
+    if high.any():
+        log.warning("%d of %d cells have a high %s signal: typed unknown, flagged in "
+                    "obs['background_high']", int(high.sum()), len(high), "/".join(bg_markers))
+    return high
+
+
+def _cluster_graph(adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_track,
+                   resolution, umap, timings):
+    """PCA, kNN graph, Leiden (given or chosen resolution) and UMAP, in place."""
+    import scanpy as sc
+
+    clock = time.perf_counter()
     n_obs, n_vars = adata.shape
+    informative = int((~constant).sum())
     n_comps = max(1, min(n_pcs, n_vars - 1, n_obs - 1))
-    if n_vars >= 2 and n_obs >= 3:
-        sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
+    if n_vars >= 2 and n_obs >= 3 and informative >= 2:
+        sc.pp.pca(adata, n_comps=min(n_comps, informative), random_state=seed)
         timings["pca"], clock = _lap(clock)
     use_rep = "X" if n_vars <= n_pcs or "X_pca" not in adata.obsm else "X_pca"
     k = int(min(n_neighbors, max(n_obs - 1, 1)))
-    groups = _track_groups(adata.obs) if exclude_same_track and level == "cell" else None
-    if n_obs >= 3:
+    groups = _track_groups(adata.obs) if exclude_same_track else None
+    out = {"n_neighbors": k, "use_rep": use_rep, "n_pcs": int(n_comps),
+           "exclude_same_track": groups is not None,
+           "resolution": None if resolution is None else float(resolution)}
+    distinct = n_obs >= 3 and informative >= 1 and len(np.unique(adata.X, axis=0)) >= 3
+    if distinct:
         transformer = KnnTransformer(n_neighbors=k, groups=groups, random_state=seed)
         sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed,
                         transformer=transformer)
         timings["neighbors"], clock = _lap(clock)
-        leiden(adata, resolution=resolution, seed=seed)
+        if resolution is None:
+            chosen, table = choose_resolution(adata, seed=seed, use_rep=use_rep, n_neighbors=k)
+            out["choice"] = {"method": "stability across seeds", "resolution": chosen,
+                             "candidates": json.dumps(table)}
+            log.info("Leiden resolution %.2f chosen from the data (most stable across seeds: %s)",
+                     chosen, ", ".join(f"{r['resolution']}: {r['stability']:.3f}" for r in table))
+            out["resolution"] = chosen
+        else:
+            out["choice"] = {"method": "given", "resolution": float(resolution)}
+        leiden(adata, resolution=out["resolution"], seed=seed)
         timings["leiden"], clock = _lap(clock)
         if umap:
             embed_umap(adata, seed=seed)
             timings["umap"], clock = _lap(clock)
-    else:  # too few observations for a graph: one cluster
+    else:  # too few distinct observations for a graph: one cluster
+        log.warning("%d observation(s), %d distinct: one cluster, no graph or UMAP", n_obs,
+                    len(np.unique(adata.X, axis=0)))
         adata.obs["leiden"] = pd.Categorical(["0"] * n_obs)
+        out["choice"] = {"method": "one cluster (fewer than 3 distinct observations)"}
     adata.obs["leiden"] = adata.obs["leiden"].astype(str).astype("category")
-
-    params = {
-        "markers": list(markers), "feature": feature, "level": level, "transform": transform,
-        "resolution": float(resolution), "n_neighbors": k, "use_rep": use_rep,
-        "n_pcs": int(n_comps), "umap": bool(umap), "seed": int(seed), "annotate": annotate,
-        "min_score": float(min_score), "exclude_same_track": groups is not None,
-    }
-    if cofactor is not None and not isinstance(cofactor, dict):
-        params["cofactor"] = float(cofactor)
-    info = {"params": params, **tparams,
-            "constant_markers": [m for m, c in zip(markers, constant) if c]}
-    if signatures is not None:
-        info["signatures"] = json.dumps(signatures, sort_keys=True)
-        _annotate(adata, transformed, markers, signatures, annotate=annotate,
-                  min_score=min_score)
-        timings["annotate"], clock = _lap(clock)
-    info["timings_s"] = timings
-    adata.uns["cytotrail"] = info
-    return adata
+    return out
 
 
 def _lap(clock):

@@ -17,7 +17,10 @@ def merge_tables(cells, tracks=None, *, unmatched="error"):
     ----------
     cells : DataFrame
         One row per cell per frame with ``frame, label`` (and ``sample`` for several
-        samples), as written by :func:`cytotrail.quantify.quantify`.
+        samples), as written by :func:`cytotrail.quantify.quantify`. Without ``tracks``
+        any per-cell table will do (no ``frame``: one image); a ``fov``, ``imageid`` or
+        ``ImageId`` column names the sample when there is no ``sample`` (see
+        :func:`with_sample`).
     tracks : DataFrame, optional
         One row per detection with ``frame, label`` and ``track_id`` (plus
         ``parent_track_id``, ``lineage_id``, ...). None returns a copy of ``cells``.
@@ -39,8 +42,9 @@ def merge_tables(cells, tracks=None, *, unmatched="error"):
     """
     if unmatched not in ("error", "keep", "drop"):
         raise InputError(f"unmatched must be 'error', 'keep' or 'drop', got {unmatched!r}")
+    cells = with_sample(cells)
     for name, table in (("cells", cells), ("tracks", tracks)):
-        if table is None:
+        if table is None or tracks is None:  # a table alone needs no keys: one image
             continue
         missing = [k for k in ("frame", "label") if k not in table.columns]
         if missing:
@@ -95,8 +99,43 @@ def _examples(rows, keys, n=3):
                      for _, r in rows[keys].head(n).iterrows())
 
 
+SAMPLE_ALIASES = ("fov", "imageid", "ImageId", "image_id", "ImageID", "image")
+
+
+def with_sample(table):
+    """``table`` with a ``sample`` column copied from ``fov``/``imageid`` when it has none.
+
+    The first of ``SAMPLE_ALIASES`` present (MIBI/steinbock ``fov``, scimap/MCMICRO
+    ``imageid``) names the sample; a table with neither is returned unchanged (the
+    same object).
+    """
+    if "sample" in table.columns:
+        return table
+    alias = next((c for c in SAMPLE_ALIASES if c in table.columns), None)
+    if alias is None:
+        return table
+    return table.assign(sample=table[alias].astype(str))
+
+
+def resolve_feature(table, markers, feature=None):
+    """The column suffix of the marker values: ``feature``, or guessed when None.
+
+    None takes cytotrail's own ``<marker>_cell_mean`` columns when every marker has one,
+    else columns named exactly like the markers (MCMICRO/MCQuant, steinbock, scimap or a
+    spreadsheet), else ``"cell_mean"`` (so that the error lists what is there).
+    """
+    if feature is not None:
+        return str(feature)
+    cols = set(map(str, table.columns))
+    if all(f"{m}_cell_mean" in cols for m in markers):
+        return "cell_mean"
+    if any(str(m) in cols for m in markers):
+        return ""
+    return "cell_mean"
+
+
 def _feature_columns(table, markers, feature):
-    """Validated column name of every marker."""
+    """Validated column name of every marker (numeric columns)."""
     markers = [str(m) for m in markers]
     if not markers:
         raise InputError("no markers given to cluster on")
@@ -115,7 +154,33 @@ def _feature_columns(table, markers, feature):
             where = "numeric columns"
         raise InputError(f"markers {missing} have no column in the table (feature {feature!r}); "
                          f"markers available as {where}: {available}")
+    for c in columns:
+        if not (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c])):
+            numbers = pd.to_numeric(table[c], errors="coerce")
+            text = table[c][numbers.isna() & table[c].notna()]
+            if len(text):
+                raise InputError(f"marker column {c!r} holds text, not numbers: "
+                                 f"{text.iloc[0]!r} in row {text.index[0]}")
     return markers, columns
+
+
+def marker_values(table, columns, markers, *, drop_na=False):
+    """(rows kept, (N, M) float64 values) of the marker ``columns``.
+
+    Raises
+    ------
+    InputError
+        NaN or infinite values (unless ``drop_na``: those rows are left out).
+    """
+    raw = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(raw)
+    keep = ~bad.any(axis=1)
+    if bad.any() and not drop_na:
+        counts = {m: int(n) for m, n in zip(markers, bad.sum(axis=0)) if n}
+        raise InputError(f"marker values are NaN or infinite in {int((~keep).sum())} "
+                         f"row(s): {counts}; drop or fill those rows first (or drop_na=True, "
+                         "`--drop-na`)")
+    return keep, raw[keep]
 
 
 def track_summaries(table, *, markers, feature="cell_mean", trends=False):
