@@ -132,3 +132,20 @@ def test_truncated_image_stops_the_run_before_any_job(tmp_path):
     proc = snakemake(tmp_path, "--dry-run", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "is truncated" in out and "page(s) readable" in out, out[-2000:]
+
+
+def test_signature_markers_are_checked_against_every_sample_before_any_job(tmp_path):
+    """A user's config merged with the demo's kept its CD20 signatures; the run failed after
+    segmentation ("signature markers ... are not among the clustered markers")."""
+    from cytotrail.synth import make_timelapse, write_dataset
+
+    data = make_timelapse(n_frames=2, shape=(48, 48), n_cells=3, seed=4)
+    write_dataset(tmp_path / "data", data, sample="mine")
+    names = ["DNA", "CD3", "a", "b", "c", "d"]
+    write_config(tmp_path, **{"cluster.markers": ["CD3"]})  # the demo's cell_types stay
+    (tmp_path / "config" / "samples.tsv").write_text(
+        f"sample\timage\tchannel_names\nmine\tdata/mine.ome.tif\t{','.join(names)}\n")
+    proc = snakemake(tmp_path, "--dry-run", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "cluster.cell_types.T_cell" in out and "CD20" in out, out[-2000:]
+    assert not (tmp_path / "results").exists()
