@@ -38,15 +38,30 @@ _CLASSICAL_TRUST = 2.5
 _MAX_BATCH_PIXELS = 2**20
 _ACTIVATION_BYTES_PER_PIXEL = 600
 
+# device memory of post-processing on the device, per pixel of a batch (a dozen int64 images)
+_POSTPROCESS_BYTES_PER_PIXEL = 120
 
 def _batch_pixels(device):
-    """Model-scale pixels per network batch on ``device``."""
+    """Model-scale pixels per network batch on ``device``: on CUDA, from the memory free now."""
     if device.type != "cuda":
         return _MAX_BATCH_PIXELS
     import torch
 
-    total = torch.cuda.get_device_properties(device).total_memory
-    return max(_MAX_BATCH_PIXELS, total // 4 // _ACTIVATION_BYTES_PER_PIXEL)
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(_MAX_BATCH_PIXELS, free // 4 // (_ACTIVATION_BYTES_PER_PIXEL + _POSTPROCESS_BYTES_PER_PIXEL))
+
+
+def _postprocess_path(postprocess, device):
+    """"torch" (maps to labels on the device) or "host" (numba and scipy on the CPU).
+
+    ``"auto"``: torch on CUDA and MPS, where the maps already are; host on the CPU, where
+    the numba path is the faster (same-run A/B in benchmarks/bench_segment_throughput.py).
+    """
+    if postprocess not in ("auto", "torch", "host"):
+        raise ValueError(f"postprocess must be 'auto', 'torch' or 'host', got {postprocess!r}")
+    if postprocess != "auto":
+        return postprocess
+    return "host" if device.type == "cpu" else "torch"
 
 
 def _torch():
@@ -55,7 +70,7 @@ def _torch():
     return torch
 
 
-def predict_maps(net, batch, *, device, amp=True):
+def predict_maps(net, batch, *, device, amp=True, keep_on_device=False):
     """Run the network on a batch of normalised images.
 
     Parameters
@@ -67,13 +82,20 @@ def predict_maps(net, batch, *, device, amp=True):
     amp : bool
         Use float16 autocast on CUDA.
 
+    keep_on_device : bool
+        Return the maps as a tensor on ``device`` (for post-processing there) instead of
+        copying them to the host.
     Returns
     -------
-    (N, 2, H, W) float32 ndarray
+    (N, 2, H, W) float32 ndarray (or tensor on ``device``)
         Foreground probability and centre-ness.
     """
     torch = _torch()
-    x = torch.from_numpy(np.ascontiguousarray(batch, np.float32))[:, None].to(device)
+    x = torch.from_numpy(np.ascontiguousarray(batch, np.float32))[:, None]
+    if device.type == "cuda":  # pinned host memory: the copy overlaps the work queued before it
+        x = x.pin_memory().to(device, non_blocking=True)
+    else:
+        x = x.to(device)
     with torch.inference_mode():
         if amp and device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
@@ -81,19 +103,20 @@ def predict_maps(net, batch, *, device, amp=True):
         else:
             y = net(x)
         y = torch.sigmoid(y.float())
-    return y.cpu().numpy()
+    return y if keep_on_device else y.cpu().numpy()
 
 
 def _resize(array, size, *, antialias=True):
-    """Bilinear resize of (N, C, H, W) float32 ndarray to (N, C, *size)."""
+    """Bilinear resize of (N, C, H, W) float32 ndarray (or tensor, on its device) to (N, C, *size)."""
     torch = _torch()
     if tuple(array.shape[-2:]) == tuple(size):
         return array
-    t = torch.from_numpy(np.ascontiguousarray(array))
+    tensor = isinstance(array, torch.Tensor)
+    t = array if tensor else torch.from_numpy(np.ascontiguousarray(array))
     down = size[0] < array.shape[-2] or size[1] < array.shape[-1]
     out = torch.nn.functional.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False,
                                           antialias=bool(antialias and down))
-    return out.numpy()
+    return out if tensor else out.numpy()
 
 
 def _pad_to(image, shape):
@@ -134,20 +157,17 @@ def _tiles(n_frames, shape, *, scale, tile_size, margin, multiple):
             yield _Tile(t, crop, core, scaled, padded)
 
 
-def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
-    """Yield (tile, maps (2, h, w) in original pixels) for tiles, batched by padded shape."""
+def _host_batches(frames, tiles, *, ranges, batch_size, batch_pixels):
+    """Yield (tiles, batch (N, H, W) float32): tiles normalised, rescaled, padded and stacked
+    on the host, grouped by padded shape."""
     pending = []
-    batch_pixels = _batch_pixels(device)
 
-    def flush():
+    def stack():
+        group = [tile for tile, _ in pending]
         batch = np.stack([_pad_to(img, tile.padded) for tile, img in pending])
-        maps = predict_maps(net, batch, device=device, amp=amp)
-        for (tile, _), m in zip(pending, maps):
-            m = m[:, : tile.scaled[0], : tile.scaled[1]]
-            h, w = tile.crop[1] - tile.crop[0], tile.crop[3] - tile.crop[2]
-            yield tile, _resize(m[None], (h, w), antialias=True)[0]
         pending.clear()
 
+        return group, batch
     for tile in tiles:
         y0, y1, x0, x1 = tile.crop
         p_lo, p_hi = ranges[tile.frame]
@@ -155,17 +175,87 @@ def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp):
         img = _resize(img[None, None], tile.scaled, antialias=True)[0, 0]
         limit = max(1, min(batch_size, batch_pixels // (tile.padded[0] * tile.padded[1])))
         if pending and (pending[0][0].padded != tile.padded or len(pending) >= limit):
-            yield from flush()
+            yield stack()
         pending.append((tile, img))
     if pending:
-        yield from flush()
+        yield stack()
+
+
+def _prefetch(items, depth):
+    """Iterate ``items`` in a background thread, up to ``depth`` items ahead (0: in this thread).
+
+    Beside a GPU the host prepares the next batches (reading, normalising, rescaling) while
+    the device runs the network and the post-processing on the current one.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    import queue
+    import threading
+
+    q = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as err:  # handed to the consumer, raised there
+            put((False, err))
+            return
+        put((False, None))
+
+    thread = threading.Thread(target=work, name="cytotrail-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp, on_device=False):
+    """Yield (tile, maps (2, h, w) in original pixels) for tiles, batched by padded shape.
+
+    ``on_device``: the maps stay torch tensors on ``device`` (and, on a GPU, the host
+    prepares the next batches in a background thread meanwhile); else float32 ndarrays.
+    """
+    batches = _host_batches(frames, tiles, ranges=ranges, batch_size=batch_size,
+                            batch_pixels=_batch_pixels(device))
+    if on_device and device.type != "cpu":
+        batches = _prefetch(batches, 2)
+    for group, batch in batches:
+        maps = predict_maps(net, batch, device=device, amp=amp, keep_on_device=on_device)
+        for tile, m in zip(group, maps):
+            m = m[:, : tile.scaled[0], : tile.scaled[1]]
+            h, w = tile.crop[1] - tile.crop[0], tile.crop[3] - tile.crop[2]
+            yield tile, _resize(m[None], (h, w), antialias=True)[0]
 
 
 def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_size, tile_size,
-                   amp, progress, out=None, maps_cache=None, keep_maps=None, workers=None):
+                   amp, progress, out=None, maps_cache=None, keep_maps=None, workers=None,
+                   postprocess="auto"):
     """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32.
 
     ``maps_cache``: a dict {(frame, scale): maps} of whole-frame network outputs; frames
+    ``postprocess``: where maps become labels (see :func:`_postprocess_path`).
+
     found in it at this call's scale skip the network (and leave it). ``keep_maps``: a dict
     that receives this call's whole-frame outputs the same way.
     """
@@ -195,9 +285,14 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
                   if tile.frame in hits]
         todo = [tile for tile in tiles if tile.frame not in hits]
     predicted = _maps_for_tiles(frames, todo, net, device=device, ranges=ranges,
-                                batch_size=batch_size, amp=amp)
-    labelled = _labels_for_tiles(itertools.chain(cached, predicted), diameter=diameter,
-                                 thresholds=thresholds, workers=_workers(workers, device))
+    on_device = _postprocess_path(postprocess, device) == "torch"
+                                batch_size=batch_size, amp=amp, on_device=on_device)
+    if on_device:
+        labelled = _labels_for_tiles_torch(itertools.chain(cached, predicted), diameter=diameter,
+                                           thresholds=thresholds, device=device, group=batch_size)
+    else:
+        labelled = _labels_for_tiles(itertools.chain(cached, predicted), diameter=diameter,
+                                     thresholds=thresholds, workers=_workers(workers, device))
     started = last = time.monotonic()
     for i, (tile, maps, lab, seeds) in enumerate(labelled):
         if keep_maps is not None and not many_tiles:
@@ -235,6 +330,8 @@ def _labels_for_tiles(items, *, diameter, thresholds, workers):
     """
     def labels(maps):
         return maps_to_labels(maps[0], maps[1], diameter=diameter, thresholds=thresholds)
+        if not isinstance(maps, np.ndarray):  # device maps kept by the diameter estimate
+            maps = maps.cpu().numpy()
 
     if workers <= 1:
         for tile, maps in items:
@@ -256,6 +353,37 @@ def _labels_for_tiles(items, *, diameter, thresholds, workers):
 
 
 def _release_memory():
+def _labels_for_tiles_torch(items, *, diameter, thresholds, device, group):
+    """Yield (tile, maps, labels, seeds) for (tile, maps) items, post-processed on ``device``.
+
+    Consecutive maps of the same shape are turned into labels together, up to ``group`` at
+    a time (one batch of kernel launches); the labels are the only image copied back.
+    """
+    from cytotrail.segment.postprocess_torch import maps_to_labels_torch
+
+    torch = _torch()
+    pending = []
+
+    def flush():
+        maps = torch.stack([m for _, m in pending])
+        labels, seeds = maps_to_labels_torch(maps[:, 0], maps[:, 1], diameter=diameter,
+                                             thresholds=thresholds)
+        labels = labels.cpu().numpy()
+        done = list(zip(pending, labels, seeds))
+        pending.clear()
+        for (tile, m), lab, s in done:
+            yield tile, m, lab, s
+
+    for tile, maps in items:
+        if isinstance(maps, np.ndarray):  # host maps kept by the diameter estimate
+            maps = torch.from_numpy(maps).to(device)
+        if pending and (pending[0][1].shape != maps.shape or len(pending) >= group):
+            yield from flush()
+        pending.append((tile, maps))
+    if pending:
+        yield from flush()
+
+
     """Hand freed heap memory back to the OS (glibc keeps it otherwise, inflating RSS)."""
     import ctypes
     import ctypes.util
@@ -280,9 +408,14 @@ def _paste(out, lab, seeds, tile, next_id, t):
     if not owned.any():
         return
     lut = np.zeros(len(seeds) + 1, np.int64)
+    region = out[y0:y1, x0:x1]
+    if owned.all() and next_id[t] == 1 and not region.any():
+        # the frame's first tile and all its objects owned (a whole frame): labels as they are
+        region[...] = lab
+        next_id[t] += len(seeds)
+        return
     lut[1:][owned] = 1
     new = lut[lab]  # 1 where an owned object is
-    region = out[y0:y1, x0:x1]
     write = (new > 0) & (region == 0)
     if not write.any():
         return
@@ -327,7 +460,7 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     n = frames.shape[0]
     picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_frames))})
     d0 = float(config["train_diameter"])
-    found = [d for d in (estimate_diameter_classical(frames[t]) for t in picks) if d]
+    found = [d for d in (estimate_diameter_otsu(frames[t]) for t in picks) if d]
     current = float(np.median(found)) if found else None
     if current is not None and current > _CLASSICAL_TRUST * d0:
         # clumps inflate the Otsu estimate: check it against the network at native scale
@@ -384,14 +517,21 @@ def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device
 
 
 def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size=4, tile_size=None,
-                 progress=False, thresholds=None, amp=True, workers=None):
+                 progress=False, thresholds=None, amp=True, workers=None, postprocess="auto"):
     """Segment (T, Y, X) frames with a U-Net model folder; returns (T, Y, X) uint32.
 
     ``thresholds`` (dict) overrides the model's tuned post-processing thresholds.
-    ``workers``: post-processing threads (default: 1 on the CPU, up to 8 beside a GPU);
+    ``workers``: host post-processing threads (default: 1 on the CPU, up to 8 beside a GPU);
     the labels do not depend on it.
     """
+    ``postprocess``: ``"auto"`` turns maps into labels on the device on CUDA and MPS
+    (:mod:`.postprocess_torch`) and with numba on the CPU, where that is faster;
+    ``"torch"`` or ``"host"`` force one (the labels agree up to watershed ties).
     from cytotrail.segment.device import select_device
+    if postprocess not in ("auto", "torch", "host"):
+        from cytotrail.io import InputError
+
+        raise InputError(f"postprocess must be 'auto', 'torch' or 'host', got {postprocess!r}")
     from cytotrail.segment.model import load_model
 
     dev = select_device(device)
@@ -408,7 +548,8 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
             log.info("segment: estimated nucleus diameter %.1f px", diameter)
     return _segment_tiles(frames, net=net, config=config, thresholds=tuned, device=dev,
                           diameter=float(diameter), batch_size=batch_size, tile_size=tile_size,
-                          amp=amp, progress=progress, maps_cache=maps_cache, workers=workers)
+                          amp=amp, progress=progress, maps_cache=maps_cache, workers=workers,
+                          postprocess=postprocess)
 
 
 def _segment_maps_frame(image, *, net, config, device, diameter, normalized=True):
