@@ -37,9 +37,9 @@ _CLASSICAL_TRUST = 2.5
 # of up to a quarter of its memory, and tiles twice as wide (a 2048 x 2048 frame is one)
 _MAX_BATCH_PIXELS = 2**20
 _ACTIVATION_BYTES_PER_PIXEL = 600
-
 # device memory of post-processing on the device, per pixel of a batch (a dozen int64 images)
 _POSTPROCESS_BYTES_PER_PIXEL = 120
+
 
 def _batch_pixels(device):
     """Model-scale pixels per network batch on ``device``: on CUDA, from the memory free now."""
@@ -81,10 +81,10 @@ def predict_maps(net, batch, *, device, amp=True, keep_on_device=False):
     device : torch.device
     amp : bool
         Use float16 autocast on CUDA.
-
     keep_on_device : bool
         Return the maps as a tensor on ``device`` (for post-processing there) instead of
         copying them to the host.
+
     Returns
     -------
     (N, 2, H, W) float32 ndarray (or tensor on ``device``)
@@ -166,8 +166,8 @@ def _host_batches(frames, tiles, *, ranges, batch_size, batch_pixels):
         group = [tile for tile, _ in pending]
         batch = np.stack([_pad_to(img, tile.padded) for tile, img in pending])
         pending.clear()
-
         return group, batch
+
     for tile in tiles:
         y0, y1, x0, x1 = tile.crop
         p_lo, p_hi = ranges[tile.frame]
@@ -253,9 +253,9 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
                    postprocess="auto"):
     """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32.
 
-    ``maps_cache``: a dict {(frame, scale): maps} of whole-frame network outputs; frames
     ``postprocess``: where maps become labels (see :func:`_postprocess_path`).
 
+    ``maps_cache``: a dict {(frame, scale): maps} of whole-frame network outputs; frames
     found in it at this call's scale skip the network (and leave it). ``keep_maps``: a dict
     that receives this call's whole-frame outputs the same way.
     """
@@ -284,8 +284,8 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
         cached = [(tile, maps_cache.pop((tile.frame, scale))) for tile in tiles
                   if tile.frame in hits]
         todo = [tile for tile in tiles if tile.frame not in hits]
-    predicted = _maps_for_tiles(frames, todo, net, device=device, ranges=ranges,
     on_device = _postprocess_path(postprocess, device) == "torch"
+    predicted = _maps_for_tiles(frames, todo, net, device=device, ranges=ranges,
                                 batch_size=batch_size, amp=amp, on_device=on_device)
     if on_device:
         labelled = _labels_for_tiles_torch(itertools.chain(cached, predicted), diameter=diameter,
@@ -329,9 +329,9 @@ def _labels_for_tiles(items, *, diameter, thresholds, workers):
     in flight, which bounds memory.
     """
     def labels(maps):
-        return maps_to_labels(maps[0], maps[1], diameter=diameter, thresholds=thresholds)
         if not isinstance(maps, np.ndarray):  # device maps kept by the diameter estimate
             maps = maps.cpu().numpy()
+        return maps_to_labels(maps[0], maps[1], diameter=diameter, thresholds=thresholds)
 
     if workers <= 1:
         for tile, maps in items:
@@ -352,7 +352,6 @@ def _labels_for_tiles(items, *, diameter, thresholds, workers):
             yield (tile, maps, *job.result())
 
 
-def _release_memory():
 def _labels_for_tiles_torch(items, *, diameter, thresholds, device, group):
     """Yield (tile, maps, labels, seeds) for (tile, maps) items, post-processed on ``device``.
 
@@ -384,6 +383,7 @@ def _labels_for_tiles_torch(items, *, diameter, thresholds, device, group):
         yield from flush()
 
 
+def _release_memory():
     """Hand freed heap memory back to the OS (glibc keeps it otherwise, inflating RSS)."""
     import ctypes
     import ctypes.util
@@ -407,13 +407,13 @@ def _paste(out, lab, seeds, tile, next_id, t):
     owned = (sy >= cy0) & (sy < cy1) & (sx >= cx0) & (sx < cx1)
     if not owned.any():
         return
-    lut = np.zeros(len(seeds) + 1, np.int64)
     region = out[y0:y1, x0:x1]
     if owned.all() and next_id[t] == 1 and not region.any():
         # the frame's first tile and all its objects owned (a whole frame): labels as they are
         region[...] = lab
         next_id[t] += len(seeds)
         return
+    lut = np.zeros(len(seeds) + 1, np.int64)
     lut[1:][owned] = 1
     new = lut[lab]  # 1 where an owned object is
     write = (new > 0) & (region == 0)
@@ -460,7 +460,7 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     n = frames.shape[0]
     picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_frames))})
     d0 = float(config["train_diameter"])
-    found = [d for d in (estimate_diameter_otsu(frames[t]) for t in picks) if d]
+    found = [d for d in (estimate_diameter_classical(frames[t]) for t in picks) if d]
     current = float(np.median(found)) if found else None
     if current is not None and current > _CLASSICAL_TRUST * d0:
         # clumps inflate the Otsu estimate: check it against the network at native scale
@@ -523,15 +523,15 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
     ``thresholds`` (dict) overrides the model's tuned post-processing thresholds.
     ``workers``: host post-processing threads (default: 1 on the CPU, up to 8 beside a GPU);
     the labels do not depend on it.
-    """
     ``postprocess``: ``"auto"`` turns maps into labels on the device on CUDA and MPS
     (:mod:`.postprocess_torch`) and with numba on the CPU, where that is faster;
     ``"torch"`` or ``"host"`` force one (the labels agree up to watershed ties).
-    from cytotrail.segment.device import select_device
+    """
     if postprocess not in ("auto", "torch", "host"):
         from cytotrail.io import InputError
 
         raise InputError(f"postprocess must be 'auto', 'torch' or 'host', got {postprocess!r}")
+    from cytotrail.segment.device import select_device
     from cytotrail.segment.model import load_model
 
     dev = select_device(device)
