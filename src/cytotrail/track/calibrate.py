@@ -36,6 +36,7 @@ MAX_ITERATIONS = 4
 MIN_PAIRS = 10  # fewer confident pairs: no fit, fall back to half the neighbour distance
 NU_GRID = (1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0, 50.0, 1e6)  # t degrees of freedom tried
 MIN_DIVISIONS = 15  # fewer divisions found: keep the default division scales
+MAX_STEP_TO_SPACING = 0.35  # step scale / neighbour distance beyond which positions cannot link
 REFERENCE_MISS_RATE = 0.02  # the miss rate at which a missed frame costs GAP_COST_PER_FRAME
 MAX_GAP_COST = 12.0  # a missed frame in a movie that misses none (no division by zero)
 

@@ -7,6 +7,7 @@ import pandas as pd
 
 from cytotrail.io import InputError
 from cytotrail.track.calibrate import (
+    MAX_STEP_TO_SPACING,
     WIDE_DIVISION_SCALES,
     calibrate_motion,
     estimate_miss_rate,
@@ -163,6 +164,14 @@ def _calibrate_motion(f, p, *, predict, search_range, pixel_size_um):
     fitted = search_px
     if search_range is not None:
         search_px = float(search_range) / (pixel_size_um or 1.0)
+    elif info.get("sigma", np.nan) > MAX_STEP_TO_SPACING * info.get("nn_distance", np.inf):
+        # steps as long as the spacing: unrelated positions in successive frames (too few
+        # frames per second for the motion, or shuffled frames); no linking can be right
+        raise InputError(
+            f"cells move about as far between frames as they are apart (step scale "
+            f"{info['sigma']:.1f} px, nearest neighbours {info['nn_distance']:.1f} px apart): the "
+            "frames look unrelated, e.g. the motion is far larger than the spacing or the frame "
+            "numbers are wrong; pass search_range (px) to link anyway")
     nu = info.get("nu")
     return pc, {
         "search_range_px": float(search_px),
@@ -292,7 +301,10 @@ def _track_by_sample(detections, **options):
     for k in np.unique(codes):
         idx = np.flatnonzero(codes == k)
         rows = detections.iloc[idx].reset_index(drop=True)
-        out = track(rows, **options)
+        try:
+            out = track(rows, **options)
+        except InputError as err:
+            raise InputError(f"sample {names[k] if k >= 0 else 'nan'!s}: {err}") from err
         info[str(names[k]) if k >= 0 else "nan"] = out.attrs.pop("track")
         positions.append(idx[out.index.to_numpy()])
         parts.append(out)
