@@ -436,6 +436,73 @@ def image_channels(path, *, axes=None, channel_names=None):
     return _channel_names(path, full[1], channel_names, ome_names), full
 
 
+_UM_PER_UNIT = {"µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "micrometer": 1.0, "\\u00B5m": 1.0,
+                "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3, "cm": 1e4,
+                "centimeter": 1e4, "m": 1e6, "meter": 1e6}
+
+
+def image_metadata(path, *, axes=None, channel_names=None):
+    """What a sample sheet and config need to know of an image, from its header only.
+
+    Parameters
+    ----------
+    path : str or Path
+        TIFF or OME-TIFF file.
+    axes, channel_names : optional
+        As for :func:`read_image`.
+
+    Returns
+    -------
+    dict
+        ``channel_names`` (list of str), ``shape`` (T, C, Y, X), ``named`` (True when the
+        names come from ``channel_names`` or the file, not ``ch0, ch1, ...``) and
+        ``pixel_size_um`` (float, or None when the file does not record it: OME
+        PhysicalSizeX, or an ImageJ/TIFF resolution in a length unit).
+    """
+    import tifffile
+
+    names, shape = image_channels(path, axes=axes, channel_names=channel_names)
+    with tifffile.TiffFile(path) as tif:
+        named = channel_names is not None or (tif.is_ome and _tiff_axes_and_channels(tif)[1] is not None)
+        pixel_size = _pixel_size_um(tif)
+    return {"channel_names": names, "shape": shape, "named": bool(named),
+            "pixel_size_um": pixel_size}
+
+
+def _pixel_size_um(tif):
+    """Pixel size in µm recorded by an open TiffFile, or None."""
+    with contextlib.suppress(Exception):
+        if tif.is_ome:
+            import xml.etree.ElementTree as ET
+
+            root = ET.fromstring(tif.ome_metadata)
+            pixels = next(el for el in root.iter() if el.tag.endswith("}Pixels"))
+            if pixels.get("PhysicalSizeX"):
+                unit = pixels.get("PhysicalSizeXUnit", "µm")
+                return float(pixels.get("PhysicalSizeX")) * _UM_PER_UNIT[unit]
+    with contextlib.suppress(Exception):
+        page = tif.pages[0]
+        numerator, denominator = page.tags["XResolution"].value
+        per_unit = numerator / denominator  # pixels per unit
+        if per_unit <= 0:
+            return None
+        if tif.is_imagej and (tif.imagej_metadata or {}).get("unit"):
+            return _UM_PER_UNIT[tif.imagej_metadata["unit"]] / per_unit
+        unit = int(page.tags["ResolutionUnit"].value)
+        if unit == 3:  # centimetre
+            return 1e4 / per_unit
+    return None
+
+
+def write_yaml(path, text):
+    """Write YAML text (already formatted, comments kept), atomically."""
+    import yaml
+
+    yaml.safe_load(text)  # refuse to write what would not read back
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
 def _check_axes(axes, shape, path):
     """Raise InputError unless ``axes`` is one of TCYX, CYX, TYX, YX and fits ``shape``."""
     if len(axes) != len(shape):

@@ -1,0 +1,104 @@
+"""`cytotrail init`: a config and sample sheet for a user's own images (issue 17)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import yaml
+
+from cytotrail import io
+from cytotrail.cli import main
+from cytotrail.io import InputError
+from cytotrail.project import guess_nuclear_channel, sample_names
+
+
+def _multiplexed(path, names=("DNA1", "CD3", "CD20"), pixel_size_um=0.65, frames=2):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 1000, (frames, len(names), 48, 48), dtype=np.uint16)
+    io.write_image(path, image, channel_names=list(names), pixel_size_um=pixel_size_um)
+    return path
+
+
+def _read(outdir):
+    config = yaml.safe_load((outdir / "config" / "config.yaml").read_text())
+    sheet = io.read_table(outdir / "config" / "samples.tsv")
+    return config, sheet
+
+
+def test_multiplexed_image_gives_its_channels_pixel_size_and_no_signatures(tmp_path):
+    image = _multiplexed(tmp_path / "data" / "slide 1#A.ome.tif")
+    assert main(["-q", "init", str(image), "-o", str(tmp_path / "proj")]) == 0
+    config, sheet = _read(tmp_path / "proj")
+    assert config["nuclear_channel"] == "DNA1"
+    assert config["pixel_size_um"] == pytest.approx(0.65)
+    assert config["cluster"]["markers"] == ["CD3", "CD20"]
+    assert config["cluster"]["cell_types"] == {}  # none of the demo's CD3/CD20 signatures
+    assert list(sheet["sample"]) == ["slide_1_A"] and sheet["image"][0] == str(image.resolve())
+    from snakemake.utils import validate
+
+    from conftest import ROOT
+
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+def test_nuclear_only_imagej_movie(tmp_path):
+    movie = tmp_path / "proj" / "movie.tif"  # inside the project: a relative path in the sheet
+    movie.parent.mkdir()
+    tifffile.imwrite(movie, np.zeros((4, 32, 32), np.uint16), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TYX", "unit": "um"})
+    assert main(["-q", "init", str(movie), "-o", str(tmp_path / "proj")]) == 0
+    config, sheet = _read(tmp_path / "proj")
+    assert config["nuclear_channel"] == "ch0" and config["cluster"]["markers"] == []
+    assert config["pixel_size_um"] == pytest.approx(0.5)
+    assert sheet["image"][0] == "movie.tif"
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["CD3", "Hoechst 33342", "CD20"], "Hoechst 33342"),
+    (["Ki67", "H3K27me3"], "H3K27me3"),
+    (["GFP", "SiR-DNA"], "SiR-DNA"),
+    (["DAPI"], "DAPI"),
+    (["PIK3CA", "PI"], "PI"),
+    (["only"], "only"),
+])
+def test_nuclear_channel_is_guessed_from_its_name(names, expected):
+    assert guess_nuclear_channel(names) == expected
+
+
+def test_unclear_nuclear_channel_asks_for_it(tmp_path, capsys):
+    image = _multiplexed(tmp_path / "x.ome.tif", names=("a", "b"))
+    assert main(["init", str(image), "-o", str(tmp_path / "p")]) == 2
+    assert "--nuclear-channel" in capsys.readouterr().err
+    assert main(["-q", "init", str(image), "-o", str(tmp_path / "p"), "--nuclear-channel", "b"]) == 0
+    config, _ = _read(tmp_path / "p")
+    assert config["nuclear_channel"] == "b" and config["cluster"]["markers"] == ["a"]
+    assert main(["init", str(image), "-o", str(tmp_path / "p"), "--nuclear-channel", "b"]) == 2
+    assert "exists" in capsys.readouterr().err  # no silent overwrite of the user's edits
+
+
+def test_images_with_different_pixel_sizes_are_refused(tmp_path, capsys):
+    a = _multiplexed(tmp_path / "a.ome.tif", pixel_size_um=0.5)
+    b = _multiplexed(tmp_path / "b.ome.tif", pixel_size_um=1.0)
+    assert main(["init", str(a), str(b), "-o", str(tmp_path / "p")]) == 2
+    assert "different pixel sizes" in capsys.readouterr().err
+
+
+def test_sample_names_are_safe_and_unique():
+    assert sample_names(["a/x y.ome.tif", "b/x y.tif", "_z.tiff"]) == ["x_y", "x_y_2", "z"]
+    with pytest.raises(InputError):
+        guess_nuclear_channel(["a", "b"], given="c")
+
+
+@pytest.mark.workflow
+def test_init_project_passes_the_workflows_checks(tmp_path):
+    """From `cytotrail init` to the workflow: the pre-flight checks accept what init wrote."""
+    from conftest import planned_jobs
+
+    a = _multiplexed(tmp_path / "data" / "a.ome.tif")
+    b = _multiplexed(tmp_path / "data" / "b.ome.tif", names=("DNA1", "CD20", "CD3", "Ki67"))
+    assert main(["-q", "init", str(a), str(b), "-o", str(tmp_path / "proj")]) == 0
+    config, _ = _read(tmp_path / "proj")
+    assert config["cluster"]["markers"] == ["CD3", "CD20"]  # only those every image has
+    jobs = planned_jobs(tmp_path / "proj")
+    assert jobs["segment_nuclei"] == 2 and jobs["quantify_cells"] == 2
