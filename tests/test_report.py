@@ -124,3 +124,30 @@ def test_report_builds_for_a_sample_with_no_cells(tmp_path):
     proc = snakemake(tmp_path, "results/empty/report/segmentation.png", check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "results" / "empty" / "report" / "tracks.png").stat().st_size > 0
+
+
+def test_nucleus_sizes_are_counted_per_frame():
+    """Labels restart each frame: the histogram counted label 1 of all frames as one nucleus."""
+    labels = np.zeros((20, 40, 40), np.uint32)
+    labels[:, 5:15, 5:15] = 1  # one 100 px nucleus per frame, the same id in every frame
+    labels[:, 20:25, 20:25] = 2
+    areas = report.nucleus_areas(labels)
+    assert sorted(areas.tolist()) == [25] * 20 + [100] * 20
+    assert report.nucleus_areas(labels[0]).tolist() == [100, 25]  # a single frame
+    figure = report.segmentation_figure(labels.astype(np.float32), labels, n_frames=1)
+    hist_ax = figure.axes[-1]
+    edges = [patch.get_x() for patch in hist_ax.patches if patch.get_height() > 0]
+    assert max(edges) < 101  # no bar near 20 x 100 px
+
+
+def test_one_frame_daughter_is_visible_in_the_lineage_plot():
+    tracks = pd.DataFrame({
+        "track_id": [1, 1, 1, 2, 3, 3],
+        "frame": [0, 1, 2, 3, 3, 4],
+        "lineage_id": [1] * 6,
+        "parent_track_id": pd.array([pd.NA, pd.NA, pd.NA, 1, 1, 1], "Int64"),
+    })
+    figure = report.lineage_figure(tracks)
+    bars = [line for line in figure.axes[0].lines if line.get_linestyle() == "-"]
+    widths = sorted(np.ptp(line.get_xdata()) for line in bars)
+    assert len(bars) == 3 and widths[0] > 0.5  # track 2 lives one frame and still shows

@@ -12,6 +12,8 @@ import pandas as pd
 
 __all__ = [
     "heatmap_figure",
+    "lineage_figure",
+    "nucleus_areas",
     "segmentation_figure",
     "summary_table",
     "tracks_figure",
@@ -64,8 +66,7 @@ def segmentation_figure(nuclear, labels, *, n_frames=3, title=""):
     counts = [len(np.unique(f)) - 1 if f.min() == 0 else len(np.unique(f)) for f in labels]
     axes[-2].plot(range(n_total), counts, marker="o", ms=3)
     axes[-2].set(xlabel="frame", ylabel="nuclei", title="nuclei per frame")
-    areas = np.bincount(labels.ravel())[1:]
-    areas = areas[areas > 0]
+    areas = nucleus_areas(labels)
     if len(areas):
         axes[-1].hist(areas, bins=30, color="0.4")
         axes[-1].set(xlabel="area (px)", ylabel="nuclei", title="nucleus size")
@@ -74,6 +75,29 @@ def segmentation_figure(nuclear, labels, *, n_frames=3, title=""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def nucleus_areas(labels):
+    """Area in pixels of every nucleus of every frame (labels restart each frame).
+
+    Parameters
+    ----------
+    labels : (T, Y, X) or (Y, X) ndarray
+        Label stack; label ids are per frame, so the same id in two frames is two nuclei.
+
+    Returns
+    -------
+    (N,) ndarray of int
+        One area per (frame, label), frames in order.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels[np.newaxis]
+    per_frame = []
+    for frame in labels:
+        counts = np.bincount(frame.ravel())[1:]
+        per_frame.append(counts[counts > 0])
+    return np.concatenate(per_frame) if per_frame else np.zeros(0, np.int64)
 
 
 def tracks_figure(tracks, *, title=""):
@@ -248,7 +272,10 @@ def lineage_figure(tracks, *, max_lineages=12, title=""):
         members = spans[spans["lineage"] == lineage].sort_values("start", kind="stable")
         for track_id, span in members.iterrows():
             ypos[track_id] = row
-            ax.plot([span["start"], span["end"]], [row, row], "-", color=f"C{int(lineage) % 10}", lw=2)
+            # a bar over the frames the track lives in (start - 0.4 to end + 0.4): a daughter
+            # that lives a single frame is a short bar, not a zero-length, invisible line
+            ax.plot([span["start"] - 0.4, span["end"] + 0.4], [row, row], "-",
+                    color=f"C{int(lineage) % 10}", lw=2, solid_capstyle="butt")
             parent = span["parent"]
             if pd.notna(parent) and int(parent) in ypos:
                 ax.plot([span["start"] - 0.5] * 2, [ypos[int(parent)], row], ":", color="0.4", lw=1)
