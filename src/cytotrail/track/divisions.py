@@ -30,6 +30,7 @@ __all__ = ["chains", "relink_divisions", "resolve_events", "resolve_merges", "se
 
 MAX_CANDIDATES = 8  # successors considered per cell
 MAX_DAUGHTERS = 6  # nearest cells considered as daughters of a mother
+REACH = 1.5  # neighbourhood of a track start or end re-solved, in (division radius + search range)
 
 
 def chains(frame, segment):
@@ -118,8 +119,8 @@ def relink_divisions(model, succ, pred, *, memory=0, half_divisions=True, time_l
         if len(triggers) == 0:
             continue
         # the neighbourhood of the triggers in both frames, closed under the current links
-        ia, _ = _pairs(triggers, pos[a0:a1], radius + model.search_range)
-        ib, _ = _pairs(triggers, pos[b0:b1], radius + model.search_range)
+        ia, _ = _pairs(triggers, pos[a0:a1], (radius + model.search_range) * REACH)
+        ib, _ = _pairs(triggers, pos[b0:b1], (radius + model.search_range) * REACH)
         local_a = np.unique(a0 + ia)
         local_b = np.unique(b0 + ib)
         if len(local_b) == 0:
