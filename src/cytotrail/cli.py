@@ -264,31 +264,48 @@ def _parser_cluster(sub):
     p = sub.add_parser(
         "cluster",
         help="cluster cells into types (scanpy) and annotate them from marker signatures",
-        description="Assemble per-cell tables (one row per cell, one column per marker feature) into one "
-        "AnnData, transform, PCA, neighbours, Leiden, UMAP, and name cell types from marker signatures.",
+        description="Assemble per-cell tables (one row per cell, one column per marker) into one AnnData, "
+        "transform, PCA, neighbours, Leiden, UMAP, and name cell types from marker signatures or gates. "
+        "Any per-cell table will do: cytotrail's own (<marker>_<compartment>_<stat> columns), or one whose "
+        "columns are named like the markers (MCMICRO/MCQuant, steinbock, scimap, a spreadsheet); "
+        "sample, frame and label columns are optional (fov or imageid name the sample).",
     )
-    p.add_argument("tables", nargs="+", help="per-cell tables (.csv/.parquet/.h5ad)")
+    p.add_argument("tables", nargs="+", help="per-cell tables (.csv/.tsv/.parquet/.h5ad)")
     p.add_argument("-o", "--output", required=True, help="output AnnData (.h5ad)")
-    p.add_argument("--markers", nargs="+", required=True, help="markers to cluster on")
+    p.add_argument("--markers", nargs="*", default=None,
+                   help="markers to cluster on; none: the table is written without clustering")
     p.add_argument("--tracks", nargs="+", default=None,
                    help="track tables joined to the cells on (sample, frame, label)")
-    p.add_argument("--feature", default="cell_mean",
-                   help="column suffix of the marker features: <marker>_<feature> (default cell_mean); "
-                   "'' takes columns named exactly like the markers")
+    p.add_argument("--feature", default=None,
+                   help="column suffix of the marker features: <marker>_<feature>, e.g. cell_mean; "
+                   "'' takes columns named exactly like the markers (default: cell_mean when every "
+                   "marker has such a column, else the columns named like the markers)")
     p.add_argument("--cell-types", default=None,
-                   help="marker signatures per cell type: a YAML/JSON file, or the same inline, e.g. "
-                   "'{T_cell: {positive: [CD3], negative: [CD20]}}'")
+                   help="cell-type signatures: a YAML/JSON file, the same inline (e.g. "
+                   "'{T_cell: {pos: [CD3], neg: [CD20]}, CD8_T: {pos: [CD8], parent: T_cell}}'), or "
+                   "a scimap phenotype workflow (.csv: parent, child, then pos/neg/anypos/anyneg/"
+                   "allpos/allneg per marker)")
+    p.add_argument("--gates", default=None,
+                   help="type by gating: 'auto' (thresholds estimated per marker) or a gates table "
+                   "(.csv, as scimap's manual_gates.csv: markers, gate) on the transformed scale "
+                   "(scimap's gates are log1p: use --transform log1p); markers without a gate get "
+                   "an estimated one")
+    p.add_argument("--background", nargs="+", default=None, metavar="CHANNEL",
+                   help="background channel(s): cells where it is high are flagged "
+                   "(obs background_high) and typed unknown")
+    p.add_argument("--drop-na", action="store_true",
+                   help="leave out rows with NaN or infinite marker values instead of failing")
     p.add_argument("--transform", default="arcsinh", choices=["arcsinh", "percentile", "log1p", "none"])
     p.add_argument("--cofactor", type=float, default=None, help="arcsinh cofactor (default: per marker)")
-    p.add_argument("--resolution", type=float, default=0.1,
-                   help="Leiden resolution (default 0.1: about one cluster per cell type)")
+    p.add_argument("--resolution", type=float, default=None,
+                   help="Leiden resolution (default: chosen from the data, the most stable across seeds)")
     p.add_argument("--n-neighbors", type=int, default=15, help="neighbours in the kNN graph")
     p.add_argument("--level", default="cell", choices=["cell", "track"],
                    help="cluster cell-frames or whole tracks")
     p.add_argument("--annotate", default="cell", choices=["cell", "cluster"],
                    help="cell types from each cell's own signature scores or its cluster's")
     p.add_argument("--min-score", type=float, default=0.2,
-                   help="signature score below which a cell is 'unknown'")
+                   help="without --gates: signature score below which a cell is 'unknown'")
     p.add_argument("--unmatched", default="error", choices=["error", "keep", "drop"],
                    help="cells without a track row (and track rows without a cell): fail, keep "
                    "them without track_id, or drop them")
@@ -302,19 +319,41 @@ def _cmd_cluster(args):
 
     from cytotrail import io
     from cytotrail.cluster import cluster, merge_tables, write_anndata
+    from cytotrail.cluster.pipeline import without_clustering
+    from cytotrail.cluster.tables import check_marker_columns, with_sample
 
-    cells = pd.concat([_read_cells(path) for path in args.tables], ignore_index=True)
+    tables = {}
+    for path in args.tables:
+        table = with_sample(_read_cells(path))
+        if "sample" not in table.columns and len(args.tables) > 1:
+            table.insert(0, "sample", _sample_name(argparse.Namespace(sample=None), path))
+        tables[str(path)] = table
+    markers = list(args.markers or [])
+    extra = list(args.background or [])
+    if markers:
+        check_marker_columns(tables, markers + extra, args.feature)
+    cells = pd.concat(list(tables.values()), ignore_index=True)
     tracks = None
     if args.tracks:
         tracks = pd.concat([io.read_table(path) for path in args.tracks], ignore_index=True)
     table = merge_tables(cells, tracks, unmatched=args.unmatched)
-    signatures = None
-    if args.cell_types:
-        signatures = _read_signatures(args.cell_types)
-    adata = cluster(table, markers=args.markers, feature=args.feature, signatures=signatures,
-                    transform=args.transform, cofactor=args.cofactor, resolution=args.resolution,
-                    n_neighbors=args.n_neighbors, level=args.level, umap=not args.no_umap,
-                    seed=args.seed, annotate=args.annotate, min_score=args.min_score)
+    signatures = _read_signatures(args.cell_types) if args.cell_types else None
+    gates = args.gates
+    if gates is not None and gates != "auto":
+        from cytotrail.cluster.gating import thresholds_from_gates
+
+        gates = thresholds_from_gates(io.read_table(gates))
+    if not markers:
+        if signatures or gates or extra:
+            raise InputError("--cell-types, --gates and --background need --markers")
+        adata = without_clustering(table)
+    else:
+        adata = cluster(table, markers=markers, feature=args.feature, signatures=signatures,
+                        transform=args.transform, cofactor=args.cofactor,
+                        resolution=args.resolution, n_neighbors=args.n_neighbors,
+                        level=args.level, umap=not args.no_umap, seed=args.seed,
+                        annotate=args.annotate, min_score=args.min_score, gates=gates,
+                        background=extra or None, drop_na=args.drop_na)
     write_anndata(args.output, adata)
     log.info("wrote %s: %d observations x %d markers", args.output, adata.n_obs, adata.n_vars)
 
@@ -324,6 +363,11 @@ def _read_signatures(text):
     import yaml
 
     path = Path(text)
+    if path.suffix.lower() in (".csv", ".tsv"):  # a scimap phenotype workflow
+        from cytotrail import io
+        from cytotrail.cluster.gating import signatures_from_workflow
+
+        return signatures_from_workflow(io.read_table(path))
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         if not path.is_file():
             raise InputError(f"cell-type file not found: {path}")
@@ -332,8 +376,10 @@ def _read_signatures(text):
         signatures = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise InputError(f"--cell-types: not valid YAML/JSON ({err})") from err
+    if signatures is None:  # an empty file: no types
+        return None
     if not isinstance(signatures, dict):
-        raise InputError("--cell-types: expected a mapping {type: {positive: [...], negative: [...]}}")
+        raise InputError("--cell-types: expected a mapping {type: {pos: [...], neg: [...]}}")
     return signatures
 
 

@@ -50,6 +50,8 @@ from cytotrail.io import InputError, atomic_path
 
 log = logging.getLogger("cytotrail.cluster")
 
+UMAP_MIN_OBS = 10  # umap-learn's spectral layout needs more points than dimensions + 1
+
 
 def cluster(
     table,
@@ -238,6 +240,24 @@ def cluster(
     return adata
 
 
+def without_clustering(table):
+    """The table as an AnnData without variables, when there are no markers to cluster.
+
+    ``obs`` holds every column (``fov``/``imageid`` copied to ``sample``), ``X`` is
+    (N, 0), and ``uns["cytotrail"]["skipped"]`` says why; no ``leiden`` or
+    ``cell_type``.
+    """
+    import anndata as ad
+
+    obs = _clean_obs(with_sample(table).reset_index(drop=True))
+    obs.index = obs.index.astype(str)
+    adata = ad.AnnData(X=np.zeros((len(obs), 0), np.float32), obs=obs)
+    adata.uns["cytotrail"] = {"params": {"markers": []},
+                              "skipped": "no markers to cluster on: not clustered, not typed"}
+    log.warning("no markers: %d cells written without clustering or cell types", len(obs))
+    return adata
+
+
 def _check_gates(gates, markers, table, feature):
     """Given gates as ``{marker: float}`` ({} for None or "auto"), validated."""
     if gates is None or (isinstance(gates, str) and gates == "auto"):
@@ -302,7 +322,8 @@ def _cluster_graph(adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_tr
     n_obs, n_vars = adata.shape
     informative = int((~constant).sum())
     n_comps = max(1, min(n_pcs, n_vars - 1, n_obs - 1))
-    if n_vars >= 2 and n_obs >= 3 and informative >= 2:
+    n_distinct = len(np.unique(adata.X, axis=0)) if n_obs >= 3 else n_obs
+    if n_vars >= 2 and n_distinct >= 3 and informative >= 2:
         sc.pp.pca(adata, n_comps=min(n_comps, informative), random_state=seed)
         timings["pca"], clock = _lap(clock)
     use_rep = "X" if n_vars <= n_pcs or "X_pca" not in adata.obsm else "X_pca"
@@ -311,8 +332,7 @@ def _cluster_graph(adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_tr
     out = {"n_neighbors": k, "use_rep": use_rep, "n_pcs": int(n_comps),
            "exclude_same_track": groups is not None,
            "resolution": None if resolution is None else float(resolution)}
-    distinct = n_obs >= 3 and informative >= 1 and len(np.unique(adata.X, axis=0)) >= 3
-    if distinct:
+    if n_distinct >= 3 and informative >= 1:
         transformer = KnnTransformer(n_neighbors=k, groups=groups, random_state=seed)
         sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed,
                         transformer=transformer)
@@ -328,12 +348,14 @@ def _cluster_graph(adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_tr
             out["choice"] = {"method": "given", "resolution": float(resolution)}
         leiden(adata, resolution=out["resolution"], seed=seed)
         timings["leiden"], clock = _lap(clock)
-        if umap:
+        if umap and n_obs < UMAP_MIN_OBS:
+            log.warning("%d observations: too few for a UMAP layout, none computed", n_obs)
+        elif umap:
             embed_umap(adata, seed=seed)
             timings["umap"], clock = _lap(clock)
     else:  # too few distinct observations for a graph: one cluster
         log.warning("%d observation(s), %d distinct: one cluster, no graph or UMAP", n_obs,
-                    len(np.unique(adata.X, axis=0)))
+                    n_distinct)
         adata.obs["leiden"] = pd.Categorical(["0"] * n_obs)
         out["choice"] = {"method": "one cluster (fewer than 3 distinct observations)"}
     adata.obs["leiden"] = adata.obs["leiden"].astype(str).astype("category")

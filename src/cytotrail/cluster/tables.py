@@ -51,7 +51,8 @@ def merge_tables(cells, tracks=None, *, unmatched="error"):
             raise InputError(f"{name} table lacks the key column(s) {missing}; it has "
                              f"{list(table.columns)}")
     keys = [k for k in KEYS if k in cells.columns and (tracks is None or k in tracks.columns)]
-    _check_unique(cells, keys, "cells")
+    if "label" in keys:  # a cell is (sample, frame, label); without labels rows are cells
+        _check_unique(cells, keys, "cells")
     if tracks is None:
         return cells.copy()
     if "sample" in cells.columns and "sample" not in tracks.columns and cells["sample"].nunique() > 1:
@@ -162,6 +163,54 @@ def _feature_columns(table, markers, feature):
                 raise InputError(f"marker column {c!r} holds text, not numbers: "
                                  f"{text.iloc[0]!r} in row {text.index[0]}")
     return markers, columns
+
+
+def check_marker_columns(tables, markers, feature=None):
+    """Check that every table has every marker's column, named the same way.
+
+    Parameters
+    ----------
+    tables : dict
+        ``{name (e.g. the file): DataFrame}``.
+    markers : sequence of str
+    feature : str, optional
+        As in :func:`resolve_feature` (guessed per table when None).
+
+    Raises
+    ------
+    InputError
+        Naming the table, the missing markers, and the marker columns it has instead:
+        no marker column at all, markers only some tables have (different names in
+        different samples), or tables whose columns are named differently.
+    """
+    found = {}
+    for name, table in tables.items():
+        used = resolve_feature(table, markers, feature)
+        columns = {m: (f"{m}_{used}" if used else m) for m in markers}
+        missing = [m for m, c in columns.items() if c not in table.columns]
+        found[name] = (used, missing)
+        if len(missing) == len(markers):
+            raise InputError(f"table {name} has no column for any of the markers {list(markers)} "
+                             f"(feature {used!r}); {_has(table)}")
+    for name, (used, missing) in found.items():
+        if missing:
+            others = [n for n, (_, miss) in found.items() if n != name and not set(missing) & set(miss)]
+            where = (f"; present in {others}: name each marker the same way in every table"
+                     if others else f"; {_has(tables[name])}")
+            raise InputError(f"table {name} has no column for markers {missing} "
+                             f"(feature {used!r}){where}")
+    features = {used for used, _ in found.values()}
+    if len(features) > 1:
+        raise InputError("the tables name their marker columns differently: "
+                         + ", ".join(f"{n}: {'<marker>_' + u if u else '<marker>'}"
+                                     for n, (u, _) in found.items())
+                         + "; pass --feature")
+
+
+def _has(table):
+    numeric = [str(c) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])
+               and str(c) not in KEYS]
+    return f"its numeric columns are {numeric}"
 
 
 def marker_values(table, columns, markers, *, drop_na=False):

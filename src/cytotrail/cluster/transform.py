@@ -54,7 +54,7 @@ def _transform(raw, markers, transform, cofactor):
 def _scale(values, max_value=10.0):
     mean = values.mean(axis=0)
     std = values.std(axis=0)
-    constant = ~(std > 0)
+    constant = ~(std > 1e-9 * np.maximum(1.0, np.abs(mean)))  # rounding: identical values
     scaled = (values - mean) / np.where(constant, 1.0, std)
     scaled[:, constant] = 0.0
     return np.clip(scaled, -max_value, max_value), constant
