@@ -531,7 +531,7 @@ def _cmd_init(args):
         log.info("%s: %s (T, C, Y, X), channels %s, nuclear %s, pixel size %s", path, meta["shape"],
                  meta["channel_names"], nuclear[args.images.index(path)],
                  f"{meta['pixel_size_um']:g} µm" if meta["pixel_size_um"] else "not recorded")
-        if not meta["named"]:
+        if not meta["named"] and meta["shape"][1] > 1:
             log.warning("%s records no channel names: set them with --channel-names (or the sheet's "
                         "channel_names column)", path)
     snakefile = Path(__file__).resolve().parents[2] / "Snakefile"

@@ -160,14 +160,17 @@ def signature_markers():
 
 
 def _check_feature():
-    """cluster.feature must be a column suffix that quantify writes: <compartment>_<statistic>."""
+    """cluster.feature must be a column suffix that quantify writes: <compartment>_<statistic>.
+
+    (null, where the schema allows it, lets cytotrail cluster choose.)
+    """
     feature = config["cluster"]["feature"]
     measured = [
         f"{compartment}_{statistic}"
         for compartment in config["quantify"]["compartments"]
         for statistic in config["quantify"]["statistics"]
     ]
-    if config["cluster"]["markers"] and feature not in measured:
+    if config["cluster"]["markers"] and feature is not None and feature not in measured:
         raise WorkflowError(
             f"config key `cluster.feature` is {feature!r}, which quantify does not measure "
             f"with `quantify.compartments` and `quantify.statistics`; measured: {measured}"
