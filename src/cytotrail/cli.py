@@ -286,8 +286,9 @@ def _parser_cluster(sub):
                    "a scimap phenotype workflow (.csv: parent, child, then pos/neg/anypos/anyneg/"
                    "allpos/allneg per marker)")
     p.add_argument("--gates", default=None,
-                   help="type by gating: 'auto' (thresholds estimated per marker) or a gates table "
-                   "(.csv, as scimap's manual_gates.csv: markers, gate) on the transformed scale "
+                   help="type by gating: 'auto' (thresholds estimated per marker), a gates table "
+                   "(.csv, as scimap's manual_gates.csv: markers, gate) or a mapping "
+                   "'{CD3: 1.2, CD20: 0.8}', on the transformed scale "
                    "(scimap's gates are log1p: use --transform log1p); markers without a gate get "
                    "an estimated one")
     p.add_argument("--background", nargs="+", default=None, metavar="CHANNEL",
@@ -338,11 +339,7 @@ def _cmd_cluster(args):
         tracks = pd.concat([io.read_table(path) for path in args.tracks], ignore_index=True)
     table = merge_tables(cells, tracks, unmatched=args.unmatched)
     signatures = _read_signatures(args.cell_types) if args.cell_types else None
-    gates = args.gates
-    if gates is not None and gates != "auto":
-        from cytotrail.cluster.gating import thresholds_from_gates
-
-        gates = thresholds_from_gates(io.read_table(gates))
+    gates = _read_gates(args.gates) if args.gates not in (None, "auto") else args.gates
     if not markers:
         if signatures or gates or extra:
             raise InputError("--cell-types, --gates and --background need --markers")
@@ -356,6 +353,25 @@ def _cmd_cluster(args):
                         background=extra or None, drop_na=args.drop_na)
     write_anndata(args.output, adata)
     log.info("wrote %s: %d observations x %d markers", args.output, adata.n_obs, adata.n_vars)
+
+
+def _read_gates(text):
+    """{marker: gate} from a gates table (.csv/.tsv), or given inline as YAML/JSON."""
+    import yaml
+
+    from cytotrail import io
+    from cytotrail.cluster.gating import thresholds_from_gates
+
+    if Path(text).suffix.lower() in (".csv", ".tsv"):
+        return thresholds_from_gates(io.read_table(text))
+    try:
+        gates = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InputError(f"--gates: not 'auto', a .csv table or a YAML/JSON mapping ({err})") from err
+    if not isinstance(gates, dict):
+        raise InputError(f"--gates: expected 'auto', a .csv gates table or a mapping {{marker: gate}}, "
+                         f"got {text!r}")
+    return gates
 
 
 def _read_signatures(text):

@@ -1,15 +1,26 @@
 rule cluster_cells:
-    """All samples in one AnnData, clustered and annotated with cell types (cytotrail.cluster)."""
+    """All samples in one AnnData, clustered and typed (cytotrail.cluster); no markers: unclustered, no types: clusters only."""
     input:
         cells=all_samples("cells.parquet"),
         tracks=all_samples("tracks.parquet"),
     output:
         f"{RESULTS}/cells.h5ad",
     params:
-        markers=config["cluster"]["markers"],
-        cell_types=json.dumps(config["cluster"]["cell_types"], sort_keys=True),
         options=cli_flags(
             {
+                "markers": config["cluster"]["markers"] or None,
+                "cell_types": (
+                    json.dumps(config["cluster"]["cell_types"], sort_keys=True)
+                    if config["cluster"].get("cell_types")
+                    else None
+                ),
+                "gates": (
+                    json.dumps(config["cluster"]["gates"], sort_keys=True)
+                    if isinstance(config["cluster"].get("gates"), dict)
+                    else config["cluster"].get("gates")
+                ),
+                "background": config["cluster"].get("background") or None,
+                "drop_na": config["cluster"].get("drop_na", False),
                 "feature": config["cluster"]["feature"],
                 "transform": config["cluster"]["transform"],
                 "cofactor": config["cluster"]["cofactor"],
@@ -33,5 +44,4 @@ rule cluster_cells:
         runtime=lambda wildcards, attempt: int(15 + total_input_mb()) * attempt,
     shell:
         "cytotrail cluster {input.cells:q} --tracks {input.tracks:q} -o {output:q} "
-        "--markers {params.markers:q} --cell-types {params.cell_types:q} {params.options} "
-        "> {log:q} 2>&1"
+        "{params.options} > {log:q} 2>&1"
