@@ -25,7 +25,8 @@ def _error_line(capsys):
     return err[-1]
 
 
-@pytest.mark.parametrize("command", ["segment", "track", "quantify", "cluster", "report", "demo", "train"])
+@pytest.mark.parametrize("command", ["init", "segment", "track", "quantify", "cluster", "report", "demo",
+                                     "train"])
 def test_every_stage_documents_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])

@@ -149,3 +149,19 @@ def test_signature_markers_are_checked_against_every_sample_before_any_job(tmp_p
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "cluster.cell_types." in out and "CD20" in out, out[-2000:]
     assert not (tmp_path / "results").exists()
+
+
+def test_rgb_movie_runs_with_explicit_axes_in_the_sheet(tmp_path):
+    """An RGB timelapse needs `axes`; TYXC (samples as channels) passes the sheet's schema."""
+    import numpy as np
+    import tifffile
+
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(tmp_path / "data" / "rgb.tif", np.zeros((2, 32, 32, 3), np.uint8), photometric="rgb")
+    write_config(tmp_path, nuclear_channel="B", **{"cluster.markers": ["R"], "cluster.cell_types": {}})
+    sheet = tmp_path / "config" / "samples.tsv"
+    sheet.write_text("sample\timage\tchannel_names\nrgb\tdata/rgb.tif\tR,G,B\n")
+    proc = snakemake(tmp_path, "--dry-run", check=False)
+    assert proc.returncode != 0 and "RGB samples" in proc.stdout + proc.stderr
+    sheet.write_text("sample\timage\taxes\tchannel_names\nrgb\tdata/rgb.tif\tTYXC\tR,G,B\n")
+    assert planned_jobs(tmp_path)["segment_nuclei"] == 1
