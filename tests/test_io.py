@@ -211,3 +211,12 @@ def test_output_that_is_an_input_is_refused(tmp_path):
         with pytest.raises(InputError, match="refusing to overwrite"):
             io.check_output_is_not_input(output, [None, source])
     io.check_output_is_not_input(tmp_path / "labels.tif", [source])  # a new file is fine
+
+
+def test_label_ids_beyond_uint32_are_refused_not_wrapped(tmp_path):
+    """Ids >= 2**32 became 0 (no cells) without a word."""
+    labels = np.zeros((1, 8, 8), np.uint64)
+    labels[0, 2:4, 2:4] = 2**32
+    tifffile.imwrite(tmp_path / "big.tif", labels)
+    with pytest.raises(InputError, match="big.tif.*beyond uint32"):
+        io.read_labels(tmp_path / "big.tif")

@@ -355,6 +355,11 @@ def read_labels(path):
             raise InputError(f"labels {path} are not integers (dtype {labels.dtype})")
     if labels.min(initial=0) < 0:
         raise InputError(f"labels {path} contain negative values")
+    top = labels.max(initial=0)
+    if top > np.iinfo(np.uint32).max:  # would wrap around (to 0: no cells) as uint32
+        raise InputError(f"labels {path} hold ids up to {int(top)}, beyond uint32 (4294967295); "
+                         "number each frame's labels from 1 (e.g. skimage.segmentation."
+                         "relabel_sequential) and save them as uint32")
     return labels.astype(np.uint32, copy=False)
 
 
