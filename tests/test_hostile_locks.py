@@ -105,3 +105,10 @@ def test_workflow_names_the_other_host_and_the_unlock_command(tmp_path):
     assert proc.returncode != 0 and "login2" in out and "--unlock" in out, out[-2000:]
     assert len(list((tmp_path / ".snakemake" / "locks").glob("*.lock"))) == 2
     assert not (tmp_path / "resources").exists()
+
+
+def test_unwritable_working_directory_is_left_to_snakemake(tmp_path):
+    """A workdir where nothing can be written gave a traceback from the lock bookkeeping."""
+    (tmp_path / ".snakemake").write_text("not a folder")
+    assert register_run(tmp_path) is None
+    assert not release_stale_locks(tmp_path).released

@@ -94,18 +94,19 @@ def register_run(workdir, *, host=None):
         return None
     host = host or socket.gethostname()
     folder = Path(workdir, OWNERS)
-    folder.mkdir(parents=True, exist_ok=True)
     mine = [p for p in _held if p.parent == folder]
     if mine:  # the workflow is parsed more than once in one process
         return mine[0]
     # the random part keeps apart two processes of one PID in different PID namespaces
     path = folder / f"{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.json"
-    fh = open(path, "a+")  # not inherited by jobs: Python opens files non-inheritable
-    _flock(fh)
-    fh.seek(0)
-    fh.truncate()
-    fh.write(json.dumps({"host": host, "pid": os.getpid()}) + "\n")
-    fh.flush()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")  # not inherited by jobs: Python opens files non-inheritable
+        _flock(fh)
+        fh.write(json.dumps({"host": host, "pid": os.getpid()}) + "\n")
+        fh.flush()
+    except OSError:  # a read-only working directory: Snakemake itself says what is wrong
+        return None
     _held[path] = fh
 
     import atexit
@@ -154,18 +155,24 @@ def release_stale_locks(workdir, *, host=None):
         if record.get("host") != host:
             foreign.append(record or {"host": "?", "pid": "?", "record": str(path)})
             continue
-        with open(path) as fh:
-            if _flock(fh):
-                dead.append(path)
-            else:
-                alive.append(record)
+        try:
+            with open(path) as fh:
+                if _flock(fh):
+                    dead.append(path)
+                else:
+                    alive.append(record)
+        except OSError:  # unreadable: not provably dead
+            alive.append(record)
     for path in dead:  # whether or not locks are left: the record is stale
         with contextlib.suppress(OSError):
             path.unlink()
     if not locks or alive or foreign or not dead:
         return LockState(False, foreign, alive, locked=bool(locks))
-    for lock in locks:
-        lock.unlink(missing_ok=True)
+    try:
+        for lock in locks:
+            lock.unlink(missing_ok=True)
+    except OSError:  # a read-only working directory: Snakemake itself says what is wrong
+        return LockState(False, foreign, alive, locked=True)
     return LockState(True, foreign, alive, locked=True)
 
 
