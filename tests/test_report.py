@@ -151,3 +151,15 @@ def test_one_frame_daughter_is_visible_in_the_lineage_plot():
     bars = [line for line in figure.axes[0].lines if line.get_linestyle() == "-"]
     widths = sorted(np.ptp(line.get_xdata()) for line in bars)
     assert len(bars) == 3 and widths[0] > 0.5  # track 2 lives one frame and still shows
+
+
+def test_summary_keeps_a_sample_without_cells():
+    """A sample with no cells was missing from summary.tsv."""
+    obs = pd.DataFrame({"sample": ["b", "b", "a"], "frame": [0, 1, 0], "track_id": [1, 1, 2],
+                        "parent_track_id": pd.array([pd.NA] * 3, "Int64"), "cell_type": ["T", "T", "B"]})
+    table = report.summary_table(obs, samples=["a", "empty", "b"])
+    assert list(table["sample"]) == ["a", "empty", "b"]
+    assert table.set_index("sample").loc["empty"].tolist() == [0] * (len(table.columns) - 1)
+    assert table.set_index("sample").loc["b", "cells"] == 2
+    assert list(report.summary_table(obs)["sample"]) == ["a", "b"]
+    assert list(report.summary_table(obs.iloc[:0], samples=["x"])["sample"]) == ["x"]

@@ -437,6 +437,8 @@ def _parser_report(sub):
     summary = kinds.add_parser("summary", help="figures and table of all samples")
     summary.add_argument("adata", help="clustered AnnData (.h5ad) written by `cytotrail cluster`")
     summary.add_argument("-o", "--outdir", required=True, help="output folder")
+    summary.add_argument("--samples", nargs="+", default=None,
+                         help="every sample of the run: one without cells gets a row of zeros")
     summary.set_defaults(func=_cmd_report_summary)
     prov = kinds.add_parser("provenance", help="the configuration and software versions of a run")
     prov.add_argument("-o", "--outdir", required=True, help="output folder")
@@ -475,7 +477,7 @@ def _cmd_report_summary(args):
     io.save_figure(out / "heatmap.png", report.heatmap_figure(adata))
     io.save_figure(out / "composition.png", report.composition_figure(adata.obs))
     io.save_figure(out / "timeseries.png", report.timeseries_figure(adata))
-    io.write_table(out / "summary.tsv", report.summary_table(adata.obs))
+    io.write_table(out / "summary.tsv", report.summary_table(adata.obs, samples=args.samples))
 
 
 def _cmd_report_provenance(args):

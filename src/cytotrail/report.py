@@ -177,7 +177,7 @@ def heatmap_figure(adata, *, groupby="cell_type"):
     return fig
 
 
-def summary_table(obs):
+def summary_table(obs, *, samples=None):
     """Per-sample counts: frames, cell-frames, tracks, divisions and cells of each type.
 
     Parameters
@@ -185,6 +185,9 @@ def summary_table(obs):
     obs : DataFrame
         ``adata.obs``: ``sample, frame`` and optionally ``track_id``, ``parent_track_id``,
         ``cell_type``.
+    samples : sequence of str, optional
+        Every sample of the run, in the order of the table: a sample without any cell
+        gets a row of zeros instead of no row.
     """
     rows = []
     for sample, cells in obs.groupby("sample", observed=True, sort=True):
@@ -198,7 +201,15 @@ def summary_table(obs):
             for cell_type, n in cells["cell_type"].astype(str).value_counts().sort_index().items():
                 row[f"n_{cell_type}"] = int(n)
         rows.append(row)
-    return pd.DataFrame(rows).fillna(0)
+    table = pd.DataFrame(rows, columns=["sample", "frames", "cells"] if not rows else None)
+    if samples is not None:
+        missing = [s for s in samples if s not in set(table["sample"])]
+        table = pd.concat([table, pd.DataFrame({"sample": missing})], ignore_index=True)
+        table = table.set_index("sample").loc[list(samples)].reset_index()
+    table = table.fillna(0)
+    counts = [c for c in table.columns if c != "sample"]
+    table[counts] = table[counts].astype(int)
+    return table
 
 
 def frame_qc(labels):

@@ -91,6 +91,7 @@ rule report_summary:
         ),
     params:
         outdir=lambda wildcards, output: Path(output.summary).parent,
+        samples=SAMPLES,
         version=VERSION,
     conda:
         "../envs/cytotrail.yaml"
@@ -100,7 +101,8 @@ rule report_summary:
         mem_mb=lambda wildcards, attempt: int(2000 + 10 * total_input_mb()) * attempt,
         runtime=10,
     shell:
-        "cytotrail report summary {input:q} -o {params.outdir:q} > {log:q} 2>&1"
+        "cytotrail report summary {input:q} -o {params.outdir:q} --samples {params.samples:q} "
+        "> {log:q} 2>&1"
 
 
 rule record_provenance:
