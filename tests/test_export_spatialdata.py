@@ -124,6 +124,7 @@ def test_round_trip_with_spatialdata(results, tmp_path):
     assert list(systems) == ["s.2"]
 
 
+@pytest.mark.slow
 @_library_notices
 def test_images_and_labels_alone(results, tmp_path):
     spatialdata = pytest.importorskip("spatialdata", reason="spatialdata is in the `export` extra")
@@ -132,6 +133,7 @@ def test_images_and_labels_alone(results, tmp_path):
     assert not sdata.tables and len(sdata.labels) == sum(SAMPLES.values())
 
 
+@pytest.mark.slow  # the results fixture runs the stage commands (~15 s)
 def test_bad_inputs_fail_before_any_image_is_read(results, tmp_path, capsys):
     out = tmp_path / "out.zarr"
     sheet = results / "config" / "samples.tsv"
@@ -151,6 +153,7 @@ def test_bad_inputs_fail_before_any_image_is_read(results, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow  # the results fixture runs the stage commands (~15 s)
 def test_cli_export_geff_from_a_track_table(results, tmp_path):
     import json
 
@@ -165,6 +168,7 @@ def test_cli_export_geff_from_a_track_table(results, tmp_path):
         [len(tracks)]
 
 
+@pytest.mark.slow  # the results fixture runs the stage commands (~15 s)
 def test_without_spatialdata_the_command_names_the_extra(results, tmp_path, capsys, monkeypatch):
     import sys
 
