@@ -220,3 +220,19 @@ def test_label_ids_beyond_uint32_are_refused_not_wrapped(tmp_path):
     tifffile.imwrite(tmp_path / "big.tif", labels)
     with pytest.raises(InputError, match="big.tif.*beyond uint32"):
         io.read_labels(tmp_path / "big.tif")
+
+
+def test_real_tiffs_are_not_taken_for_truncated_or_ambiguous():
+    """The truncation and axes checks on real microscope files: none refused."""
+    from conftest import shared_data
+
+    files = sorted(shared_data("nuclei", "dsb2018_fluo").rglob("*.tif*"))[::50]
+    files += sorted(shared_data("multiplex", "steinbock-mock").rglob("*.tif*"))
+    assert files
+    for path in files:
+        try:
+            names, shape = io.image_channels(path)
+        except InputError as err:  # a plain 3-D stack asks for its axes: fine
+            assert "without axes metadata" in str(err), err
+        else:
+            assert len(names) == shape[1]
