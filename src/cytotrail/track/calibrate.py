@@ -15,6 +15,9 @@ by zero on degenerate input):
   the mean and spread of the daughters' summed-area ratio, the sisters' area ratio and
   the spread of their midpoint about the mother, which replace the defaults of
   :data:`cytotrail.track.costs.DEFAULT_DIVISION_SCALES` for the final relinking.
+* :func:`birth_death_costs`: how often tracks end and start (daughters and mothers aside)
+  in that pass; a tissue whose cells leave but never appear from nowhere makes a start
+  dearer than an end.
 * :func:`estimate_miss_rate` and :func:`gap_cost`: how often a cell is missed for a frame
   (track ends followed two frames later by a start close by, beyond what chance gives),
   and the cost of a missed frame that follows from it.
@@ -27,7 +30,7 @@ import numpy as np
 from cytotrail.track.costs import DEFAULT_DIVISION_SCALES, _log_ratio
 from cytotrail.track.link import _frame_slices, _mutual_nearest, nearest_neighbour_distance
 
-__all__ = ["calibrate_motion", "estimate_miss_rate", "fit_division_scales", "fit_student_t",
+__all__ = ["birth_death_costs", "calibrate_motion", "estimate_miss_rate", "fit_division_scales", "fit_student_t",
            "gap_cost", "WIDE_DIVISION_SCALES"]
 
 TAIL_PROBABILITY = 1e-4  # fraction of true steps allowed beyond the search range
@@ -260,3 +263,36 @@ def gap_cost(miss_rate, *, base=None):
     if not miss_rate > 0:
         return MAX_GAP_COST
     return float(np.clip(base + np.log(REFERENCE_MISS_RATE / miss_rate), base, MAX_GAP_COST))
+
+
+def birth_death_costs(model, succ, pred, divisions):
+    """Birth and death costs split by how often tracks start and end in the movie.
+
+    The rates are counted on links without gap closing, divisions aside: ``p_birth`` (tracks
+    starting after the first frame, daughters excluded) and ``p_death`` (tracks ending
+    before the last frame, mothers excluded), each per detection with add-one smoothing.
+    Their sum stays that of ``model`` (so a link as long as the search range still costs a
+    birth plus a death); the difference is ``log(p_death / p_birth)``, at most half the sum.
+
+    Returns
+    -------
+    birth, death : float
+        Costs of a track start and end away from the border.
+    rates : dict
+        ``p_birth``, ``p_death``.
+    """
+    frame = model.frame
+    n = len(frame)
+    total = model.birth + model.death
+    if n == 0:
+        return model.birth, model.death, {"p_birth": None, "p_death": None}
+    is_mother = np.zeros(n, bool)
+    is_mother[list(divisions)] = True
+    is_daughter = np.zeros(n, bool)
+    for ds in divisions.values():
+        is_daughter[list(ds)] = True
+    before_last, after_first = frame < frame.max(), frame > frame.min()
+    p_death = (((succ < 0) & ~is_mother & before_last).sum() + 1) / (before_last.sum() + 2)
+    p_birth = (((pred < 0) & ~is_daughter & after_first).sum() + 1) / (after_first.sum() + 2)
+    delta = float(np.clip(np.log(p_death / p_birth) / 2, -total / 4, total / 4))
+    return total / 2 + delta, total / 2 - delta, {"p_birth": float(p_birth), "p_death": float(p_death)}

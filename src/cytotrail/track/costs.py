@@ -72,16 +72,16 @@ class CostModel:
         quarter), and only they may divide with one daughter out of view.
     scales : dict, optional
         Division scales overriding :data:`DEFAULT_DIVISION_SCALES` (same keys).
-    birth_cost : float, optional
-        Cost of a track starting (and of one ending) away from the border; default: as
-        much as a link one search range long, ``(search_range / sigma)**2 / 4``.
+    birth_cost, death_cost : float, optional
+        Cost of a track starting, and of one ending, away from the border; default each:
+        half a link one search range long, ``(search_range / sigma)**2 / 4``.
     gap_cost : float, optional
         Cost of each missed frame inside a track; default :data:`GAP_COST_PER_FRAME`.
     """
 
     def __init__(self, frame, pos, area, intensity, *, search_range, sigma, succ, border=None,
                  persistence=True, orientation=None, elongation=None, scales=None,
-                 birth_cost=None, gap_cost=None):
+                 birth_cost=None, death_cost=None, gap_cost=None):
         self.frame, self.pos, self.area, self.intensity = frame, pos, area, intensity
         self.gap_cost = GAP_COST_PER_FRAME if gap_cost is None else float(gap_cost)
         self.scales = {**DEFAULT_DIVISION_SCALES, **(scales or {})}
@@ -99,7 +99,8 @@ class CostModel:
         self.search_range = float(search_range)
         n_sigma = max(search_range / self.sigma, 3.0)
         # a link as long as the search range costs as much as a death plus a birth
-        self.birth = self.death = n_sigma**2 / 4.0 if birth_cost is None else float(birth_cost)
+        self.birth = n_sigma**2 / 4.0 if birth_cost is None else float(birth_cost)
+        self.death = n_sigma**2 / 4.0 if death_cost is None else float(death_cost)
         self.sigma_a = self._area_sigma(succ) if area is not None else None
         # objects cut by the frame's edge change their visible area as they move in or out:
         # heavy-tailed log area ratios, modelled as Laplace with a scale from the links that

@@ -9,6 +9,7 @@ from cytotrail.io import InputError
 from cytotrail.track.calibrate import (
     MAX_STEP_TO_SPACING,
     WIDE_DIVISION_SCALES,
+    birth_death_costs,
     calibrate_motion,
     estimate_miss_rate,
     fit_division_scales,
@@ -204,21 +205,22 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
 
     n = len(f)
     events = {"velocity_persistence": 0.0, "predicted_step_sigma_px": motion["displacement_sigma_px"],
-              "division_scales": None, "miss_rate": None, "gap_cost_per_frame": None,
+              "division_scales": None, "miss_rate": None, "birth_cost": None, "death_cost": None,
+              "p_birth": None, "p_death": None, "gap_cost_per_frame": None,
               "n_divisions": 0, "n_mothers_split": 0,
               "n_gaps_closed": 0, "n_merges": 0}
     if n == 0:
         return segment, np.zeros(0, np.int64), np.zeros(0, bool), events
     succ, pred = dv.chains(f, segment)
 
-    def model_for(k, scales, gap):
+    def model_for(k, scales, gap, birth=None, death=None):
         s = succ[:k].copy()
         s[s >= k] = -1
         return CostModel(f[:k], pc[:k], _head(cues["area"], k), _head(cues["mean_intensity"], k),
                          search_range=motion["search_range_px"], sigma=motion["displacement_sigma_px"],
                          succ=s, persistence=predict, orientation=_head(cues["orientation"], k),
                          elongation=_head(cues["elongation"], k), border=_head(border, k),
-                         scales=scales, gap_cost=gap)
+                         scales=scales, gap_cost=gap, birth_cost=birth, death_cost=death)
 
     # calibration pass on a prefix of the movie: wide division scales, no gap closing
     k = _calibration_prefix(f)
@@ -230,9 +232,10 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
         s, p, found = dv.relink_divisions(first, s, p, memory=0)
     miss_rate = estimate_miss_rate(first, s, p, found)
     gap = gap_cost(miss_rate)
+    birth, death, rates = birth_death_costs(first, s, p, found)
     scales = fit_division_scales(first, found) if divisions else dict(DEFAULT_DIVISION_SCALES)
     scales.update(division_scales or {})
-    model = model_for(n, scales, gap)
+    model = model_for(n, scales, gap, birth, death)
     found = {}
     if divisions:
         succ_new, pred_new, found = dv.relink_divisions(model, succ, pred, memory=memory)
@@ -248,6 +251,9 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
         "predicted_step_sigma_px": float(model.sigma_pred),
         "division_scales": {k: float(v) for k, v in scales.items()},
         "miss_rate": float(miss_rate),
+        "birth_cost": float(birth),
+        "death_cost": float(death),
+        **rates,
         "gap_cost_per_frame": float(gap),
         "n_divisions": len(found),
         "n_mothers_split": int(sum(succ[m] >= 0 for m in found)),
