@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from cytotrail.segment.diameter import typical_diameter
 from cytotrail.segment.postprocess import maps_to_labels
 from cytotrail.segment.preprocess import equivalent_diameters, normalize, percentiles
 
@@ -455,12 +456,12 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     float or None
         None when no nucleus is found (the caller then segments at the native scale).
     """
-    from cytotrail.segment.classical import estimate_diameter_classical
+    from cytotrail.segment.diameter import estimate_diameter_otsu
 
     n = frames.shape[0]
     picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_frames))})
     d0 = float(config["train_diameter"])
-    found = [d for d in (estimate_diameter_classical(frames[t]) for t in picks) if d]
+    found = [d for d in (estimate_diameter_otsu(frames[t]) for t in picks) if d]
     current = float(np.median(found)) if found else None
     if current is not None and current > _CLASSICAL_TRUST * d0:
         # clumps inflate the Otsu estimate: check it against the network at native scale
@@ -513,7 +514,7 @@ def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device
         if len(d) < 3:
             d = equivalent_diameters(lab)
         diams.extend(d.tolist())
-    return float(np.median(diams)) if diams else None
+    return typical_diameter(diams)  # the median of the objects that are not specks
 
 
 def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size=4, tile_size=None,
