@@ -66,7 +66,7 @@ def _relabel_masks(labels, shape):
 
 
 def segment(frames, *, backend="unet", diameter=None, device="auto", model=None, batch_size=4,
-            progress=False, labels=None, tile_size=None, thresholds=None, workers=None):
+            progress=False, labels=None, tile_size=None, thresholds=None, workers=None, tta=False):
     """Segment the nuclei of every frame.
 
     Parameters
@@ -101,6 +101,9 @@ def segment(frames, *, backend="unet", diameter=None, device="auto", model=None,
         unet backend: threads that turn network maps into labels while the network runs
         on the next tiles (default: 1 on the CPU, up to 8 of this process's cores beside a
         GPU). The labels do not depend on it.
+    tta : bool
+        unet backend: flip test-time augmentation, the network's outputs averaged over the
+        four flips of each tile (four times the network time).
 
     Returns
     -------
@@ -145,4 +148,5 @@ def segment(frames, *, backend="unet", diameter=None, device="auto", model=None,
     from cytotrail.segment.infer import segment_unet
 
     return segment_unet(arr, model=model, diameter=diameter, device=device, batch_size=int(batch_size),
-                        tile_size=tile_size, progress=progress, thresholds=thresholds, workers=workers)
+                        tile_size=tile_size, progress=progress, thresholds=thresholds, workers=workers,
+                        tta=tta)

@@ -518,7 +518,7 @@ def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device
 
 
 def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size=4, tile_size=None,
-                 progress=False, thresholds=None, amp=True, workers=None, postprocess="auto"):
+                 progress=False, thresholds=None, amp=True, workers=None, postprocess="auto", tta=False):
     """Segment (T, Y, X) frames with a U-Net model folder; returns (T, Y, X) uint32.
 
     ``thresholds`` (dict) overrides the model's tuned post-processing thresholds.
@@ -527,6 +527,8 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
     ``postprocess``: ``"auto"`` turns maps into labels on the device on CUDA and MPS
     (:mod:`.postprocess_torch`) and with numba on the CPU, where that is faster;
     ``"torch"`` or ``"host"`` force one (the labels agree up to watershed ties).
+    ``tta``: average the network's outputs over the four flips of each tile in the final
+    pass (:class:`.net.FlipTTA`; four times the network time; the diameter estimate runs without).
     """
     if postprocess not in ("auto", "torch", "host"):
         from cytotrail.io import InputError
@@ -547,6 +549,10 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
             diameter = float(config["train_diameter"])
         if progress:
             log.info("segment: estimated nucleus diameter %.1f px", diameter)
+    if tta:
+        from cytotrail.segment.net import FlipTTA
+
+        net, maps_cache = FlipTTA(net), None
     return _segment_tiles(frames, net=net, config=config, thresholds=tuned, device=dev,
                           diameter=float(diameter), batch_size=batch_size, tile_size=tile_size,
                           amp=amp, progress=progress, maps_cache=maps_cache, workers=workers,

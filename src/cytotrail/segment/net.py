@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["UNet"]
+__all__ = ["UNet", "FlipTTA"]
 
 
 class _Block(nn.Sequential):
@@ -66,3 +66,26 @@ class UNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = merge(torch.cat([up(x), skip], dim=1))
         return self.head(x)
+
+
+class FlipTTA(nn.Module):
+    """Flip test-time augmentation: a network's logits averaged over the four flips of its input.
+
+    Wraps a :class:`UNet` (same input and output shapes, same ``multiple``); each flipped
+    output is flipped back before averaging. Costs four network passes.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    @property
+    def multiple(self):
+        """Input height and width must be multiples of this."""
+        return self.net.multiple
+
+    def forward(self, x):
+        out = self.net(x)
+        for dims in ((-1,), (-2,), (-2, -1)):
+            out = out + torch.flip(self.net(torch.flip(x, dims)), dims)
+        return out / 4
