@@ -222,7 +222,10 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
                          elongation=_head(cues["elongation"], k), border=_head(border, k),
                          scales=scales, gap_cost=gap, birth_cost=birth, death_cost=death)
 
-    # calibration pass on a prefix of the movie: wide division scales, no gap closing
+    # calibration pass on a prefix of the movie, with wide division scales: the miss rate
+    # from the links between consecutive frames, then gaps of one frame closed (divisions
+    # across them included) at the cost that rate gives, then the rates of starts and ends
+    # and the division scales from the divisions found
     k = _calibration_prefix(f)
     first = model_for(k, WIDE_DIVISION_SCALES, None)
     s, p = succ[:k].copy(), pred[:k].copy()
@@ -232,6 +235,10 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
         s, p, found = dv.relink_divisions(first, s, p, memory=0)
     miss_rate = estimate_miss_rate(first, s, p, found)
     gap = gap_cost(miss_rate)
+    if memory:
+        first.gap_cost = gap
+        s, p, found, _ = dv.resolve_events(first, s, p, found, memory=1,
+                                           find_divisions=bool(divisions))
     birth, death, rates = birth_death_costs(first, s, p, found)
     scales = fit_division_scales(first, found) if divisions else dict(DEFAULT_DIVISION_SCALES)
     scales.update(division_scales or {})
