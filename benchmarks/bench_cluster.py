@@ -157,7 +157,7 @@ def synthetic():
               flush=True)
     df = pd.DataFrame(rows)
     summary = df.groupby(["case", "background", "markers"])[["ari_cell_type", "ari_leiden"]]
-    print("\nmin / mean ARI over the cases (defaults: resolution 0.1, n_neighbors 15):")
+    print("\nmin / mean ARI over the cases (defaults: resolution from the data, n_neighbors 15):")
     print(summary.agg(["min", "mean"]).round(3).to_string())
 
 
