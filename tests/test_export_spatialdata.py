@@ -13,10 +13,9 @@ from cytotrail.export.spatialdata import annotate_regions, element_names, scale_
 from cytotrail.io import InputError
 from cytotrail.synth import make_timelapse, write_dataset
 
-# Warnings of spatialdata's own dependencies, not of cytotrail's calls: its zarr writer announces
-# a future zarr default on every array, and ome-zarr deprecates a class that spatialdata imports.
+# A warning of spatialdata's own dependencies, not of cytotrail's calls: ome-zarr deprecates a
+# class that spatialdata uses when it is imported.
 LIBRARY_NOTICES = [
-    pytest.mark.filterwarnings("ignore:zarr v3 autosharding will be the default:UserWarning"),
     pytest.mark.filterwarnings("ignore:Call to deprecated class Scaler:DeprecationWarning"),
 ]
 

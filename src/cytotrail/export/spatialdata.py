@@ -13,6 +13,8 @@ napari-spatialdata colours nuclei by any marker or cell type. Needs the ``export
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -159,7 +161,9 @@ def write_spatialdata(path, sdata):
     """Write a SpatialData object as a zarr store, atomically (an existing one is replaced)."""
     from cytotrail.export._files import atomic_dir
 
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path) as tmp, warnings.catch_warnings():
+        # zarr announces a future default once per array written: noise for the user
+        warnings.filterwarnings("ignore", "zarr v3 autosharding", UserWarning)
         tmp.rmdir()  # spatialdata creates the store itself
         sdata.write(tmp, update_sdata_path=False)
     return path
