@@ -1,8 +1,10 @@
 """Tracking: link detections across frames into tracks with divisions and lineages.
 
 The stage takes one row per cell per frame (``frame, y, x`` plus optional ``area``,
-``mean_intensity``), links the rows of successive frames with trackpy on drift-corrected
-positions, then finds divisions (a mother ending where two daughters start) and closes gaps.
+``mean_intensity``), fits the movie's motion and division model to the movie itself
+(:mod:`cytotrail.track.calibrate`), links the rows of successive frames with trackpy on
+drift-corrected positions, then finds divisions (a mother ending where two daughters start)
+and closes gaps with the costs of :mod:`cytotrail.track.costs`.
 
 >>> from cytotrail.synth import make_timelapse
 >>> from cytotrail.track import track

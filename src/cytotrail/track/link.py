@@ -1,4 +1,4 @@
-"""Frame-to-frame linking with trackpy, on drift-corrected positions, with adaptive defaults."""
+"""Frame-to-frame linking with trackpy, on drift-corrected positions; the common drift."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 
 from cytotrail.io import InputError
 
-__all__ = ["estimate_drift", "estimate_search_range", "link_frames", "validate_detections"]
+__all__ = ["estimate_drift", "link_frames", "nearest_neighbour_distance", "validate_detections"]
 
 OUTPUT_COLUMNS = ("track_id", "parent_track_id", "lineage_id", "generation")
 
@@ -53,7 +53,7 @@ def validate_detections(detections, *, pos_columns=("y", "x")):
 
 
 # --------------------------------------------------------------------------------------
-# drift and search range
+# drift
 
 
 def _mutual_nearest(a, b, shift):
@@ -180,47 +180,6 @@ def estimate_drift(frame, pos, *, iterations=4, max_drift=None):
     offset = np.repeat(cumulative, stops - starts, axis=0)
     table = pd.DataFrame({"frame": frames, "dy": steps[:, 0], "dx": steps[:, 1], "n_matches": counts})
     return offset, table
-
-
-def estimate_search_range(frame, pos, *, n_sigma=5.0):
-    """Search range (px) from frame-to-frame displacements of drift-corrected positions.
-
-    The displacement scale is the robust (MAD) standard deviation of the components of the
-    mutual-nearest-neighbour displacements; the range is ``n_sigma`` times it, at least
-    2 px and at most the median nearest-neighbour distance.
-
-    Returns
-    -------
-    search_range : float
-    info : dict
-        ``sigma`` (px per axis per frame) and ``nn_distance`` (px).
-    """
-    frames, starts, stops = _frame_slices(frame)
-    nn = nearest_neighbour_distance(frame, pos)
-    comps = []
-    for k in range(1, len(frames)):
-        if frames[k] - frames[k - 1] != 1:
-            continue
-        a = pos[starts[k - 1]:stops[k - 1]]
-        b = pos[starts[k]:stops[k]]
-        i, j = _mutual_nearest(a, b, np.zeros(2))
-        d = b[j] - a[i]
-        if np.isfinite(nn):
-            d = d[np.hypot(*d.T) < nn * 0.75]
-        comps.append(d.ravel())
-    comps = np.concatenate(comps) if comps else np.zeros(0)
-    if len(comps) >= 4:
-        sigma = 1.4826 * float(np.median(np.abs(comps - np.median(comps))))
-    else:
-        sigma = np.nan
-    if not np.isfinite(sigma) or sigma <= 0:
-        search = nn * 0.5 if np.isfinite(nn) else 10.0
-    else:
-        search = n_sigma * sigma
-        if np.isfinite(nn):
-            search = min(search, nn)
-    search = float(max(search, 2.0))
-    return search, {"sigma": sigma, "nn_distance": nn}
 
 
 # --------------------------------------------------------------------------------------

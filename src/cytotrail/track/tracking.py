@@ -48,9 +48,10 @@ def track(
         with several values: each sample is tracked on its own (ids restart at 1).
     search_range : float, optional
         Largest displacement between consecutive frames after drift correction, in px
-        (in µm when ``pixel_size_um`` is given). Default: adapted to the data, five robust
-        standard deviations of the frame-to-frame displacements, at most the typical
-        nearest-neighbour distance.
+        (in µm when ``pixel_size_um`` is given). Default: fitted to the movie, the reach of
+        a heavy-tailed (Student t) fit to the confident frame-to-frame steps that only
+        1 in 10^4 steps exceeds, at most the typical nearest-neighbour distance (see
+        :func:`cytotrail.track.calibrate.calibrate_motion`).
     memory : int
         Frames a cell may be missed and still be linked across the gap.
     divisions : bool
@@ -69,6 +70,9 @@ def track(
         ["image_shape"]`` when present.
     link_strategy : str
         trackpy's subnet solver (``'auto'``, ``'hybrid'``, ``'numba'``, ``'recursive'``).
+    division_scales : dict, optional
+        Overrides of the fitted division scales (keys of
+        :data:`cytotrail.track.costs.DEFAULT_DIVISION_SCALES`, e.g. ``{"division_cost": 4}``).
 
     Returns
     -------
@@ -79,23 +83,33 @@ def track(
         ``border_track`` (some detection of the track touches the frame border) and
         ``merged`` (the detection holds two cells that were segmented as one; the other
         cell's track skips those frames) added or replaced. ``attrs["track"]`` holds the
-        parameters actually used (search range, drift, displacement spread) and counts of
+        parameters actually used and fitted (search range, step scale and tail, drift,
+        missed-frame rate and cost, birth and death costs, division scales) and counts of
         divisions, split mothers, closed gaps and resolved merges. Equal inputs give equal
         outputs, also when the rows are shuffled or the field is translated.
 
     Notes
     -----
-    1. Drift: the common shift of the field between frames (median of mutual nearest-
-       neighbour displacements, a 2-D vote after sudden jumps) is removed.
+    1. Motion model (:func:`_calibrate_motion`): the common shift of the field between
+       frames (median of mutual nearest-neighbour displacements, a 2-D vote after sudden
+       jumps) is removed; the step scale and search range are fitted to the movie. Steps as
+       long as the spacing (unrelated frames) stop with an ``InputError`` unless
+       ``search_range`` is given.
     2. Frame-to-frame links: ``trackpy.link_iter`` on the drift-corrected positions with
        its adaptive search for crowded subnetworks (smaller ranges, never an exception).
-    3. Division-aware relinking: around every track start or end, the links between the two
+    3. Calibration pass (:func:`_resolve_events`, on the first
+       :data:`CALIBRATION_DETECTIONS` detections): steps 4-5 with wide division scales,
+       from which the missed-frame rate (hence the cost of a gap), the rates of track
+       starts and ends (hence birth and death costs) and the division scales (summed and
+       sister area ratios, midpoint spread) are fitted. All fitted values are in
+       ``attrs["track"]``.
+    4. Division-aware relinking: around every track start or end, the links between the two
        frames are solved again as a small integer program (scipy's HiGHS MILP) that may
        also choose divisions and bridge gaps of up to ``memory`` frames; costs combine
        displacement from the predicted position, area ratios and, for divisions, the
        sisters' similarity, their still touching each other and their lying along the
        mother's long axis.
-    4. Remaining gaps and divisions across missed frames, then merges (two cells segmented
+    5. Remaining gaps and divisions across missed frames, then merges (two cells segmented
        as one for a while) are resolved; see :mod:`cytotrail.track.divisions`.
     """
     memory, min_length = _check_options(memory, min_length, search_range, pixel_size_um)
