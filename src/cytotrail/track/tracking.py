@@ -208,10 +208,11 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
                     division_scales):
     """Steps 2-4: divisions, gaps and merges on top of the frame-to-frame links.
 
-    Divisions are found twice: first with wide division scales on the first
-    :data:`CALIBRATION_DETECTIONS` detections, whose divisions fit the scales
-    (:func:`~cytotrail.track.calibrate.fit_division_scales`), then on the whole movie with
-    the fitted scales (``division_scales`` entries override them).
+    Divisions are found twice: first by :func:`_calibration_pass` with wide division scales
+    on the first :data:`CALIBRATION_DETECTIONS` detections, which fits the event costs and
+    division scales, then on the whole movie with the fitted ones (``division_scales``
+    entries override the scales). A second calibration pass was tried (frames 0-7 of the
+    epidermis movie): no gain.
 
     Returns segment ids, parent segments, the merged flags and the provenance dict.
     """
@@ -227,36 +228,23 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
         return segment, np.zeros(0, np.int64), np.zeros(0, bool), events
     succ, pred = dv.chains(f, segment)
 
-    def model_for(k, scales, gap, birth=None, death=None):
+    def model_for(k, fitted):
         s = succ[:k].copy()
         s[s >= k] = -1
         return CostModel(f[:k], pc[:k], _head(cues["area"], k), _head(cues["mean_intensity"], k),
                          search_range=motion["search_range_px"], sigma=motion["displacement_sigma_px"],
                          succ=s, persistence=predict, orientation=_head(cues["orientation"], k),
                          elongation=_head(cues["elongation"], k), border=_head(border, k),
-                         scales=scales, gap_cost=gap, birth_cost=birth, death_cost=death)
+                         scales=fitted["scales"], gap_cost=fitted["gap"], birth_cost=fitted["birth"],
+                         death_cost=fitted["death"])
 
-    # calibration pass on a prefix of the movie, with wide division scales: the miss rate
-    # from the links between consecutive frames, then gaps of one frame closed (divisions
-    # across them included) at the cost that rate gives, then the rates of starts and ends
-    # and the division scales from the divisions found
     k = _calibration_prefix(f)
-    first = model_for(k, WIDE_DIVISION_SCALES, None)
-    s, p = succ[:k].copy(), pred[:k].copy()
-    s[s >= k] = -1
-    found = {}
-    if divisions:
-        s, p, found = dv.relink_divisions(first, s, p, memory=0)
-    miss_rate = estimate_miss_rate(first, s, p, found)
-    gap = gap_cost(miss_rate)
-    if memory:
-        first.gap_cost = gap
-        s, p, found, _ = dv.resolve_events(first, s, p, found, memory=1,
-                                           find_divisions=bool(divisions))
-    birth, death, rates = birth_death_costs(first, s, p, found)
-    scales = fit_division_scales(first, found) if divisions else dict(DEFAULT_DIVISION_SCALES)
-    scales.update(division_scales or {})
-    model = model_for(n, scales, gap, birth, death)
+    wide = {"scales": WIDE_DIVISION_SCALES, "gap": None, "birth": None, "death": None}
+    fitted = _calibration_pass(model_for(k, wide), succ, pred, memory=memory, divisions=divisions)
+    fitted["scales"].update(division_scales or {})
+    scales, gap, birth, death = fitted["scales"], fitted["gap"], fitted["birth"], fitted["death"]
+    miss_rate, rates = fitted["miss_rate"], fitted["rates"]
+    model = model_for(n, fitted)
     found = {}
     if divisions:
         succ_new, pred_new, found = dv.relink_divisions(model, succ, pred, memory=memory)
@@ -282,6 +270,40 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
         "n_merges": int(n_merges),
     })
     return segment, parent_seg, merged, events
+
+
+def _calibration_pass(model, succ, pred, *, memory, divisions):
+    """Fit the event costs and division scales on ``model``'s detections (a prefix).
+
+    Divisions are found with ``model``'s division scales on the links between consecutive
+    frames; the miss rate comes from those links, then gaps of one frame are closed
+    (divisions across them included) at the cost that rate gives; the rates of starts and
+    ends and the division scales come from the result.
+
+    Returns
+    -------
+    dict
+        ``scales, gap, birth, death, miss_rate, rates`` (as :class:`CostModel` takes them).
+    """
+    from cytotrail.track import divisions as dv
+
+    k = len(model.frame)
+    s, p = succ[:k].copy(), pred[:k].copy()
+    s[s >= k] = -1
+    p[p >= k] = -1
+    found = {}
+    if divisions:
+        s, p, found = dv.relink_divisions(model, s, p, memory=0)
+    miss_rate = estimate_miss_rate(model, s, p, found)
+    gap = gap_cost(miss_rate)
+    if memory:
+        model.gap_cost = gap
+        s, p, found, _ = dv.resolve_events(model, s, p, found, memory=1,
+                                           find_divisions=bool(divisions))
+    birth, death, rates = birth_death_costs(model, s, p, found)
+    scales = fit_division_scales(model, found) if divisions else dict(DEFAULT_DIVISION_SCALES)
+    return {"scales": scales, "gap": gap, "birth": birth, "death": death,
+            "miss_rate": miss_rate, "rates": rates}
 
 
 def _calibration_prefix(f):
