@@ -1,6 +1,6 @@
 """Self-calibration: the motion and division model of a movie, estimated from the movie.
 
-Two fits, each robust and bounded (a fixed, small number of iterations; never a division
+Four fits, each robust and bounded (a fixed, small number of iterations; never a division
 by zero on degenerate input):
 
 * :func:`calibrate_motion`: the common drift per frame (:func:`~cytotrail.track.link.
@@ -30,8 +30,8 @@ import numpy as np
 from cytotrail.track.costs import DEFAULT_DIVISION_SCALES, _log_ratio
 from cytotrail.track.link import _frame_slices, _mutual_nearest, nearest_neighbour_distance
 
-__all__ = ["birth_death_costs", "calibrate_motion", "estimate_miss_rate", "fit_division_scales", "fit_student_t",
-           "gap_cost", "WIDE_DIVISION_SCALES"]
+__all__ = ["WIDE_DIVISION_SCALES", "birth_death_costs", "calibrate_motion", "estimate_miss_rate",
+           "fit_division_scales", "fit_student_t", "gap_cost", "t_radius"]
 
 TAIL_PROBABILITY = 1e-4  # fraction of true steps allowed beyond the search range
 MIN_SEARCH_PX = 2.0
@@ -196,11 +196,12 @@ def fit_division_scales(model, divisions, *, min_divisions=MIN_DIVISIONS):
             scales["sum_area_mean"] = float(np.clip(mean, -0.7, 0.7))
             # spreads never below the defaults: those are the tightest a division looks
             # through segmentation noise; a few near-perfect divisions must not forbid the rest
-            scales["sum_area_sigma"] = float(np.clip(spread, DEFAULT_DIVISION_SCALES["sum_area_sigma"], 0.6))
+            floor = DEFAULT_DIVISION_SCALES
+            scales["sum_area_sigma"] = float(np.clip(spread, floor["sum_area_sigma"], 0.6))
             sister = np.abs(_log_ratio(a[d1], a[d2])[ok])
             # |log ratio| of two alike sisters is half-normal: its median is 0.674 sigma
             scales["sister_area_sigma"] = float(np.clip(np.median(sister) / 0.674,
-                                                        DEFAULT_DIVISION_SCALES["sister_area_sigma"], 1.0))
+                                                        floor["sister_area_sigma"], 1.0))
     return scales
 
 
