@@ -44,6 +44,9 @@ def test_package_holds_every_file_with_its_checksum(shipped_package):
     assert [step["kwargs"]["min_percentile"], step["kwargs"]["max_percentile"]] == \
         config["normalization"]["percentiles"]
     assert rdf["outputs"][0]["postprocessing"] == [{"id": "sigmoid"}]
+    # blockwise consumers crop a halo; the smallest input keeps a core beside it
+    halos = [axis["halo"] for axis in rdf["outputs"][0]["axes"][2:]]
+    assert halos == [32, 32] and rdf["inputs"][0]["axes"][2]["size"]["min"] > 2 * halos[0]
     # what the format cannot express is documented and shipped
     readme = (folder / rdf["documentation"]).read_text()
     assert "## Validation" in readme and "watershed" in readme
@@ -110,6 +113,15 @@ def test_bad_models_name_the_folder(tmp_path, trained_model):
     with pytest.raises(InputError, match=str(other)):
         export_model(tmp_path / "pkg", other)
     assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.parametrize("command", [["export-model"], ["export"], ["export", "spatialdata"],
+                                     ["export", "geff"]])
+def test_export_commands_document_themselves(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: cytotrail" in capsys.readouterr().out
 
 
 def test_cli_export_model(trained_model, tmp_path, capsys):

@@ -34,8 +34,11 @@ __all__ = ["FORMAT_VERSION", "DEFAULT_AUTHORS", "model_rdf", "reference_tensors"
 
 FORMAT_VERSION = "0.5.4"
 DEFAULT_AUTHORS = ({"name": "cytotrail contributors"},)
+# margin that tiling consumers crop from each output block (declared as the outputs' halo); the
+# U-Net's receptive field reaches about 45 px, cytotrail's own tiles keep a 64 px margin
+_HALO = 32
 # input height and width: at least this, in steps of the U-Net's multiple
-_MIN_SIZE = 64
+_MIN_SIZE = 2 * _HALO + 64
 _TEST_SHAPE = (256, 256)
 _TEST_SEED = 0
 _CITE = (
@@ -114,8 +117,8 @@ divided by the nucleus's largest distance).
   across (training diameter {config.get('train_diameter', '?')} px). cytotrail estimates the
   diameter and rescales frames whose nuclei are more than 1.2x off; resize your images so
   nuclei are about {config.get('train_diameter', '?')} px across before running this package.
-- Tiling: cytotrail runs tiles of {config.get('tile_size', '?')} px with a {config.get('tile_margin', '?')} px margin; use a
-  halo of at least 32 px when tiling.
+- Tiling: cytotrail runs tiles of {config.get('tile_size', '?')} px with a {config.get('tile_margin', '?')} px margin; the outputs
+  declare a halo of {_HALO} px that blockwise consumers crop.
 - Labels: seeds are the centre-ness peaks of prominence >= `h` above `seed`, grown over
   `foreground` by a watershed; objects smaller than `min_area` x the area of a disc of the
   nucleus diameter are removed. Thresholds (`thresholds.json`): {json.dumps(thresholds, sort_keys=True)}.
@@ -178,7 +181,8 @@ def model_rdf(config, files, *, description, authors=DEFAULT_AUTHORS, version=No
         return {"type": "space", "id": axis, "size": {"min": _MIN_SIZE, "step": multiple}}
 
     def space_out(axis):
-        return {"type": "space", "id": axis, "size": {"tensor_id": "raw", "axis_id": axis}}
+        return {"type": "space", "id": axis, "size": {"tensor_id": "raw", "axis_id": axis},
+                "halo": _HALO}
 
     inputs = [{
         "id": "raw",
@@ -348,7 +352,7 @@ def export_model(outdir, model=None, *, authors=DEFAULT_AUTHORS, description=Non
         shutil.copyfile(folder / config.get("weights", "weights.pt"), tmp / names["state_dict"])
         shutil.copyfile(net_module.__file__, tmp / names["architecture"])
         # traced on a small frame: the sizes flow through the graph, any multiple of 8 runs
-        _trace(net, torch.zeros(1, 1, _MIN_SIZE, _MIN_SIZE)).save(str(tmp / names["torchscript"]))
+        _trace(net, torch.zeros(1, 1, 64, 64)).save(str(tmp / names["torchscript"]))
         np.save(tmp / names["test_input"], test_input)
         np.save(tmp / names["test_output"], test_output)
         tifffile.imwrite(tmp / names["sample_input"], test_input[0, 0])
