@@ -12,10 +12,14 @@ same maps, in the same run:
 - ``maps_to_labels`` whole: as shipped, against the same function with skimage's
   h_maxima, and how many label images are identical.
 
+- ``maps_to_labels_torch`` (the device path of issue 14, here on the CPU or ``--device``)
+  against ``maps_to_labels``: time, identical label images, objects matched at
+  IoU >= 0.95, and, on dsb2018, AP@0.5 against the true masks for both.
+
 Images: a synthetic 2048 x 2048 frame (4000 nuclei), and the dsb2018_fluo `val` images
 at 3 diameters when ../shared/data is present.
 
-Usage: .venv/bin/python benchmarks/bench_postprocess.py [--threads N]
+Usage: .venv/bin/python benchmarks/bench_postprocess.py [--threads N] [--device D] [--skip-skimage]
 """
 
 from __future__ import annotations
@@ -76,9 +80,51 @@ def compare(cases, thresholds):
           f"{t_lab_sk / t_lab_ours:5.1f}x   identical labels in {same_labels}/{n}")
 
 
+def compare_torch(cases, thresholds, device, truths=None):
+    """maps_to_labels_torch against maps_to_labels on (name, fg, centre, diameter) cases."""
+    import torch
+
+    from cytotrail.segment.metrics import average_precision, match_labels
+    from cytotrail.segment.postprocess import maps_to_labels
+    from cytotrail.segment.postprocess_torch import maps_to_labels_torch
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    t_host = t_dev = 0.0
+    identical = matched = objects = 0
+    ap_host, ap_dev = [], []
+    for k, (_, fg, centre, diameter) in enumerate(cases):
+        (host, _), t = _timed(maps_to_labels, fg, centre, diameter=diameter, thresholds=thresholds)
+        t_host += t
+        fg_d, centre_d = torch.from_numpy(fg).to(device), torch.from_numpy(centre).to(device)
+        sync()
+        t = time.perf_counter()
+        dev, _ = maps_to_labels_torch(fg_d, centre_d, diameter=diameter, thresholds=thresholds)
+        dev = dev[0].cpu().numpy()
+        t_dev += time.perf_counter() - t
+        identical += bool(np.array_equal(host, dev))
+        n = max(int(host.max()), int(dev.max()))
+        objects += n
+        matched += match_labels(host, dev, iou=0.95)["tp"] if n else 0
+        if truths is not None:
+            ap_host.append(average_precision(truths[k], host, thresholds=(0.5,))[0.5])
+            ap_dev.append(average_precision(truths[k], dev, thresholds=(0.5,))[0.5])
+    n = len(cases)
+    print(f"  torch ({device.type})  {t_dev:7.2f} s   numba/scipy {t_host:7.2f} s   "
+          f"torch / host time {t_dev / t_host:5.2f}   identical labels in {identical}/{n}   "
+          f"objects matched at IoU >= 0.95: {matched}/{objects} ({100 * matched / max(objects, 1):.2f} %)")
+    if truths is not None:
+        print(f"  AP@0.5 against the true masks: numba/scipy {np.mean(ap_host):.4f}   torch "
+              f"{np.mean(ap_dev):.4f}   difference {np.mean(ap_dev) - np.mean(ap_host):+.4f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="device of the torch post-processing")
+    parser.add_argument("--skip-skimage", action="store_true", help="only the torch comparison")
     args = parser.parse_args()
     import torch
 
@@ -87,7 +133,10 @@ def main():
     from cytotrail.segment.postprocess import h_maxima
     from cytotrail.synth import make_timelapse
 
+    from cytotrail.segment.device import select_device
+
     torch.set_num_threads(args.threads)
+    device = select_device(args.device)
     net, config, thresholds = load_model(None)
     h_maxima(np.zeros((8, 8), np.float32), 0.1)  # numba: load or compile the kernel first
 
@@ -98,17 +147,22 @@ def main():
     frame = make_timelapse(n_frames=1, shape=(2048, 2048), n_cells=4000, diameter=18, seed=3).image[0, 0]
     m = maps(frame, 18.0)
     print("synthetic 2048 x 2048 frame, 4000 nuclei, 1 map")
-    compare([("synthetic", m[0], m[1], 18.0)], thresholds)
+    if not args.skip_skimage:
+        compare([("synthetic", m[0], m[1], 18.0)], thresholds)
+    compare_torch([("synthetic", m[0], m[1], 18.0)], thresholds, device)
     val = dsb_val()
     if not val:  # dsb_val() has said why
         return 0
-    cases = []
-    for k, (image, _) in enumerate(val):
+    cases, truths = [], []
+    for k, (image, truth) in enumerate(val):
         for d in (9.0, 18.0, 30.0):
             m = maps(image, d)
             cases.append((f"val{k}@{d}", m[0], m[1], d))
+            truths.append(truth)
     print(f"dsb2018_fluo val: {len(val)} images x 3 diameters (9, 18, 30 px) = {len(cases)} maps")
-    compare(cases, thresholds)
+    if not args.skip_skimage:
+        compare(cases, thresholds)
+    compare_torch(cases, thresholds, device, truths)
     return 0
 
 
