@@ -100,6 +100,10 @@ def reference_tensors(net, config, *, shape=_TEST_SHAPE, seed=_TEST_SEED):
 
 def _readme(name, card, config, thresholds):
     lo, hi = config.get("normalization", {}).get("percentiles", (1.0, 99.8))
+    d_min, d_max = config.get("diameter_range", ("?", "?"))
+    diameter = config.get("train_diameter", "?")
+    tile, margin = config.get("tile_size", "?"), config.get("tile_margin", "?")
+    tuned = json.dumps(thresholds, sort_keys=True)
     return f"""# {name}: cytotrail's nuclei U-Net as a bioimage.io model
 
 Written by `cytotrail export-model` from the model folder `{config.get('name', name)}`
@@ -113,17 +117,18 @@ percentiles over y and x (`scale_range`). Output `maps`: two sigmoid maps, `fore
 divided by the nucleus's largest distance).
 
 ## What the format cannot express (done by `cytotrail segment`)
-- Scale: the network was trained on nuclei {config.get('diameter_range', ['?', '?'])[0]}-{config.get('diameter_range', ['?', '?'])[1]} px
-  across (training diameter {config.get('train_diameter', '?')} px). cytotrail estimates the
-  diameter and rescales frames whose nuclei are more than 1.2x off; resize your images so
-  nuclei are about {config.get('train_diameter', '?')} px across before running this package.
-- Tiling: cytotrail runs tiles of {config.get('tile_size', '?')} px with a {config.get('tile_margin', '?')} px margin; the outputs
-  declare a halo of {_HALO} px that blockwise consumers crop.
+- Scale: the network was trained on nuclei {d_min}-{d_max} px across (training diameter
+  {diameter} px). cytotrail estimates the diameter and rescales frames whose nuclei are more
+  than 1.2x off; resize your images so nuclei are about {diameter} px across before running
+  this package.
+- Tiling: cytotrail runs tiles of {tile} px with a {margin} px margin; the outputs declare a
+  halo of {_HALO} px that blockwise consumers crop.
 - Labels: seeds are the centre-ness peaks of prominence >= `h` above `seed`, grown over
   `foreground` by a watershed; objects smaller than `min_area` x the area of a disc of the
-  nucleus diameter are removed. Thresholds (`thresholds.json`): {json.dumps(thresholds, sort_keys=True)}.
-  From the maps: `cytotrail.segment.postprocess` or, in Python,
-  `cytotrail segment IMAGE -o labels.tif` on the original image.
+  nucleus diameter are removed. Thresholds (`thresholds.json`): {tuned}.
+  From this package's maps, in Python: `labels, _ = cytotrail.segment.postprocess.maps_to_labels(
+  maps[0, 0], maps[0, 1], diameter={diameter}, thresholds=thresholds)`; from the image itself:
+  `cytotrail segment IMAGE -o labels.tif`.
 
 ## Validation
 The test tensors are a seeded synthetic frame (`cytotrail.synth.make_timelapse`, seed
@@ -298,7 +303,8 @@ def export_model(outdir, model=None, *, authors=DEFAULT_AUTHORS, description=Non
     outdir : str or Path
         Output folder (replaced whole if it exists): ``rdf.yaml``, ``weights.pt``,
         ``unet.py``, ``weights_torchscript.pt``, ``test_input.npy``, ``test_output.npy``,
-        ``sample_input.tif``, ``sample_output.tif`` (the same as TIFF), ``README.md``, ``cover.png``, ``config.json``, ``thresholds.json``.
+        ``sample_input.tif``, ``sample_output.tif`` (the same as TIFF), ``README.md``,
+        ``cover.png``, ``config.json``, ``thresholds.json``.
     model : str or Path, optional
         Shipped model name or model folder (default: the shipped ``nuclei_unet``).
     authors : sequence of dict
