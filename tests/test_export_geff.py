@@ -148,3 +148,12 @@ def test_cli_track_refuses_geff_over_its_input(demo_tracks, tmp_path, capsys):
                  "--geff", str(tmp_path / "labels.tif")]) == 2
     assert (tmp_path / "labels.tif").is_file()
     assert "labels.tif" in capsys.readouterr().err
+
+
+def test_a_sample_without_cells_gives_an_empty_graph(tmp_path):
+    empty = _tiny_tracks().iloc[:0]
+    graph = write_geff(tmp_path / "empty.geff", empty)
+    assert graph["node_ids"].shape == (0,) and graph["edge_ids"].shape == (0, 2)
+    geff = pytest.importorskip("geff", reason="the geff reader is in the `export` extra")
+    nx_graph, meta = geff.read(tmp_path / "empty.geff")
+    assert nx_graph.number_of_nodes() == 0 and [a.name for a in meta.axes] == ["t", "y", "x"]
