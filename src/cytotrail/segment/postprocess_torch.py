@@ -326,30 +326,37 @@ def _fill_holes(labels):
     holes = background & ~open_[roots]
     if not bool(holes.any()):
         return labels
-    # nearest object pixel: propagate (squared distance, source flat index) into the holes
-    idx = torch.arange(labels.numel(), device=labels.device).view(b, ny, nx)
-    yy = (idx % (ny * nx)) // nx
-    xx = idx % nx
-    near = (ny * nx) * b  # candidate sources compare by (distance^2, index): ties go to the first in raster order
-    source = torch.where(holes, -1, idx)
-    key = torch.where(holes, _INT64_MAX, 0)  # non-hole pixels are never updated
+    # nearest object pixel: propagate (squared distance, source flat index) through the hole
+    # pixels only (a short list), each taking the best source among its 8 neighbours'
+    flat = holes.reshape(-1)
+    at = torch.nonzero(flat).squeeze(1)  # hole pixels, flat indices
+    py, px = (at % (ny * nx)) // nx, at % nx
+    nbr = []
+    for dy, dx in _NEIGHBOURS8:
+        inside = (py + dy >= 0) & (py + dy < ny) & (px + dx >= 0) & (px + dx < nx)
+        nbr.append(torch.where(inside, at + dy * nx + dx, at))
+    nbr = torch.stack(nbr, 1)  # (P, 8)
+    source = torch.where(flat, -1, torch.arange(flat.numel(), device=flat.device))
+    near = labels.numel()  # candidate sources compare by (distance^2, index): ties go to the first
+    best = torch.full(at.shape, _INT64_MAX, dtype=torch.int64, device=flat.device)
+    rows = torch.arange(at.numel(), device=flat.device)
 
     def step(state):
-        key, source = state
-        for dy, dx in _NEIGHBOURS8:
-            s = _nbr(source, dy, dx, -1)
-            sy, sx = (s % (ny * nx)) // nx, s % nx
-            d2 = (yy - sy) ** 2 + (xx - sx) ** 2
-            k = torch.where(s >= 0, d2 * near + s, _INT64_MAX)
-            better = holes & (k < key)
-            key = torch.where(better, k, key)
-            source = torch.where(better, s, source)
-        return key, source
+        best, source = state
+        s = source[nbr]
+        sy, sx = (s % (ny * nx)) // nx, s % nx
+        d2 = (py[:, None] - sy) ** 2 + (px[:, None] - sx) ** 2
+        k, j = torch.where(s >= 0, d2 * near + s, _INT64_MAX).min(1)
+        better = k < best
+        source = source.clone()
+        source[at] = torch.where(better, s[rows, j], source[at])
+        return torch.where(better, k, best), source
 
-    _, source = _until_stable(step, (key, source))
-    flat = labels.reshape(-1)
-    filled = torch.where(holes & (source >= 0), flat[source.clamp(min=0)], labels)
-    return filled
+    _, source = _until_stable(step, (best, source))
+    filled = labels.reshape(-1).clone()
+    got = source[at]
+    filled[at] = torch.where(got >= 0, filled[got.clamp(min=0)], 0)
+    return filled.view(labels.shape)
 
 
 # --------------------------------------------------------------------------------------
