@@ -423,3 +423,38 @@ def test_cli_segment_unet_workers_and_diameter(tmp_path, synth):
     assert main(["segment", str(path), "-o", str(out), "--diameter", "14", "--workers", "2",
                  "--device", "cpu"]) == 0
     assert np.array_equal(io.read_labels(out), segment(frames, device="cpu", diameter=14.0))
+
+
+def test_prefetch_keeps_the_order_hands_on_errors_and_stops_with_its_consumer():
+    from cytotrail.segment.infer import _prefetch
+
+    assert list(_prefetch(iter(range(50)), 2)) == list(range(50))
+    assert list(_prefetch(iter(range(5)), 0)) == list(range(5))
+
+    def failing():
+        yield 1
+        raise InputError("frame 2 is unreadable")
+
+    got = []
+    with pytest.raises(InputError, match="frame 2"):
+        for item in _prefetch(failing(), 2):
+            got.append(item)
+    assert got == [1]
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    stream = _prefetch(endless(), 2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()  # the producer thread stops: at most a few items ahead, then nothing more
+    n = len(produced)
+    assert n <= 3 + 2 + 1
+    import time
+
+    time.sleep(0.3)
+    assert len(produced) == n
