@@ -7,6 +7,11 @@ are scaled back and turned into labels. A tile keeps only the nuclei whose seed 
 in its core; the margin is wider than a nucleus, so every nucleus is segmented whole
 by exactly one tile. Only one batch of tiles is held at a time, so memory is bounded
 by the output label stack plus a few tiles.
+
+Beside a GPU (CUDA or MPS) the maps stay on the device and become labels there
+(:mod:`.postprocess_torch`): the host prepares the next batches in a thread, copies
+them from pinned memory, and gets back only the labels. On the CPU the numba path of
+:mod:`.postprocess` is used, which is the faster there.
 """
 
 from __future__ import annotations
