@@ -132,6 +132,11 @@ def test_cli_export_model(trained_model, tmp_path, capsys):
     assert [a["name"] for a in rdf["authors"]] == ["Ada Lovelace", "Alan Turing"]
     assert main(["-q", "export-model", str(tmp_path / "missing"), "-o", str(out)]) == 2
     assert "missing" in capsys.readouterr().err
+    # an existing package is replaced; a folder of other files is not
+    assert main(["-q", "export-model", str(trained_model), "-o", str(out)]) == 0
+    assert main(["-q", "export-model", str(trained_model), "-o", str(trained_model.parent)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err
+    assert (trained_model / "weights.pt").is_file()
 
 
 @pytest.mark.filterwarnings(UNCLOSED_BY_BIOIMAGEIO)

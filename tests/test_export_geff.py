@@ -157,3 +157,21 @@ def test_a_sample_without_cells_gives_an_empty_graph(tmp_path):
     geff = pytest.importorskip("geff", reason="the geff reader is in the `export` extra")
     nx_graph, meta = geff.read(tmp_path / "empty.geff")
     assert nx_graph.number_of_nodes() == 0 and [a.name for a in meta.axes] == ["t", "y", "x"]
+
+
+def test_refuses_to_replace_a_folder_that_is_not_an_export(tmp_path, capsys):
+    from cytotrail import io
+
+    folder = tmp_path / "results" / "s1"
+    io.write_labels(folder / "labels.tif", make_timelapse(n_frames=2, shape=(64, 64), n_cells=4,
+                                                          seed=2).labels)
+    # a typo that names the sample's folder instead of a new .geff: nothing there is touched
+    assert main(["-q", "track", str(folder / "labels.tif"), "-o", str(tmp_path / "t.csv"),
+                 "--geff", str(folder)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err
+    assert (folder / "labels.tif").is_file() and not (tmp_path / "t.csv").exists()
+    with pytest.raises(InputError, match="not a folder"):
+        write_geff(folder / "labels.tif", _tiny_tracks())
+    (tmp_path / "empty").mkdir()
+    write_geff(tmp_path / "empty", _tiny_tracks())  # an empty folder is fine
+    assert (tmp_path / "empty" / ".zattrs").is_file()

@@ -148,6 +148,9 @@ def test_bad_inputs_fail_before_any_image_is_read(results, tmp_path, capsys):
     assert "refusing to overwrite an input" in capsys.readouterr().err
     assert _export(results, results) == 2
     assert "would replace the results folder" in capsys.readouterr().err
+    assert _export(results, results / "config") == 2  # a folder of other files
+    assert "refusing to replace" in capsys.readouterr().err
+    assert (results / "config" / "samples.tsv").is_file()
     assert (results / "results" / "cells.h5ad").is_file()
     assert not out.exists()
 

@@ -659,12 +659,14 @@ def _cmd_export_geff(args):
 def _export_plan(args):
     """{sample: (image, axes, channel names, labels, (T, C, Y, X))} and the table path, checked."""
     from cytotrail import io
+    from cytotrail.export._files import check_output_dir
 
     results, out = Path(args.results), Path(args.output).resolve()
     if not results.is_dir():
         raise InputError(f"results folder not found: {results}")
     if out == results.resolve() or out in results.resolve().parents:
         raise InputError(f"output {args.output} would replace the results folder {results}")
+    check_output_dir(Path(args.output))
     sheet = io.read_table(args.sample_sheet)
     missing = [c for c in ("sample", "image") if c not in sheet.columns]
     if missing:

@@ -10,17 +10,38 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_dir", "zarr_group", "zarr_array"]
+__all__ = ["atomic_dir", "check_output_dir", "zarr_group", "zarr_array"]
+
+
+# files that mark a folder as one of the exports' outputs (a zarr group, a bioimage.io package)
+_EXPORT_MARKERS = (".zgroup", "zarr.json", "rdf.yaml")
+
+
+def check_output_dir(path):
+    """InputError unless ``path`` is absent, an empty folder or an earlier export's folder."""
+    from cytotrail.io import InputError
+
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        if not any(path.iterdir()) or any((path / m).exists() for m in _EXPORT_MARKERS):
+            return
+        raise InputError(f"output {path} is a folder that holds other files (no zarr store or "
+                         "bioimage.io package): refusing to replace it; choose a new path")
+    raise InputError(f"output {path} exists and is not a folder: refusing to replace it")
 
 
 @contextlib.contextmanager
 def atomic_dir(path):
     """Yield a temporary folder beside ``path``; move it onto ``path`` on success.
 
-    An existing ``path`` is replaced only once the new folder is complete; on any
-    exception the temporary folder is removed and ``path`` is left untouched.
+    An existing ``path`` is replaced only once the new folder is complete, and only when it
+    is empty or an earlier export (a zarr store or a bioimage.io package); any other file or
+    folder there raises InputError before anything is written. On any exception the
+    temporary folder is removed and ``path`` is left untouched.
     """
     path = Path(path)
+    check_output_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
@@ -31,8 +52,6 @@ def atomic_dir(path):
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            if path.exists() or path.is_symlink():
-                path.unlink()
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -321,10 +321,11 @@ def export_model(outdir, model=None, *, authors=DEFAULT_AUTHORS, description=Non
     import torch
     import yaml
 
-    from cytotrail.export._files import atomic_dir
+    from cytotrail.export._files import atomic_dir, check_output_dir
     from cytotrail.segment import net as net_module
     from cytotrail.segment.model import load_model, model_dir
 
+    check_output_dir(Path(outdir))
     folder = model_dir(model)
     try:
         arch = json.loads((folder / "config.json").read_text()).get("architecture", {})
