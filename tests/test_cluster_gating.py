@@ -184,7 +184,7 @@ def _two_types(n=300, seed=0):
 def test_cluster_gates_auto_given_and_bad():
     table, truth = _two_types()
     sigs = {"T": {"pos": ["CD3"], "neg": ["CD20"]}, "B": {"pos": ["CD20"], "neg": ["CD3"]}}
-    auto = cluster(table, markers=["CD3", "CD20"], signatures=sigs, gates="auto", umap=False)
+    auto = cluster(table, markers=["CD3", "CD20"], signatures=sigs, umap=False)  # the default
     assert np.mean(auto.obs["cell_type"].astype(str) == truth) > 0.97
     assert set(auto.uns["cytotrail"]["thresholds"]) == {"CD3", "CD20"}
     assert auto.uns["cytotrail"]["params"]["gates"] == "auto"
@@ -198,7 +198,7 @@ def test_cluster_gates_auto_given_and_bad():
         cluster(table, markers=["CD3", "CD20"], signatures=sigs, gates={"CD8": 1.0})
     with pytest.raises(InputError, match="gate of 'CD3' is not a number"):
         cluster(table, markers=["CD3", "CD20"], signatures=sigs, gates={"CD3": "high"})
-    with pytest.raises(InputError, match="gates must be 'auto' or a mapping"):
+    with pytest.raises(InputError, match="gates must be 'auto', 'none' or a mapping"):
         cluster(table, markers=["CD3", "CD20"], signatures=sigs, gates="otsu")
 
 

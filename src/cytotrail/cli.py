@@ -285,8 +285,9 @@ def _parser_cluster(sub):
                    "'{T_cell: {pos: [CD3], neg: [CD20]}, CD8_T: {pos: [CD8], parent: T_cell}}'), or "
                    "a scimap phenotype workflow (.csv: parent, child, then pos/neg/anypos/anyneg/"
                    "allpos/allneg per marker)")
-    p.add_argument("--gates", default=None,
-                   help="type by gating: 'auto' (thresholds estimated per marker), a gates table "
+    p.add_argument("--gates", default="auto",
+                   help="how signatures type cells: 'auto' (default: gating, a threshold estimated "
+                   "per marker), 'none' (percentile signature scores, see --min-score), a gates table "
                    "(.csv, as scimap's manual_gates.csv: markers, gate) or a mapping "
                    "'{CD3: 1.2, CD20: 0.8}', on the transformed scale "
                    "(scimap's gates are log1p: use --transform log1p); markers without a gate get "
@@ -306,7 +307,7 @@ def _parser_cluster(sub):
     p.add_argument("--annotate", default="cell", choices=["cell", "cluster"],
                    help="cell types from each cell's own signature scores or its cluster's")
     p.add_argument("--min-score", type=float, default=0.2,
-                   help="without --gates: signature score below which a cell is 'unknown'")
+                   help="with --gates none: signature score below which a cell is 'unknown'")
     p.add_argument("--unmatched", default="error", choices=["error", "keep", "drop"],
                    help="cells without a track row (and track rows without a cell): fail, keep "
                    "them without track_id, or drop them")
@@ -339,10 +340,10 @@ def _cmd_cluster(args):
         tracks = pd.concat([io.read_table(path) for path in args.tracks], ignore_index=True)
     table = merge_tables(cells, tracks, unmatched=args.unmatched)
     signatures = _read_signatures(args.cell_types) if args.cell_types else None
-    gates = _read_gates(args.gates) if args.gates not in (None, "auto") else args.gates
+    gates = _read_gates(args.gates) if args.gates not in ("auto", "none") else args.gates
     if not markers:
-        if signatures or gates or extra:
-            raise InputError("--cell-types, --gates and --background need --markers")
+        if signatures or extra:
+            raise InputError("--cell-types and --background need --markers")
         adata = without_clustering(table)
     else:
         adata = cluster(table, markers=markers, feature=args.feature, signatures=signatures,
