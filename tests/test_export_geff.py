@@ -175,3 +175,14 @@ def test_refuses_to_replace_a_folder_that_is_not_an_export(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     write_geff(tmp_path / "empty", _tiny_tracks())  # an empty folder is fine
     assert (tmp_path / "empty" / ".zattrs").is_file()
+
+
+def test_output_folder_gets_the_umasks_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_geff(tmp_path / "t.geff", _tiny_tracks())
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.geff").stat().st_mode & 0o777 == 0o755

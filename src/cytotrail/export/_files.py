@@ -45,6 +45,10 @@ def atomic_dir(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
+        # the umask's mode, like every other output (mkdtemp makes the folder private)
+        from cytotrail.io import _umask
+
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         if path.is_dir() and not path.is_symlink():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
