@@ -6,7 +6,11 @@ A package of small modules, one responsibility each:
   track summaries);
 - :mod:`~cytotrail.cluster.transform`: per-marker transforms and scaling;
 - :mod:`~cytotrail.cluster.graph`: the kNN graph, Leiden, UMAP;
-- :mod:`~cytotrail.cluster.celltypes`: cell types from marker signatures;
+- :mod:`~cytotrail.cluster.resolution`: the Leiden resolution chosen from the data;
+- :mod:`~cytotrail.cluster.gating`: thresholds (given or estimated), rescaling around
+  them, scimap's rule kinds, readers of scimap's gates and phenotype workflow tables;
+- :mod:`~cytotrail.cluster.celltypes`: cell types from marker signatures (the hierarchy,
+  gated or percentile scores, one type per track);
 - :mod:`~cytotrail.cluster.pipeline`: :func:`cluster`, all of the above into one AnnData.
 """
 

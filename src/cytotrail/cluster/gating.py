@@ -19,7 +19,9 @@ allneg    max of (1 - rescaled value) if every marker is negative, else 0; + 0.0
 ========  =======================================================================
 
 Among the children of a type, a cell takes the best-scoring child if that score reaches
-``GATE``, and otherwise stays at the parent. Thresholds are given (a gates table) or
+``GATE``, and otherwise stays at the parent. Unlike scimap, a cell whose ``pos`` markers
+average above the gate while one of them is below it keeps the type (scimap renames it
+``likely-<type>``); its confidence shows the narrow margin. Thresholds are given (a gates table) or
 estimated per marker by :func:`estimate_thresholds`.
 """
 

@@ -5,19 +5,25 @@ All samples go into one :class:`anndata.AnnData`: one observation per cell per f
 
 Pipeline (:func:`cluster`)
 --------------------------
-1. ``layers["raw"]``: the ``<marker>_<feature>`` columns of the table, untouched.
+1. ``layers["raw"]``: the marker columns of the table (``<marker>_<feature>``, or named
+   like the markers), untouched.
 2. ``layers["transformed"]``: arcsinh(x / cofactor) per marker (default), per-marker
    percentile scaling to [0, 1], log1p, or none.
 3. ``X``: the transformed values z-scored per marker and clipped at +-10 (a constant
    marker becomes 0 and is listed in ``uns["cytotrail"]["constant_markers"]``).
 4. PCA (``obsm["X_pca"]``), the kNN graph (on ``X`` when there are at most ``n_pcs``
    markers, else on the first ``n_pcs`` principal components), Leiden (igraph, seeded,
-   :func:`leiden`) in ``obs["leiden"]``, and UMAP (seeded, :func:`embed_umap`) in
-   ``obsm["X_umap"]``; their parameters are in ``uns["pca"]``, ``uns["neighbors"]``,
-   ``uns["leiden"]`` and ``uns["umap"]`` (scanpy's layout), cytotrail's own in
-   ``uns["cytotrail"]["params"]``.
-5. With ``signatures``, ``obs["cell_type"]`` and ``obs["cell_type_confidence"]`` (see
-   :func:`score_signatures`), with one type per track when ``track_id`` is present.
+   :func:`leiden`; resolution given, or chosen from the data by
+   :func:`~cytotrail.cluster.resolution.choose_resolution`, the choice in
+   ``uns["cytotrail"]["resolution"]``) in ``obs["leiden"]``, and UMAP (seeded,
+   :func:`embed_umap`) in ``obsm["X_umap"]``; their parameters are in ``uns["pca"]``,
+   ``uns["neighbors"]``, ``uns["leiden"]`` and ``uns["umap"]`` (scanpy's layout),
+   cytotrail's own in ``uns["cytotrail"]["params"]``.
+5. With ``signatures``, ``obs["cell_type"]`` and ``obs["cell_type_confidence"]`` (by
+   gating, the thresholds in ``uns["cytotrail"]["thresholds"]``, or by percentile
+   scores, :func:`~cytotrail.cluster.celltypes.score_signatures`), with one type per
+   track when ``track_id`` is present; with ``background``, ``obs["background_high"]``.
+   Without signatures: clusters only, no ``cell_type``.
 
 ``obs`` keeps every other column of the table (``sample, frame, label, track_id, ...``);
 ``obsm["spatial"]`` holds the centroid as ``(x, y)`` in pixels (the squidpy convention,
