@@ -165,3 +165,14 @@ def test_rgb_movie_runs_with_explicit_axes_in_the_sheet(tmp_path):
     assert proc.returncode != 0 and "RGB samples" in proc.stdout + proc.stderr
     sheet.write_text("sample\timage\taxes\tchannel_names\nrgb\tdata/rgb.tif\tTYXC\tR,G,B\n")
     assert planned_jobs(tmp_path)["segment_nuclei"] == 1
+
+
+@pytest.mark.parametrize("key, value", [("cluster.gates", {"CD3": 1.0, "CD4": 2.0}),
+                                        ("cluster.background", ["Empty"])])
+def test_markers_in_gates_and_background_are_checked_before_any_job(tmp_path, key, value):
+    from conftest import prepare_demo
+
+    prepare_demo(tmp_path, **{key: value})
+    proc = snakemake(tmp_path, "--dry-run", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"`{key}`" in out and str(list(value)[-1]) in out, out[-2000:]

@@ -114,10 +114,13 @@ def _check_sample(sample):
             )
         except InputError as err:
             raise WorkflowError(f"sample {sample!r}: {err}")
+    gates = config["cluster"].get("gates")  # {marker: threshold} names markers too
     wanted = {
         "nuclear_channel": [nuclear_channel(sample)],
         "quantify.markers": config["quantify"]["markers"] or [],
         "cluster.markers": config["cluster"]["markers"] or [],
+        "cluster.background": config["cluster"].get("background") or [],
+        "cluster.gates": list(gates) if isinstance(gates, dict) else [],
         **{
             f"cluster.cell_types.{name}": markers
             for name, markers in signature_markers().items()
