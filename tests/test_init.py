@@ -102,3 +102,24 @@ def test_init_project_passes_the_workflows_checks(tmp_path):
     assert config["cluster"]["markers"] == ["CD3", "CD20"]  # only those every image has
     jobs = planned_jobs(tmp_path / "proj")
     assert jobs["segment_nuclei"] == 2 and jobs["quantify_cells"] == 2
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_nuclear_only_movie_from_init_to_a_finished_run(tmp_path):
+    """The README's first path for a user's own data: one-channel movie, init, run, report."""
+    from conftest import snakemake
+    from cytotrail.synth import make_timelapse
+
+    data = make_timelapse(n_frames=4, shape=(80, 80), n_cells=8, seed=12)
+    movie = tmp_path / "movies" / "h2b movie.tif"
+    movie.parent.mkdir()
+    tifffile.imwrite(movie, data.image[:, 0], imagej=True, resolution=(1 / 0.65, 1 / 0.65),
+                     metadata={"axes": "TYX", "unit": "um"})
+    assert main(["-q", "init", str(movie), "-o", str(tmp_path / "proj")]) == 0
+    snakemake(tmp_path / "proj")
+    results = tmp_path / "proj" / "results"
+    assert (results / "report.html").stat().st_size > 0
+    summary = io.read_table(results / "report" / "summary.tsv")
+    assert list(summary["sample"]) == ["h2b_movie"] and summary["cells"][0] > 0
+    assert io.read_labels(results / "h2b_movie" / "labels.tif").shape == (4, 80, 80)
