@@ -50,7 +50,8 @@ def test_shell_commands_keep_every_value_one_literal_word(tmp_path):
 
     shutil.copytree(model_dir(None), model)
     write_config(tmp_path, results="out $(touch PWNED_results)",
-                 **{"segment.backend": "unet", "segment.model": str(model)})
+                 **{"segment.backend": "unet", "segment.model": str(model),
+                    "cluster.markers": ["CD3", EVIL_CHANNEL], "cluster.cell_types": {}})
     names, _ = _hostile_sheet(tmp_path)
     proc = snakemake(tmp_path, "--dry-run", "--printshellcmds", "--forceall")
     commands = [line.split("Shell command:", 1)[1].strip()
@@ -64,6 +65,8 @@ def test_shell_commands_keep_every_value_one_literal_word(tmp_path):
     given = quantify[quantify.index("--channel-names") + 1:][: len(names)]
     assert given == names
     assert any(token.startswith("out $(touch PWNED_results)/") for token in segment)
+    cluster = shlex.split(next(c for c in commands if c.startswith("cytotrail cluster")))
+    assert cluster[cluster.index("--markers") + 1:][:2] == ["CD3", EVIL_CHANNEL]
     _no_pwned(tmp_path)
 
 
