@@ -7,8 +7,8 @@ the confident links, growing with the gap; capped, so that odd segmentations can
 dominate), and costs for a birth, a death, a missed frame and a division. A division
 is scored by how well the daughters' midpoint matches the mother's predicted position, how
 their areas add up to the mother's, whether they lie on opposite sides of it, whether they
-still touch (centres about the sum of their radii apart, give or take the displacement
-spread), and how alike the sisters are in area and intensity. The scales of the division
+still touch (centres about the sum of their radii apart, or without areas about one
+neighbour distance, give or take the displacement spread), and how alike the sisters are in area and intensity. The scales of the division
 terms (:data:`DEFAULT_DIVISION_SCALES`) are estimated from the movie by
 :mod:`cytotrail.track.calibrate`. Objects cut by the frame's edge have unreliable areas:
 their area changes along a track are scored with a heavy-tailed (Laplace) cost whose scale
@@ -44,6 +44,7 @@ DEFAULT_DIVISION_SCALES = {
     "sum_area_sigma": SUM_AREA_SIGMA,  # its spread
     "sister_area_sigma": DAUGHTER_AREA_SIGMA,  # spread of log(a1 / a2)
     "centre_sigma_factor": 1.0,  # spread of the sisters' midpoint about the mother, in step sigmas
+    "contact_distance_px": float("nan"),  # without areas: how far apart touching sisters are
 }
 
 
@@ -249,6 +250,13 @@ class CostModel:
         norm = np.sqrt((v1**2).sum(axis=1) * (v2**2).sum(axis=1))
         cos = np.where(norm > 0, (v1 * v2).sum(axis=1) / np.where(norm > 0, norm, 1), -1.0)
         cost = cost + 2.0 * np.clip(cos, 0, None) ** 2
+        contact = sc["contact_distance_px"]
+        if self.area is None and np.isfinite(contact):
+            # positions only: sisters touch, about one neighbour distance apart
+            sep = np.sqrt(((pos[d1] - pos[d2]) ** 2).sum(axis=1))
+            excess = np.clip(sep - contact, 0, None)
+            cost = cost + np.minimum(excess**2 / (2 * self.sigma**2 * (g1 + g2) / 2),
+                                     DIVISION_AREA_CAP)
         if self.area is not None:
             a = self.area
             w = self._weight(m, d1, d2)

@@ -239,8 +239,12 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
                          death_cost=fitted["death"])
 
     k = _calibration_prefix(f)
-    wide = {"scales": WIDE_DIVISION_SCALES, "gap": None, "birth": None, "death": None}
+    # without areas, sisters that still touch lie about one neighbour distance apart
+    contact = ({"contact_distance_px": motion["nn_distance_px"]}
+               if cues["area"] is None and motion["nn_distance_px"] else {})
+    wide = {"scales": {**WIDE_DIVISION_SCALES, **contact}, "gap": None, "birth": None, "death": None}
     fitted = _calibration_pass(model_for(k, wide), succ, pred, memory=memory, divisions=divisions)
+    fitted["scales"].update(contact)
     fitted["scales"].update(division_scales or {})
     scales, gap, birth, death = fitted["scales"], fitted["gap"], fitted["birth"], fitted["death"]
     miss_rate, rates = fitted["miss_rate"], fitted["rates"]
@@ -258,7 +262,7 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
     events.update({
         "velocity_persistence": float(model.phi),
         "predicted_step_sigma_px": float(model.sigma_pred),
-        "division_scales": {k: float(v) for k, v in scales.items()},
+        "division_scales": {k: _float(v) for k, v in scales.items()},
         "miss_rate": float(miss_rate),
         "birth_cost": float(birth),
         "death_cost": float(death),
