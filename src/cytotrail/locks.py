@@ -101,10 +101,14 @@ def register_run(workdir, *, host=None):
     path = folder / f"{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+")  # not inherited by jobs: Python opens files non-inheritable
+        # locked under a name no cleaner looks at, then renamed into place: a record is
+        # never seen unlocked while its owner lives
+        tmp = folder / f".{path.name}.tmp"
+        fh = open(tmp, "w")  # not inherited by jobs: Python opens files non-inheritable
         _flock(fh)
         fh.write(json.dumps({"host": host, "pid": os.getpid()}) + "\n")
         fh.flush()
+        os.replace(tmp, path)
     except OSError:  # a read-only working directory: Snakemake itself says what is wrong
         return None
     _held[path] = fh
@@ -177,6 +181,16 @@ def release_stale_locks(workdir, *, host=None):
 
 
 def unlock_command(snakefile=None):
-    """The command a user runs to unlock by hand, once sure no run is alive."""
+    """The command a user runs to unlock by hand, once sure no run is alive.
+
+    Parameters
+    ----------
+    snakefile : str or Path, optional
+        The workflow's Snakefile, named in the command when given.
+
+    Returns
+    -------
+    str
+    """
     target = f" --snakefile {snakefile}" if snakefile else ""
     return f"snakemake{target} --unlock"
