@@ -75,6 +75,7 @@ def test_miss_rate_and_gap_cost_follow_the_movie():
                               np.zeros(0, int), np.zeros(0, int), {}) == 0.0
 
 
+@pytest.mark.slow
 def test_divisions_whose_daughters_are_seen_a_frame_late():
     from cytotrail.synth import make_timelapse
 
@@ -108,6 +109,7 @@ def _mitotic(seed, shrink=0.25, bright=2.5):
     return t.sort_index()
 
 
+@pytest.mark.slow
 def test_divisions_of_cells_that_round_up_and_shrink():
     truth = _mitotic(2)
     out = track(truth[["frame", "y", "x", "area", "mean_intensity"]])
