@@ -43,7 +43,7 @@ NEGATIVE_SDS = 3.0
 THRESHOLD_METHODS = ("negative_tail", "mixture_boundary")
 
 
-def estimate_thresholds(values, markers, *, seed=0, max_cells=50_000, n_sds=NEGATIVE_SDS,
+def estimate_thresholds(values, markers, *, seed=0, max_cells=20_000, n_sds=NEGATIVE_SDS,
                         method="negative_tail"):
     """Positive/negative threshold of every marker from the data.
 

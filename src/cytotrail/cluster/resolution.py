@@ -21,7 +21,7 @@ import numpy as np
 RESOLUTIONS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)
 N_SEEDS = 4
 TIE = 0.01
-MAX_CELLS = 50_000
+MAX_CELLS = 20_000
 
 
 def choose_resolution(adata, *, seed=0, resolutions=RESOLUTIONS, n_seeds=N_SEEDS,
