@@ -193,8 +193,8 @@ def test_real_epidermis_lineages_untuned(epidermis):
     s = tracking_scores(truth, out)
     # measured with these defaults: link F1 0.9711, division F1 0.798 (404 divisions);
     # the defaults were chosen on frames 0-7 only (benchmarks/bench_track_real.py)
-    assert s["link"]["f1"] >= 0.96
-    assert s["division"]["f1"] >= 0.74
+    assert s["link"]["f1"] >= 0.965
+    assert s["division"]["f1"] >= 0.77
     fitted = out.attrs["track"]
     # the movie's own scales, not the synthetic defaults: real daughters add up to more than
     # their mother's area and the movie misses no cell
@@ -209,6 +209,6 @@ def test_real_epidermis_lineages_from_positions_alone(epidermis):
     out = track(det[["frame", "y", "x"]])
     s = tracking_scores(truth, out)
     # measured: link F1 0.9708, division F1 0.753 (0.712 without the sisters' contact term)
-    assert s["link"]["f1"] >= 0.96 and s["division"]["f1"] >= 0.72
+    assert s["link"]["f1"] >= 0.965 and s["division"]["f1"] >= 0.73
     assert out.attrs["track"]["division_scales"]["contact_distance_px"] == pytest.approx(
         out.attrs["track"]["nn_distance_px"])
