@@ -41,6 +41,7 @@ __all__ = ["maps_to_labels_torch", "h_maxima_torch", "label_components"]
 _CHECK_EVERY = 8
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+_NEIGHBOURS8 = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 
 
 def _torch():
@@ -94,6 +95,25 @@ def _until_stable(step, state):
             state = step(state)
         if all(torch.equal(a, b) for a, b in zip(before, state)):
             return state
+
+
+def _neighbour_index(at, shape, offsets):
+    """(P, K) flat indices of the neighbours at ``offsets`` of the flat pixels ``at`` of a
+    (B, Y, X) batch; a neighbour outside its frame gets the sentinel index B * Y * X."""
+    torch = _torch()
+    b, ny, nx = shape
+    py, px = (at % (ny * nx)) // nx, at % nx
+    out = []
+    for dy, dx in offsets:
+        inside = (py + dy >= 0) & (py + dy < ny) & (px + dx >= 0) & (px + dx < nx)
+        out.append(torch.where(inside, at + dy * nx + dx, b * ny * nx))
+    return torch.stack(out, 1)
+
+
+def _with_sentinel(image, value):
+    """Flat copy of ``image`` with one more element, ``value``, for :func:`_neighbour_index`."""
+    torch = _torch()
+    return torch.cat([image.reshape(-1), torch.full((1,), value, dtype=image.dtype, device=image.device)])
 
 
 def _as_batch(array, device):
@@ -163,12 +183,20 @@ def h_maxima_torch(image, h, *, floor=None):
     marker = torch.where(valid, (_ordered(vstar).to(torch.int64) << 32) + lo, _INT64_MIN)
     ceiling = torch.where(valid, _ordered(f).to(torch.int64) << 32, _INT64_MIN)
 
+    # relaxed only at the valid pixels (a list), reading their 8 neighbours by index
+    at = torch.nonzero(valid.reshape(-1)).squeeze(1)
+    nbr = torch.cat([at[:, None], _neighbour_index(at, f.shape, _NEIGHBOURS8)], 1)
+    rec = _with_sentinel(marker, _INT64_MIN)
+    cap = ceiling.reshape(-1)[at]
+
     def step(state):
         (r,) = state
-        return (torch.minimum(_max8(r, _INT64_MIN), ceiling),)
+        r = torch.minimum(rec[nbr].amax(1), cap)
+        rec[at] = r
+        return (r,)
 
-    (rec,) = _until_stable(step, (marker,))
-    out = valid & (rec == marker) & (vstar >= floor32)
+    _until_stable(step, (rec[at],))
+    out = valid & (rec[:-1].view(f.shape) == marker) & (vstar >= floor32)
     return out[0] if squeeze else out
 
 
@@ -277,37 +305,33 @@ def _watershed(centre, markers, mask):
     torch = _torch()
     level = _ordered(-centre.to(torch.float32)).to(torch.int64)
     free = mask & (markers == 0)
-    key = torch.where(markers > 0, level << 32, _INT64_MAX)
-    key = torch.where(mask, key, _INT64_MAX)
+    key = torch.where(mask & (markers > 0), level << 32, _INT64_MAX)
     labels = torch.where(mask, markers, 0)
+    # relaxed only at the free pixels (a list), reading their 4 neighbours by index
+    at = torch.nonzero(free.reshape(-1)).squeeze(1)
+    nbr = _neighbour_index(at, free.shape, _DIRECTIONS)
+    key, labels = _with_sentinel(key, _INT64_MAX), _with_sentinel(labels, 0)
+    own = level.reshape(-1)[at]
 
     def step(state):
-        key, labels = state
-        best, best_label = None, None
-        for dy, dx in _DIRECTIONS:
-            k, lab = _nbr(key, dy, dx, _INT64_MAX), _nbr(labels, dy, dx, 0)
-            if best is None:
-                best, best_label = k, lab
-            else:
-                better = k < best
-                best = torch.where(better, k, best)
-                best_label = torch.where(better, lab, best_label)
-        # a pixel popped after its first-popped neighbour: at that neighbour's level one step
-        # later, or at its own level (step 0) when it lies higher in the flood
-        same = (best >> 32) >= level
-        new = torch.where(same, best + 1, level << 32)
+        # a pixel is popped after its first-popped neighbour (the smallest key; ties: the
+        # first in _DIRECTIONS), at that neighbour's level one step later, or at its own
+        # level (step 0) when it lies higher in the flood
+        k = key[nbr]
+        best, j = k.min(1)
+        lab = labels[nbr].gather(1, j[:, None])[:, 0]
+        new = torch.where((best >> 32) >= own, best + 1, own << 32)
         new = torch.where(best == _INT64_MAX, _INT64_MAX, new)
-        return torch.where(free, new, key), torch.where(free, best_label, labels)
+        key[at] = new
+        labels[at] = lab
+        return new, lab
 
-    _, labels = _until_stable(step, (key, labels))
-    return labels
+    _until_stable(step, (key[at], labels[at]))
+    return labels[:-1].view(free.shape)
 
 
 # --------------------------------------------------------------------------------------
 # holes
-
-_NEIGHBOURS8 = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-
 
 def _fill_holes(labels):
     """Background components (4-connected) that do not touch the frame border take the label
