@@ -227,3 +227,19 @@ def test_cli_without_markers_writes_the_table(tmp_path):
     assert adata.n_vars == 0 and adata.n_obs == len(a)
     assert "leiden" not in adata.obs and "not clustered" in adata.uns["cytotrail"]["skipped"]
     assert _cli(tmp_path, tmp_path / "a.csv", "--cell-types", "{T: {pos: [CD3]}}") == 2
+
+
+@pytest.mark.slow  # the report's figures, ~10 s
+def test_report_summary_without_types_or_markers(tmp_path):
+    from cytotrail.cli import main
+
+    table, _ = _mibi(seed=11)
+    table = table.rename(columns={"fov": "sample"}).assign(frame=0)
+    table.to_csv(tmp_path / "cells.csv", index=False)
+    for name, markers in (("clusters_only", ["--markers", "CD3", "CD20", "PanCK"]),
+                          ("no_markers", [])):
+        out = tmp_path / f"{name}.h5ad"
+        assert main(["cluster", str(tmp_path / "cells.csv"), "-o", str(out), "--no-umap",
+                     *markers]) == 0
+        assert main(["report", "summary", str(out), "-o", str(tmp_path / name)]) == 0
+        assert (tmp_path / name / "summary.tsv").is_file()
