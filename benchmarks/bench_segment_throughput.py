@@ -158,6 +158,10 @@ def baseline_ab(frames, rev, threads, batch_size, repeats):
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
                 secs[name].append(res["seconds"])
                 print(f"    {name:<22} {res['seconds']:7.2f} s  ({res['objects']} objects, {res['module']})")
+    a, b = secs.values()
+    pairs = [x / y for x, y in zip(a, b)]
+    print(f"    speed ratio of each interleaved pair (this tree / revision): "
+          f"{', '.join(f'{p:.2f}' for p in pairs)}; median {np.median(pairs):.2f}")
     return {name: float(np.median(s)) for name, s in secs.items()}
 
 
