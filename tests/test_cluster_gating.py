@@ -259,7 +259,7 @@ def test_exemplar_estimated_thresholds(exemplar):
     values, _ = _transform(cells[markers].to_numpy(float), markers, "arcsinh", None)
     est = estimate_thresholds(values, markers)
     types, _, _ = score_signatures(values, markers, sigs, thresholds=est)
-    assert np.mean(types == truth) >= 0.87  # measured: 88.2 % (issue target 90 %: not met)
+    assert np.mean(types == truth) >= 0.87  # measured: 88.1 % (issue target 90 %: not met)
     flat, _, _ = score_signatures(values, markers, sigs)  # percentile scores: far worse
     assert np.mean(types == truth) > np.mean(flat == truth) + 0.3
 
