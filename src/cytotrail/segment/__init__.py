@@ -41,9 +41,22 @@ def _as_frames(frames, name="frames"):
         arr = arr.astype(np.uint8)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise InputError(f"{name} have unsupported dtype {arr.dtype}; expected integers or floats")
-    if np.issubdtype(arr.dtype, np.floating) and arr.size <= 50_000_000 and not np.isfinite(arr).all():
+    if np.issubdtype(arr.dtype, np.floating) and not _all_finite(arr):
         raise InputError(f"{name} contain NaN or infinite values")
     return arr
+
+
+def _all_finite(arr, rows_per_block=1024):
+    """Whether every value of a (T, Y, X) float array is finite, checked in row blocks.
+
+    The check holds at every image size: its scratch memory is one block of rows, not
+    a boolean copy of the whole stack.
+    """
+    for frame in arr:
+        for y in range(0, frame.shape[0], rows_per_block):
+            if not np.isfinite(frame[y : y + rows_per_block]).all():
+                return False
+    return True
 
 
 def _relabel_masks(labels, shape):
