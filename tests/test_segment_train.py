@@ -219,6 +219,11 @@ def tiny_samples():
 _TINY = dict(steps=4, batch_size=2, crop=32, base=4, depth=2, seed=0, log_every=1, device="cpu")
 
 
+# Python >= 3.12 warns when a process with threads (torch's) forks; DataLoader workers fork on Linux
+_FORK_WITH_THREADS = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
+
+@_FORK_WITH_THREADS
 def test_crops_do_not_depend_on_the_worker_count(tiny_samples):
     import torch
 
@@ -242,6 +247,7 @@ def _weights(folder):
     return torch.load(folder / "weights.pt", weights_only=True)
 
 
+@_FORK_WITH_THREADS
 def test_resume_continues_a_run_exactly(tiny_samples, tmp_path):
     import torch
 
@@ -335,6 +341,7 @@ def test_intensity_augmentation_keeps_shape_and_finite_values():
 
 
 @pytest.mark.gpu
+@_FORK_WITH_THREADS
 def test_training_on_cuda_with_autocast(tiny_samples, tmp_path):
     import torch
 
