@@ -142,7 +142,8 @@ def test_single_detection():
 
 def test_all_detections_at_one_position():
     det = pd.DataFrame({"frame": np.repeat(np.arange(6), 4), "y": 10.0, "x": 10.0, "area": 30.0})
-    out = track(det)
+    with pytest.warns(UserWarning, match="18 of 24 detections repeat an earlier row"):
+        out = track(det)
     # four cells that never move: four tracks spanning the movie, no divisions, no NaN range
     assert out["track_id"].nunique() == 4
     assert (out.groupby("track_id")["frame"].nunique() == 6).all()
@@ -212,3 +213,15 @@ def test_real_epidermis_lineages_from_positions_alone(epidermis):
     assert s["link"]["f1"] >= 0.965 and s["division"]["f1"] >= 0.73
     assert out.attrs["track"]["division_scales"]["contact_distance_px"] == pytest.approx(
         out.attrs["track"]["nn_distance_px"])
+
+
+
+
+def test_a_table_concatenated_twice_is_flagged_not_silently_doubled():
+    steps = np.random.default_rng(3).normal(0, 2.0, (7, 40, 2))
+    frame, pos = _walk(steps, n_cells=40, side=400.0, seed=3)
+    det = pd.DataFrame({"frame": frame, "y": pos[:, 0], "x": pos[:, 1]})
+    assert track(det)["track_id"].nunique() == 40
+    with pytest.warns(UserWarning, match="320 of 640 detections repeat an earlier row"):
+        doubled = track(pd.concat([det, det], ignore_index=True))
+    assert len(doubled) == 640  # one row out per row in: the warning says how to drop them

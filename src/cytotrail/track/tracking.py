@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -114,6 +116,7 @@ def track(
     """
     memory, min_length = _check_options(memory, min_length, search_range, pixel_size_um)
     frame, pos = validate_detections(detections)
+    _warn_duplicated_rows(detections)
     if "sample" in detections.columns and detections["sample"].nunique(dropna=False) > 1:
         return _track_by_sample(detections, search_range=search_range, memory=memory,
                                 divisions=divisions, min_length=min_length, predict=predict,
@@ -150,6 +153,21 @@ def track(
         "n_tracks": int(out["track_id"].nunique()),
     }
     return out
+
+
+def _warn_duplicated_rows(detections):
+    """Warn when whole rows repeat: a table concatenated twice links every cell to its copy.
+
+    Identical rows stay tracked as separate objects (cells may coincide), so this is a
+    warning, not an error; the message says how to drop them.
+    """
+    dup = detections.duplicated(keep="first")
+    if dup.any():
+        warnings.warn(
+            f"{int(dup.sum())} of {len(detections)} detections repeat an earlier row exactly "
+            "(every column equal); each is tracked as a cell of its own. If the table was "
+            "concatenated twice, drop them first: detections.drop_duplicates()",
+            UserWarning, stacklevel=3)
 
 
 def _check_options(memory, min_length, search_range, pixel_size_um):
