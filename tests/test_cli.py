@@ -58,6 +58,19 @@ def test_stages_chain_on_a_users_files(movie, tmp_path):
     assert {"T_cell", "B_cell"} <= set(adata.obs["cell_type"])
 
 
+def test_segment_with_flip_tta_finds_the_nuclei(movie, tmp_path):
+    from cytotrail.segment.metrics import f1_score
+
+    folder, _ = movie
+    out = tmp_path / "tta.tif"
+    assert main(["-q", "segment", str(folder / "m.ome.tif"), "-o", str(out), "--tta",
+                 "--device", "cpu"]) == 0
+    truth = io.read_labels(folder / "truth" / "m_labels.tif")
+    predicted = io.read_labels(out)
+    assert predicted.shape == truth.shape
+    f1 = np.mean([f1_score(t, p) for t, p in zip(truth, predicted)])
+    assert f1 >= 0.9
+
 def test_detections_table_keeps_its_columns(tmp_path):
     table = make_timelapse(n_frames=5, shape=(96, 96), n_cells=10, seed=22).tracks
     table = table[["frame", "y", "x", "area"]].assign(note="mine")

@@ -84,6 +84,9 @@ def _parser_segment(sub):
     p.add_argument("--workers", type=int, default=None,
                    help="unet: threads that turn network maps into labels beside the network "
                    "(default: 1 on the CPU, up to 8 cores beside a GPU; labels do not depend on it)")
+    p.add_argument("--tta", action="store_true",
+                   help="unet: average the network's maps over the image's flips (test-time "
+                   "augmentation; about 4x the network's time)")
     _add_image_options(p)
     p.set_defaults(func=_cmd_segment)
 
@@ -94,7 +97,8 @@ def _cmd_segment(args):
 
     frames, _ = _nuclear_frames(args)
     options = dict(backend=args.backend, diameter=args.diameter, device=args.device,
-                   model=args.model, batch_size=args.batch_size, workers=args.workers, progress=True)
+                   model=args.model, batch_size=args.batch_size, workers=args.workers, progress=True,
+                   tta=args.tta)
     if args.backend == "labels":
         if args.labels is None:
             raise InputError("--backend labels needs --labels MASKS.tif")
