@@ -1,6 +1,6 @@
 # Training or fine-tuning the nuclei segmentation U-Net (cytotrail.segment.train).
 # Not part of the default target: run `snakemake train_model` (or ask for its output).
-# Keys under `train:` in the config (see the schema); defaults are the recipe of the shipped model.
+# Keys under `train:` in the config (see the schema); their defaults are `cytotrail train`'s.
 rule train_model:
     """Train the U-Net on image/label folder pairs plus synthetic frames; write a model folder."""
     input:

@@ -1,0 +1,97 @@
+"""One source per default: every workflow key that feeds a package function has that function's default.
+
+The package's signatures own the defaults; the workflow schema repeats them so that a config file documents
+itself. When the two disagree, a user who moves from the command line to the workflow (or back) silently gets
+another result. This test makes a disagreement a failure that names the key.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def _schema_defaults(section):
+    return {key: spec.get("default") for key, spec in SCHEMA["properties"][section]["properties"].items()}
+
+
+def _signature_defaults(function):
+    return {
+        name: p.default
+        for name, p in inspect.signature(function).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _functions():
+    from cytotrail.cluster import cluster
+    from cytotrail.quantify import quantify
+    from cytotrail.segment import segment
+    from cytotrail.track import track
+
+    return {"segment": segment, "track": track, "quantify": quantify, "cluster": cluster}
+
+
+# schema keys that are not a parameter of the section's function, and why
+WORKFLOW_ONLY = {
+    "segment": {"model": "a folder or shipped name; the workflow resolves it to an input file"},
+    "cluster": {"cell_types": "passed as `signatures`, a mapping the workflow writes to a file",
+                "markers": "required by the function; the schema's default is the demo panel",
+                "feature": "the workflow clusters its own quantify tables, so it names their column "
+                           "(checked against quantify's keys before any job); the function's None "
+                           "guesses it for a table from another tool"},
+}
+# schema keys that feed a parameter of another name
+RENAMED = {"cluster": {"gates": "gates"}}
+
+
+def _normalise(value):
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@pytest.mark.parametrize("section", ["segment", "track", "quantify", "cluster"])
+def test_schema_defaults_are_the_function_defaults(section):
+    function = _functions()[section]
+    signature = _signature_defaults(function)
+    params = inspect.signature(function).parameters
+    skip = WORKFLOW_ONLY.get(section, {})
+    disagreements = []
+    for key, default in _schema_defaults(section).items():
+        if key in skip:
+            continue
+        name = RENAMED.get(section, {}).get(key, key)
+        if name not in params:
+            disagreements.append(f"{section}.{key}: no parameter {name!r} in {function.__name__}()")
+        elif name in signature and _normalise(signature[name]) != _normalise(default):
+            # the schema may say [] where the function says None for "none of these"
+            if not (default in ([], {}) and signature[name] is None):
+                disagreements.append(
+                    f"{section}.{key}: schema default {default!r}, "
+                    f"{function.__name__}() default {signature[name]!r}")
+    assert not disagreements, "\n".join(disagreements)
+
+
+def test_train_defaults_are_the_package_recipe():
+    from cytotrail.segment.train import DEFAULTS
+
+    schema = _schema_defaults("train")
+    disagreements = [f"train.{key}: schema {schema[key]!r}, package {value!r}"
+                     for key, value in DEFAULTS.items() if key in schema and schema[key] != value]
+    assert not disagreements, "\n".join(disagreements)
+
+
+def test_every_schema_key_has_a_description_and_a_default():
+    missing = []
+    for section, spec in SCHEMA["properties"].items():
+        for key, sub in spec.get("properties", {}).items():
+            if "description" not in sub or "default" not in sub:
+                missing.append(f"{section}.{key}")
+    assert not missing, missing
