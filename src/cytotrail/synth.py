@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-__all__ = ["Marker", "Timelapse", "default_panel", "make_timelapse", "write_dataset"]
+__all__ = ["Marker", "Timelapse", "default_panel", "make_timelapse", "true_cells", "write_dataset"]
 
 NUCLEAR_CHANNEL = "DNA"
+CELL_GROW_PX = 4  # a cell is its nucleus grown by this many pixels (without crossing neighbours)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class Timelapse:
     panel : tuple of Marker
     signatures : dict
         Cell-type marker signatures, in the config's format.
+    cells : (T, Y, X) uint32 ndarray or None
+        True whole cells (the extent the cytoplasm and membrane markers are drawn in),
+        labelled like their nuclei.
     """
 
     image: np.ndarray
@@ -100,6 +104,7 @@ class Timelapse:
     tracks: pd.DataFrame
     panel: tuple
     signatures: dict = field(default_factory=dict)
+    cells: np.ndarray | None = None
 
     @property
     def divisions(self):
@@ -236,7 +241,24 @@ def make_timelapse(
     image = _render_image(labels, tracks, panel, marker_var, type_names, pop, rng, noise)
     names = [NUCLEAR_CHANNEL] + [m.name for m in panel]
     return Timelapse(image=image, channel_names=names, labels=labels, tracks=tracks,
-                     panel=panel, signatures=cell_type_signatures(panel))
+                     panel=panel, signatures=cell_type_signatures(panel),
+                     cells=true_cells(labels))
+
+
+def true_cells(labels):
+    """True whole cells of nucleus labels: each nucleus grown by ``CELL_GROW_PX`` pixels.
+
+    Parameters
+    ----------
+    labels : (T, Y, X) int ndarray
+
+    Returns
+    -------
+    (T, Y, X) ndarray, same dtype
+    """
+    from skimage.segmentation import expand_labels
+
+    return np.stack([expand_labels(lab, distance=CELL_GROW_PX) for lab in labels])
 
 
 def _step(pop, rng, spawn, *, drift, motility, canvas, density, r0, max_cells):
@@ -389,7 +411,7 @@ def _render_image(labels, tracks, panel, marker_var, type_names, pop, rng, noise
         dome = np.where(lab > 0, 0.55 + 0.45 * np.clip(dist / np.maximum(peak[lab], 1), 0, 1), 0)
         texture = 1 + 0.15 * ndi.gaussian_filter(rng.normal(size=(ny, nx)), texture_scale) * 4
         image[t, 0] = 900 * bright[lab] * dome * texture
-        cells = expand_labels(lab, distance=4)
+        cells = expand_labels(lab, distance=CELL_GROW_PX)
         cyto = (cells > 0) & (lab == 0)
         membrane = find_boundaries(cells, mode="inner") & (cells > 0)
         membrane = ndi.binary_dilation(membrane) & (cells > 0)
@@ -416,12 +438,15 @@ def write_dataset(directory, data, *, sample):
     """Write a Timelapse as ``{sample}.ome.tif`` plus its ground truth beside it.
 
     Files written in ``directory``: ``{sample}.ome.tif`` (TCYX, channel names in the OME
-    metadata), ``truth/{sample}_labels.tif`` (T, Y, X) and ``truth/{sample}_tracks.csv``.
+    metadata), ``truth/{sample}_labels.tif`` (T, Y, X), ``truth/{sample}_tracks.csv`` and,
+    when the data has them, the true whole cells ``truth/{sample}_cells.tif`` (T, Y, X).
     """
     from cytotrail import io
 
     directory = Path(directory)
     io.write_labels(directory / "truth" / f"{sample}_labels.tif", data.labels)
     io.write_table(directory / "truth" / f"{sample}_tracks.csv", data.tracks)
+    if data.cells is not None:
+        io.write_labels(directory / "truth" / f"{sample}_cells.tif", data.cells)
     # the image last: it is the file the workflow asks for
     io.write_image(directory / f"{sample}.ome.tif", data.image, channel_names=data.channel_names)
