@@ -30,7 +30,9 @@ Columns of the returned table
 
 Compartments: ``nucleus`` is the label itself; ``cytoplasm`` is a ring grown from it by
 ``cytoplasm_um`` that never crosses into a neighbour (as
-:func:`skimage.segmentation.expand_labels`); ``cell`` is both together. A cytoplasm that is
+:func:`skimage.segmentation.expand_labels`); ``cell`` is both together. With whole-cell
+masks (``cells=``, e.g. from :func:`cytotrail.segment.cells.grow_cells`), ``cell`` is the
+mask of the same label and ``cytoplasm`` the cell less its nucleus. A cytoplasm that is
 empty (a nucleus surrounded by other nuclei) gives NaN statistics and a zero sum.
 """
 
@@ -75,6 +77,7 @@ def quantify(
     morphology=True,
     background_block_um=50.0,
     threads=1,
+    cells=None,
 ):
     """Measure every cell of every frame: morphology plus per-channel intensity statistics.
 
@@ -116,6 +119,10 @@ def quantify(
     threads : int
         Threads for the per-channel accumulation (blocks of 8 channels run in parallel;
         the results do not depend on it).
+    cells : ndarray like ``labels``, optional
+        Whole-cell labels, each cell labelled like its nucleus: they replace the ring
+        (``cytoplasm_um`` is then unused). A nucleus pixel always belongs to its cell;
+        cell pixels whose label is not a nucleus of the frame are ignored.
 
     Returns
     -------
@@ -172,6 +179,14 @@ def quantify(
         raise InputError(f"cytoplasm_um must be >= 0, got {cytoplasm_um}")
     channels = [names.index(m) for m in markers]
     bg = _background_values(background, names, channels)
+    if cells is not None:
+        cells = np.asarray(cells)
+        cells = cells[np.newaxis] if cells.ndim == 2 else cells
+        if cells.shape != labels.shape:
+            raise InputError(f"cell labels {cells.shape} and nucleus labels {labels.shape} do not "
+                             "match: expected the same (T, Y, X)")
+        if not np.issubdtype(cells.dtype, np.integer):
+            raise InputError(f"cell labels must be integers, got dtype {cells.dtype}")
 
     frames = []
     for t in range(labels.shape[0]):
@@ -181,7 +196,7 @@ def quantify(
             pixel_size_um=pixel_size_um, background=bg,
             neighbour_radius_um=neighbour_radius_um, morphology=morphology,
             block_px=max(int(round(background_block_um / pixel_size_um)), 2),
-            threads=threads))
+            threads=threads, cells=None if cells is None else cells[t]))
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
@@ -318,7 +333,7 @@ def _label_index(lab):
 
 def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow_px,
                     pixel_size_um, background, neighbour_radius_um, morphology, block_px,
-                    threads):
+                    threads, cells=None):
     ids, nuc_idx, lut, nuc_counts = _label_index(lab)
     n = len(ids)
     shape = lab.shape
@@ -329,7 +344,10 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     needs_ring = (any(c in ("cytoplasm", "cell") for c in compartments) or None in background
                   or "local" in background)
     if needs_ring:
-        cell_idx = _grow_index(nuc_idx, lab, ids, lut, grow_px, threads)
+        if cells is None:
+            cell_idx = _grow_index(nuc_idx, lab, ids, lut, grow_px, threads)
+        else:
+            cell_idx = _cell_index(nuc_idx, cells.ravel(), ids)
         index["cell"] = _Index(cell_idx, n)
         ring = np.where(nuc_idx > 0, 0, cell_idx)
         index["cytoplasm"] = _Index(ring, n, counts=index["cell"].counts - nucleus.counts)
@@ -395,6 +413,16 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
 
 
 _GROW_KERNEL_MAX_PX = 9.0
+
+
+def _cell_index(nuc_idx, flat_cells, ids):
+    """The flat cell index of whole-cell labels: each pixel mapped to the index (1..n) of the
+    nucleus with its label, 0 where no nucleus has it; nucleus pixels keep their own."""
+    pos = np.searchsorted(ids, flat_cells)
+    pos = np.minimum(pos, max(len(ids) - 1, 0))
+    found = (flat_cells > 0) & (ids[pos] == flat_cells) if len(ids) else flat_cells < 0
+    cell_idx = np.where(found, pos + 1, 0).astype(nuc_idx.dtype)
+    return np.where(nuc_idx > 0, nuc_idx, cell_idx)
 
 
 def _grow_index(nuc_idx, lab, ids, lut, distance, threads):
