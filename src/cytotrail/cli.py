@@ -222,6 +222,10 @@ def _parser_quantify(sub):
                    help="skip the shape columns (area, perimeter, solidity, ...)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for the per-channel statistics (results do not depend on it)")
+    p.add_argument("--cells", dest="cell_labels", default=None, metavar="CELLS.tif",
+                   help="whole-cell label stack (e.g. from `cytotrail segment-cells`), each cell "
+                   "labelled like its nucleus: the cell and cytoplasm compartments come from it "
+                   "instead of the ring")
     _add_image_options(p)
     _add_sample(p)
     p.set_defaults(func=_cmd_quantify)
@@ -249,15 +253,59 @@ def _cmd_quantify(args):
     if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
         raise InputError(f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
                          f"{image.shape[0]} frame(s) of {image.shape[2:]}")
+    whole = None
+    if args.cell_labels is not None:
+        whole = io.read_labels(args.cell_labels)
+        if whole.shape != labels.shape:
+            raise InputError(f"cell labels {args.cell_labels} have shape {whole.shape} but nucleus "
+                             f"labels {args.labels} have shape {labels.shape}")
     cells = quantify(labels, image, channel_names=names, markers=args.markers,
                      statistics=args.statistics, compartments=args.compartments,
                      cytoplasm_um=args.cytoplasm_um, pixel_size_um=args.pixel_size_um,
                      background=background,
                      neighbour_radius_um=args.neighbour_radius_um,
-                     morphology=not args.no_morphology, threads=args.threads)
+                     morphology=not args.no_morphology, threads=args.threads, cells=whole)
     cells.insert(0, "sample", _sample_name(args, args.image))
     io.write_table(args.output, cells)
     log.info("wrote %s: %d cells", args.output, len(cells))
+
+
+def _parser_segment_cells(sub):
+    from cytotrail.segment.cells import MAX_UM
+
+    p = sub.add_parser(
+        "segment-cells",
+        help="whole cells grown from the nuclei over membrane/cytoplasm channels",
+        description="Grow every nucleus of LABELS into its whole cell: a seeded watershed on the sum "
+        "of IMAGE's --channels, bounded by --max-um from the nucleus. Writes a (T, Y, X) uint32 "
+        "label stack, each cell labelled like its nucleus.",
+    )
+    p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX")
+    p.add_argument("labels", help="nucleus label stack (.tif), (T, Y, X) or (Y, X)")
+    p.add_argument("-o", "--output", required=True, help="output cell label stack (.tif)")
+    p.add_argument("--channels", nargs="+", required=True,
+                   help="membrane and/or cytoplasm channels, summed")
+    p.add_argument("--max-um", type=float, default=MAX_UM,
+                   help=f"farthest a cell reaches from its nucleus, in µm (default {MAX_UM:g})")
+    p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
+    _add_image_options(p)
+    p.set_defaults(func=_cmd_segment_cells)
+
+
+def _cmd_segment_cells(args):
+    from cytotrail import io
+    from cytotrail.segment.cells import grow_cells, membrane_channels
+
+    image, names = io.read_image(args.image, axes=args.axes, channel_names=args.channel_names)
+    channels = membrane_channels(image, names, args.channels)  # checked before the labels are read
+    labels = io.read_labels(args.labels)
+    if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
+        raise InputError(f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
+                         f"{image.shape[0]} frame(s) of {image.shape[2:]}")
+    cells = grow_cells(labels, channels, max_um=args.max_um, pixel_size_um=args.pixel_size_um)
+    io.write_labels(args.output, cells)
+    log.info("wrote %s: whole cells of %d frame(s) grown over %s", args.output, len(cells),
+             ", ".join(args.channels))
 
 
 # --------------------------------------------------------------------------------------
@@ -719,7 +767,8 @@ def _cmd_export_spatialdata(args):
 
 
 _PARSERS = [_parser_init,
-            _parser_segment, _parser_track, _parser_quantify, _parser_cluster, _parser_report,
+            _parser_segment, _parser_segment_cells, _parser_track, _parser_quantify,
+            _parser_cluster, _parser_report,
             _parser_demo, _parser_export_model, _parser_export]
 
 
@@ -752,7 +801,7 @@ def _extra_parsers():
 
 # the arguments of any subcommand that name files it reads, and those that name what it writes
 _INPUT_ARGS = ("image", "labels", "input", "tables", "tracks", "adata", "results", "model",
-               "sample_sheet", "table")
+               "sample_sheet", "table", "cell_labels")
 _OUTPUT_ARGS = ("output", "ctc", "geff")
 
 
