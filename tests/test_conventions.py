@@ -40,7 +40,9 @@ def _functions():
 
 # schema keys that are not a parameter of the section's function, and why
 WORKFLOW_ONLY = {
-    "segment": {"model": "a folder or shipped name; the workflow resolves it to an input file"},
+    "segment": {"model": "a folder or shipped name; the workflow resolves it to an input file",
+                "cells": "feeds cytotrail.segment.cells.grow_cells in rule segment_cells; its "
+                         "max_um default is checked in tests/test_segment_cells.py"},
     "cluster": {"cell_types": "passed as `signatures`, a mapping the workflow writes to a file",
                 "markers": "required by the function; the schema's default is the demo panel",
                 "feature": "the workflow clusters its own quantify tables, so it names their column "

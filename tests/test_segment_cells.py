@@ -144,3 +144,58 @@ def test_cli_segment_cells_then_quantify(synth, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and "NaKATPase" in err[-1]
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_schema_default_is_the_package_default():
+    import yaml
+
+    from conftest import ROOT
+    from cytotrail.segment.cells import MAX_UM
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    cells = schema["properties"]["segment"]["properties"]["cells"]
+    assert cells["default"] is None  # no membrane channel named: nuclei + ring, as before
+    assert f"when left out, {MAX_UM:g} (" in cells["properties"]["max_um"]["description"]
+
+
+@pytest.mark.workflow
+def test_workflow_grows_cells_only_when_channels_are_named(tmp_path):
+    from conftest import planned_jobs, prepare_demo
+
+    (tmp_path / "ring").mkdir()
+    (tmp_path / "cells").mkdir()
+    prepare_demo(tmp_path / "ring")
+    assert "segment_cells" not in planned_jobs(tmp_path / "ring")
+    prepare_demo(tmp_path / "cells", **{"segment.cells": {"channels": ["CD3", "CD68"]}})
+    assert planned_jobs(tmp_path / "cells")["segment_cells"] == 2
+
+
+@pytest.mark.workflow
+def test_workflow_names_a_membrane_channel_that_is_not_in_the_image(tmp_path):
+    from conftest import prepare_demo, snakemake
+
+    prepare_demo(tmp_path, **{"segment.cells": {"channels": ["CD3", "NaKATPase"], "max_um": 8}})
+    proc = snakemake(tmp_path, "--dry-run", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for needle in ("NaKATPase", "segment.cells.channels", "s1"):
+        assert needle in out, out[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_workflow_quantifies_the_grown_cells(tmp_path):
+    from conftest import prepare_demo, snakemake
+
+    prepare_demo(tmp_path, **{"segment.cells": {"channels": ["CD3", "CD20", "CD68", "PanCK"]}})
+    snakemake(tmp_path, "results/s1/cells.parquet")
+    nuclei = io.read_labels(tmp_path / "results" / "s1" / "labels.tif")
+    cells = io.read_labels(tmp_path / "results" / "s1" / "cells.tif")
+    assert cells.shape == nuclei.shape and cells.dtype == np.uint32
+    assert (cells[nuclei > 0] == nuclei[nuclei > 0]).all() and (cells > 0).sum() > (nuclei > 0).sum()
+    table = io.read_table(tmp_path / "results" / "s1" / "cells.parquet")
+    image, names = io.read_image(tmp_path / "resources" / "demo" / "s1.ome.tif")
+    expected = quantify(nuclei, image, channel_names=names, markers=["CD3"], morphology=False,
+                        cells=cells, background="local")
+    np.testing.assert_allclose(table["CD3_cell_mean"], expected["CD3_cell_mean"])

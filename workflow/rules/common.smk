@@ -96,6 +96,17 @@ def nuclear_channel(sample):
     return sample_value(sample, "nuclear_channel", config["nuclear_channel"])
 
 
+def cell_channels():
+    """Membrane/cytoplasm channels of segment.cells ([] when whole cells are not grown)."""
+    cells = config["segment"].get("cells")
+    return list(cells["channels"]) if cells else []
+
+
+def cells_file(sample):
+    """results/<sample>/cells.tif when segment.cells is set, else None."""
+    return f"{RESULTS}/{sample}/cells.tif" if cell_channels() else None
+
+
 def _check_sample(sample):
     """Check a sample's channels against the config before anything runs; return its MB."""
     if is_demo(sample):
@@ -121,6 +132,7 @@ def _check_sample(sample):
         "cluster.markers": config["cluster"]["markers"] or [],
         "cluster.background": config["cluster"].get("background") or [],
         "cluster.gates": list(gates) if isinstance(gates, dict) else [],
+        "segment.cells.channels": cell_channels(),
         **{
             f"cluster.cell_types.{name}": markers
             for name, markers in signature_markers().items()

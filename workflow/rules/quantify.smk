@@ -3,10 +3,12 @@ rule quantify_cells:
     input:
         image=lambda wildcards: samples.loc[wildcards.sample, "image"],
         labels=sample_file("labels.tif"),
+        cells=lambda wildcards: cells_file(wildcards.sample) or [],
     output:
         sample_file("cells.parquet"),
     params:
         image=image_options,
+        cells=lambda wildcards: cli_flags({"cells": cells_file(wildcards.sample)}),
         options=cli_flags(
             {
                 "markers": config["quantify"]["markers"],
@@ -30,4 +32,4 @@ rule quantify_cells:
         runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50) * attempt,
     shell:
         "cytotrail quantify {input.image:q} {input.labels:q} -o {output:q} "
-        "--sample {wildcards.sample} {params.image} {params.options} > {log:q} 2>&1"
+        "--sample {wildcards.sample} {params.image} {params.cells} {params.options} > {log:q} 2>&1"

@@ -36,3 +36,35 @@ rule segment_nuclei:
     shell:
         "cytotrail segment {input.image:q} -o {output:q} --channel {params.channel:q} "
         "{params.image} {params.options} > {log:q} 2>&1"
+
+
+rule segment_cells:
+    """Whole cells grown from the nuclei over segment.cells.channels (cytotrail.segment.cells)."""
+    input:
+        image=lambda wildcards: samples.loc[wildcards.sample, "image"],
+        labels=sample_file("labels.tif"),
+    output:
+        sample_file("cells.tif"),
+    params:
+        image=image_options,
+        options=lambda wildcards: cli_flags(
+            {
+                "channels": cell_channels(),
+                "max_um": config["segment"]["cells"].get("max_um"),
+                "pixel_size_um": config["pixel_size_um"],
+            }
+        ),
+        version=VERSION,
+    conda:
+        "../envs/cytotrail.yaml"
+    log:
+        f"{RESULTS}/logs/segment_cells/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/segment_cells/{{sample}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: int(1000 + 3 * input_mb(wildcards.sample)) * attempt,
+        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50) * attempt,
+    shell:
+        "cytotrail segment-cells {input.image:q} {input.labels:q} -o {output:q} "
+        "{params.image} {params.options} > {log:q} 2>&1"
