@@ -161,7 +161,8 @@ def baseline_ab(frames, rev, threads, batch_size, repeats):
     a, b = secs.values()
     pairs = [x / y for x, y in zip(a, b)]
     print(f"    speed ratio of each interleaved pair (this tree / revision): "
-          f"{', '.join(f'{p:.2f}' for p in pairs)}; median {np.median(pairs):.2f}")
+          f"{', '.join(f'{p:.2f}' for p in pairs)}; median {np.median(pairs):.2f}; best run of each: "
+          f"{min(b):.2f} s (this tree) vs {min(a):.2f} s (revision), {min(a) / min(b):.2f}x")
     return {name: float(np.median(s)) for name, s in secs.items()}
 
 
