@@ -80,9 +80,12 @@ def test_a_membrane_ring_is_filled_and_ends_at_its_edge():
 def test_empty_frames_and_no_signal():
     nuclei = np.zeros((2, 20, 20), np.int32)
     nuclei[1, 8:12, 8:12] = 3
-    cells = grow_cells(nuclei, np.zeros((2, 1, 20, 20)))
+    cells = grow_cells(nuclei, np.zeros((2, 1, 20, 20)), min_um=0)
     assert not cells[0].any()
     assert (cells[1] == nuclei[1]).all()  # nothing stained: the cell is its nucleus
+    # ... or its nucleus plus the min_um ring (2 µm = 4 px here)
+    cells = grow_cells(nuclei, np.zeros((2, 1, 20, 20)), min_um=2.0, pixel_size_um=0.5)
+    assert (cells[1] == expand_labels(nuclei[1], 4)).all()
 
 
 def test_bad_input_names_the_problem(synth):
@@ -93,6 +96,8 @@ def test_bad_input_names_the_problem(synth):
     channels = membrane_channels(synth.image, synth.channel_names, ["CD3"])
     with pytest.raises(InputError, match="max_um"):
         grow_cells(synth.labels, channels, max_um=0)
+    with pytest.raises(InputError, match="min_um"):
+        grow_cells(synth.labels, channels, min_um=-1)
     with pytest.raises(InputError, match="do not match"):
         grow_cells(synth.labels[:2], channels)
     with pytest.raises(InputError, match="NaN"):
@@ -150,12 +155,13 @@ def test_schema_default_is_the_package_default():
     import yaml
 
     from conftest import ROOT
-    from cytotrail.segment.cells import MAX_UM
+    from cytotrail.segment.cells import MAX_UM, MIN_UM
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     cells = schema["properties"]["segment"]["properties"]["cells"]
     assert cells["default"] is None  # no membrane channel named: nuclei + ring, as before
     assert f"when left out, {MAX_UM:g} (" in cells["properties"]["max_um"]["description"]
+    assert f"when left out, {MIN_UM:g} (" in cells["properties"]["min_um"]["description"]
 
 
 @pytest.mark.workflow

@@ -271,7 +271,7 @@ def _cmd_quantify(args):
 
 
 def _parser_segment_cells(sub):
-    from cytotrail.segment.cells import MAX_UM
+    from cytotrail.segment.cells import MAX_UM, MIN_UM
 
     p = sub.add_parser(
         "segment-cells",
@@ -287,6 +287,9 @@ def _parser_segment_cells(sub):
                    help="membrane and/or cytoplasm channels, summed")
     p.add_argument("--max-um", type=float, default=MAX_UM,
                    help=f"farthest a cell reaches from its nucleus, in µm (default {MAX_UM:g})")
+    p.add_argument("--min-um", type=float, default=MIN_UM,
+                   help="every cell covers the pixels this close to its nucleus whatever the signal, "
+                   f"in µm (default {MIN_UM:g}; 0: unstained cells stay at their nucleus)")
     p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
     _add_image_options(p)
     p.set_defaults(func=_cmd_segment_cells)
@@ -302,7 +305,8 @@ def _cmd_segment_cells(args):
     if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
         raise InputError(f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
                          f"{image.shape[0]} frame(s) of {image.shape[2:]}")
-    cells = grow_cells(labels, channels, max_um=args.max_um, pixel_size_um=args.pixel_size_um)
+    cells = grow_cells(labels, channels, max_um=args.max_um, min_um=args.min_um,
+                       pixel_size_um=args.pixel_size_um)
     io.write_labels(args.output, cells)
     log.info("wrote %s: whole cells of %d frame(s) grown over %s", args.output, len(cells),
              ", ".join(args.channels))

@@ -51,6 +51,7 @@ rule segment_cells:
             {
                 "channels": cell_channels(),
                 "max_um": config["segment"]["cells"].get("max_um"),
+                "min_um": config["segment"]["cells"].get("min_um"),
                 "pixel_size_um": config["pixel_size_um"],
             }
         ),

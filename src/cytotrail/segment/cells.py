@@ -7,7 +7,9 @@ them. A cell never reaches further than ``max_um`` from its nucleus, and ends wh
 signal falls below half of that cell's own peak (the half-maximum edge of a blurred step, and
 per cell, so that dim and bright cells alike get their true extent); the dim inside of a
 membrane-stained ring is filled. The first pass, over the pixels above the frame's Otsu
-threshold, finds each cell's basin and peak. The label of a cell is the label of its
+threshold, finds each cell's basin and peak. Every cell reaches at least ``min_um`` from
+its nucleus (where no neighbour is nearer), so that a cell negative for every named channel
+gets a thin ring instead of its bare nucleus. The label of a cell is the label of its
 nucleus, and every nucleus pixel stays in its cell.
 
 Examples
@@ -28,9 +30,10 @@ from scipy import ndimage as ndi
 
 from cytotrail.io import InputError
 
-__all__ = ["grow_cells", "membrane_channels", "EDGE_FRACTION", "MAX_UM", "SMOOTH_PX"]
+__all__ = ["grow_cells", "membrane_channels", "EDGE_FRACTION", "MAX_UM", "MIN_UM", "SMOOTH_PX"]
 
 MAX_UM = 10.0  # farthest a cell reaches from its nucleus, in µm (segment.cells.max_um)
+MIN_UM = 2.0  # a cell reaches at least this far (unless a neighbour is nearer), in µm
 SMOOTH_PX = 0.0  # Gaussian sigma of the channel sum, in pixels (chosen on the dev seed, see bench)
 EDGE_FRACTION = 0.5  # a cell ends where the signal falls below this fraction of its own peak
 _LOW_Q, _HIGH_Q = 1.0, 99.5  # percentiles that scale each channel to [0, 1]
@@ -71,7 +74,8 @@ def membrane_channels(image, channel_names, names):
     return image[:, index] if image.ndim == 4 else image[index]
 
 
-def grow_cells(nuclei, channels, *, max_um=MAX_UM, pixel_size_um=1.0, smooth_px=SMOOTH_PX):
+def grow_cells(nuclei, channels, *, max_um=MAX_UM, min_um=MIN_UM, pixel_size_um=1.0,
+               smooth_px=SMOOTH_PX):
     """Grow every nucleus into its whole cell (seeded watershed on a membrane signal).
 
     Parameters
@@ -83,6 +87,10 @@ def grow_cells(nuclei, channels, *, max_um=MAX_UM, pixel_size_um=1.0, smooth_px=
         after scaling each to its 1st-99.5th percentile range of the frame.
     max_um : float
         Farthest a cell pixel lies from its nucleus, in µm.
+    min_um : float
+        Every cell covers the pixels within this distance of its nucleus (shared with its
+        neighbours by the watershed), whatever the signal, in µm; 0 leaves unstained cells
+        at their nucleus.
     pixel_size_um : float
         Pixel size in µm, converts ``max_um`` to pixels.
     smooth_px : float
@@ -97,7 +105,7 @@ def grow_cells(nuclei, channels, *, max_um=MAX_UM, pixel_size_um=1.0, smooth_px=
     ------
     InputError
         Shapes that do not match, non-integer or negative nuclei, NaN / infinite pixels,
-        or non-positive ``max_um`` / ``pixel_size_um``.
+        non-positive ``max_um`` / ``pixel_size_um`` or a negative ``min_um``.
     """
     nuclei = np.asarray(nuclei)
     channels = np.asarray(channels)
@@ -124,22 +132,27 @@ def grow_cells(nuclei, channels, *, max_um=MAX_UM, pixel_size_um=1.0, smooth_px=
         raise InputError(f"pixel_size_um must be positive, got {pixel_size_um}")
     if max_um is None or not max_um > 0:
         raise InputError(f"segment.cells.max_um must be positive, got {max_um}")
+    if min_um is None or min_um < 0:
+        raise InputError(f"segment.cells.min_um must be >= 0, got {min_um}")
     max_px = float(max_um) / float(pixel_size_um)
+    min_px = float(min_um) / float(pixel_size_um)
 
     out = np.zeros_like(nuclei)
     for t in range(nuclei.shape[0]):
         if nuclei[t].any():
-            out[t] = _grow_frame(nuclei[t], _channel_sum(channels[t], smooth_px), max_px)
+            out[t] = _grow_frame(nuclei[t], _channel_sum(channels[t], smooth_px), max_px, min_px)
     return out[0] if squeeze else out
 
 
-def _grow_frame(lab, signal, max_px):
+def _grow_frame(lab, signal, max_px, min_px):
     """Two watersheds from the nuclei: a generous one over the Otsu-stained area, then one
-    over the pixels at or above ``EDGE_FRACTION`` of their own cell's peak signal."""
+    over the pixels at or above ``EDGE_FRACTION`` of their own cell's peak signal, plus those
+    within ``min_px`` of a nucleus."""
     from skimage.filters import threshold_otsu
     from skimage.segmentation import watershed
 
-    reach = ndi.distance_transform_edt(lab == 0) <= max_px
+    distance = ndi.distance_transform_edt(lab == 0)
+    reach = distance <= max_px
     stained = lab > 0
     if signal.max() > signal.min():
         stained = stained | (signal > threshold_otsu(signal))
@@ -151,7 +164,7 @@ def _grow_frame(lab, signal, max_px):
     # membrane cells: dim inside a bright ring, so the holes of the kept area are filled
     keep = ndi.binary_fill_holes(((signal >= EDGE_FRACTION * peak[basins]) & (basins > 0))
                                  | (lab > 0))
-    return watershed(signal, markers=lab, mask=keep & reach)
+    return watershed(signal, markers=lab, mask=(keep | (distance <= min_px)) & reach)
 
 
 def _channel_sum(frame, smooth_px):
