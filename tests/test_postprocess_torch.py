@@ -252,7 +252,6 @@ def test_segment_rejects_or_empties_odd_frames_on_every_path(case, torch_everywh
         segment(frame, device="cpu", diameter=10.0)
 
 
-@pytest.mark.slow
 def test_segment_int32_and_float64_frames_alike_on_both_paths(monkeypatch):
     import cytotrail.segment.infer as infer
 
