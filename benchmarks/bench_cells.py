@@ -116,8 +116,11 @@ def main():
     parser.add_argument("--nuclei", nargs="+", default=["true", "unet"], choices=["true", "unet"])
     parser.add_argument("--frames", type=int, default=None, help="frames per sample (default: demo's)")
     parser.add_argument("--dev", action="store_true", help="the dev timelapse (seed 100) instead")
-    parser.add_argument("--steinbock", action="store_true",
-                        help="also the real IMC images of ../shared/data (reported, not tuned on)")
+    parser.add_argument(
+        "--steinbock",
+        action="store_true",
+        help="also the real IMC images of ../shared/data (reported, not tuned on)",
+    )
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.WARNING)
@@ -127,13 +130,18 @@ def main():
     if args.dev:
         samples = {"dev": dict(seed=100, frames=5)}
     else:
-        samples = {name: dict(seed=demo["seed"] + i, frames=demo["frames"])
-                   for i, name in enumerate(["demo_a", "demo_b"])}
+        samples = {
+            name: dict(seed=demo["seed"] + i, frames=demo["frames"])
+            for i, name in enumerate(["demo_a", "demo_b"])
+        }
     print(f"{'sample':8} {'nuclei':6} {'method':6} {'F1@0.5':>7} {'mean IoU':>9} {'time s':>7}")
     for sample, spec in samples.items():
-        data = make_timelapse(n_frames=args.frames or spec["frames"],
-                              shape=(demo["size"], demo["size"]), n_cells=demo["cells"],
-                              seed=spec["seed"])
+        data = make_timelapse(
+            n_frames=args.frames or spec["frames"],
+            shape=(demo["size"], demo["size"]),
+            n_cells=demo["cells"],
+            seed=spec["seed"],
+        )
         channels = membrane_channels(data.image, data.channel_names, MARKERS)
         for source in args.nuclei:
             if source == "true":
@@ -148,8 +156,7 @@ def main():
             t_grown = time.perf_counter() - start
             for method, cells, seconds in (("ring", ring, t_ring), ("grown", grown, t_grown)):
                 f1, iou = score(data.cells, cells)
-                print(f"{sample:8} {source:6} {method:6} {f1:7.3f} {iou:9.3f} {seconds:7.2f}",
-                      flush=True)
+                print(f"{sample:8} {source:6} {method:6} {f1:7.3f} {iou:9.3f} {seconds:7.2f}", flush=True)
     if args.steinbock:
         steinbock(config["quantify"]["cytoplasm_um"])
 

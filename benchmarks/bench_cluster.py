@@ -69,11 +69,9 @@ def make_mixture(n, n_markers, n_types, seed=0):
 
 
 def child(n, n_markers, n_types, umap_max, seed=0, umap_epochs=None, umap_init=None):
+    import anndata  # noqa: F401
     import numpy as np
     from sklearn.metrics import adjusted_rand_score
-
-    import anndata  # noqa: F401
-    import scanpy as sc
 
     from cytotrail.cluster import cluster, embed_umap
 
@@ -97,7 +95,7 @@ def child(n, n_markers, n_types, umap_max, seed=0, umap_epochs=None, umap_init=N
         lab = truth[known]
         order = np.random.default_rng(0).permutation(len(emb))
         half = min(len(emb) // 2, 20_000)
-        pick, held = order[:half], order[half:2 * half]
+        pick, held = order[:half], order[half : 2 * half]
         knn = KNeighborsClassifier(15).fit(emb[pick], lab[pick])
         umap_acc = float(np.mean(knn.predict(emb[held]) == lab[held]))
     result = {
@@ -113,8 +111,7 @@ def child(n, n_markers, n_types, umap_max, seed=0, umap_epochs=None, umap_init=N
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "n_clusters": int(adata.obs["leiden"].nunique()),
         "ari_leiden": float(adjusted_rand_score(truth[known], adata.obs["leiden"][known])),
-        "ari_cell_type": float(adjusted_rand_score(truth[known],
-                                                   adata.obs["cell_type"].astype(str)[known])),
+        "ari_cell_type": float(adjusted_rand_score(truth[known], adata.obs["cell_type"].astype(str)[known])),
         "unknown_recall": float(np.mean(adata.obs["cell_type"].astype(str)[~known] == "unknown")),
     }
     print(json.dumps(result))
@@ -133,28 +130,31 @@ def synthetic():
 
     rows = []
     for n_types, seed in SYNTHETIC_CASES + [(4, 0)]:
-        data = make_timelapse(n_types=n_types, seed=seed, n_frames=20, shape=(256, 256),
-                              n_cells=50)
+        data = make_timelapse(n_types=n_types, seed=seed, n_frames=20, shape=(256, 256), n_cells=50)
         tracks = data.tracks.drop(columns=["y", "x", "area"]).rename(columns={"cell_type": "truth"})
         for background in (None, "local"):
-            cells = quantify(data.labels, data.image, channel_names=data.channel_names,
-                             background=background)
+            cells = quantify(data.labels, data.image, channel_names=data.channel_names, background=background)
             table = merge_tables(cells, tracks)
             for marker_set in ("type markers", "all markers"):
-                markers = [m.name for m in data.panel
-                           if m.cell_type is not None or marker_set == "all markers"]
+                markers = [
+                    m.name for m in data.panel if m.cell_type is not None or marker_set == "all markers"
+                ]
                 adata = cluster(table, markers=markers, signatures=data.signatures, umap=False)
                 truth = adata.obs["truth"].astype(str)
-                rows.append({
-                    "case": "demo-like" if seed == 0 else "test",
-                    "K": n_types, "seed": seed, "background": str(background),
-                    "markers": marker_set, "cells": adata.n_obs,
-                    "clusters": adata.obs["leiden"].nunique(),
-                    "ari_cell_type": ari(truth, adata.obs["cell_type"].astype(str)),
-                    "ari_leiden": ari(truth, adata.obs["leiden"].astype(str)),
-                })
-        print(pd.DataFrame(rows[-4:]).round(3).to_string(index=False, header=len(rows) == 4),
-              flush=True)
+                rows.append(
+                    {
+                        "case": "demo-like" if seed == 0 else "test",
+                        "K": n_types,
+                        "seed": seed,
+                        "background": str(background),
+                        "markers": marker_set,
+                        "cells": adata.n_obs,
+                        "clusters": adata.obs["leiden"].nunique(),
+                        "ari_cell_type": ari(truth, adata.obs["cell_type"].astype(str)),
+                        "ari_leiden": ari(truth, adata.obs["leiden"].astype(str)),
+                    }
+                )
+        print(pd.DataFrame(rows[-4:]).round(3).to_string(index=False, header=len(rows) == 4), flush=True)
     df = pd.DataFrame(rows)
     summary = df.groupby(["case", "background", "markers"])[["ari_cell_type", "ari_leiden"]]
     print("\nmin / mean ARI over the cases (defaults: resolution from the data, n_neighbors 15):")
@@ -168,35 +168,63 @@ def main():
     p.add_argument("--types", type=int, nargs="+", default=[12])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--umap-max", type=int, default=1_000_000)
-    p.add_argument("--umap-epochs", type=int, default=None,
-                   help="UMAP epochs (default: cytotrail.cluster.auto_umap_epochs)")
-    p.add_argument("--umap-init", choices=("spectral", "pca"), default=None,
-                   help="UMAP initial layout (default: spectral up to 10^5 cells, PCA beyond)")
+    p.add_argument(
+        "--umap-epochs",
+        type=int,
+        default=None,
+        help="UMAP epochs (default: cytotrail.cluster.auto_umap_epochs)",
+    )
+    p.add_argument(
+        "--umap-init",
+        choices=("spectral", "pca"),
+        default=None,
+        help="UMAP initial layout (default: spectral up to 10^5 cells, PCA beyond)",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--synthetic", action="store_true",
-                   help="accuracy on synthetic timelapses with known types instead")
+    p.add_argument(
+        "--synthetic", action="store_true", help="accuracy on synthetic timelapses with known types instead"
+    )
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.synthetic:
         synthetic()
         return
     if args.child:
-        child(args.child, args.markers, args.types[0], args.umap_max, seed=args.seeds[0],
-              umap_epochs=args.umap_epochs, umap_init=args.umap_init)
+        child(
+            args.child,
+            args.markers,
+            args.types[0],
+            args.umap_max,
+            seed=args.seeds[0],
+            umap_epochs=args.umap_epochs,
+            umap_init=args.umap_init,
+        )
         return
     env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(args.threads)
-    print(f"{args.markers} markers, {args.types} types + 5% noise cells, {args.threads} threads; "
-          "cluster(umap=False) then UMAP alone; one fresh process per size")
+    print(
+        f"{args.markers} markers, {args.types} types + 5% noise cells, {args.threads} threads; "
+        "cluster(umap=False) then UMAP alone; one fresh process per size"
+    )
     for n_types in args.types:
         for seed in args.seeds:
             previous = previous_umap = None
             for n in args.sizes:
-                cmd = [sys.executable, __file__, "--child", str(n), "--markers",
-                       str(args.markers), "--types", str(n_types), "--seeds", str(seed),
-                       "--umap-max", str(args.umap_max)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(n),
+                    "--markers",
+                    str(args.markers),
+                    "--types",
+                    str(n_types),
+                    "--seeds",
+                    str(seed),
+                    "--umap-max",
+                    str(args.umap_max),
+                ]
                 if args.umap_epochs is not None:
                     cmd += ["--umap-epochs", str(args.umap_epochs)]
                 if args.umap_init is not None:
@@ -209,21 +237,30 @@ def main():
                 steps = ", ".join(f"{k} {v:.1f}" for k, v in r["timings_s"].items())
                 scale = f" ({r['total_s'] / previous:.1f}x the previous size)" if previous else ""
                 if r["umap_s"] is not None:
-                    uscale = (f", {r['umap_s'] / previous_umap:.1f}x the previous size"
-                              if previous_umap else "")
-                    umap = (f"{r['umap_s']:.1f} s ({r['umap']['n_epochs']} epochs, "
-                            f"{r['umap']['init']} init{uscale}; 2-D kNN type accuracy "
-                            f"{r['umap_knn_accuracy']:.3f})")
+                    uscale = (
+                        f", {r['umap_s'] / previous_umap:.1f}x the previous size" if previous_umap else ""
+                    )
+                    umap = (
+                        f"{r['umap_s']:.1f} s ({r['umap']['n_epochs']} epochs, "
+                        f"{r['umap']['init']} init{uscale}; 2-D kNN type accuracy "
+                        f"{r['umap_knn_accuracy']:.3f})"
+                    )
                 else:
                     umap = "not run"
-                with_umap = (f"; peak RSS with UMAP {r['peak_rss_mb'] / 1024:.2f} GB"
-                             if r["umap_s"] is not None else "")
-                print(f"K={n_types} seed={seed} n={n:>9,}: cluster {r['total_s']:7.1f} s{scale} "
-                      f"[{steps}]; peak RSS {r['peak_rss_cluster_mb'] / 1024:.2f} GB; "
-                      f"UMAP {umap}{with_umap}; "
-                      f"{r['n_clusters']} clusters; ARI leiden {r['ari_leiden']:.3f}, "
-                      f"cell_type {r['ari_cell_type']:.3f}; noise cells called unknown "
-                      f"{r['unknown_recall']:.2f}", flush=True)
+                with_umap = (
+                    f"; peak RSS with UMAP {r['peak_rss_mb'] / 1024:.2f} GB"
+                    if r["umap_s"] is not None
+                    else ""
+                )
+                print(
+                    f"K={n_types} seed={seed} n={n:>9,}: cluster {r['total_s']:7.1f} s{scale} "
+                    f"[{steps}]; peak RSS {r['peak_rss_cluster_mb'] / 1024:.2f} GB; "
+                    f"UMAP {umap}{with_umap}; "
+                    f"{r['n_clusters']} clusters; ARI leiden {r['ari_leiden']:.3f}, "
+                    f"cell_type {r['ari_cell_type']:.3f}; noise cells called unknown "
+                    f"{r['unknown_recall']:.2f}",
+                    flush=True,
+                )
                 previous, previous_umap = r["total_s"], r["umap_s"]
 
 

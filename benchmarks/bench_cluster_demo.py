@@ -37,30 +37,43 @@ def main():
     background = config["quantify"].get("background", "none")
     tables = []
     for i, sample in enumerate(["demo_a", "demo_b"]):
-        data = make_timelapse(n_frames=demo["frames"], shape=(demo["size"], demo["size"]),
-                              n_cells=demo["cells"], seed=demo["seed"] + i)
-        cells = quantify(data.labels, data.image, channel_names=data.channel_names,
-                         background=background)
+        data = make_timelapse(
+            n_frames=demo["frames"],
+            shape=(demo["size"], demo["size"]),
+            n_cells=demo["cells"],
+            seed=demo["seed"] + i,
+        )
+        cells = quantify(data.labels, data.image, channel_names=data.channel_names, background=background)
         cells.insert(0, "sample", sample)
         tracks = data.tracks.rename(columns={"cell_type": "truth"})
-        tables.append(merge_tables(cells, tracks.drop(columns=["y", "x", "area"]).assign(
-            sample=sample)))
+        tables.append(merge_tables(cells, tracks.drop(columns=["y", "x", "area"]).assign(sample=sample)))
     table = pd.concat(tables, ignore_index=True)
-    base = dict(markers=cl["markers"], feature=cl["feature"], signatures=cl["cell_types"],
-                transform=cl["transform"], cofactor=cl["cofactor"],
-                resolution=cl["resolution"], n_neighbors=cl["n_neighbors"], umap=False,
-                seed=cl["seed"], gates=cl.get("gates", "auto"))
+    base = dict(
+        markers=cl["markers"],
+        feature=cl["feature"],
+        signatures=cl["cell_types"],
+        transform=cl["transform"],
+        cofactor=cl["cofactor"],
+        resolution=cl["resolution"],
+        n_neighbors=cl["n_neighbors"],
+        umap=False,
+        seed=cl["seed"],
+        gates=cl.get("gates", "auto"),
+    )
     print(f"{len(table)} cell-frames, {table['truth'].nunique()} types")
-    for label, change in (("demo config", {}),
-                          ("former defaults: resolution 0.1, gates none",
-                           {"resolution": 0.1, "gates": "none"})):
+    for label, change in (
+        ("demo config", {}),
+        ("former defaults: resolution 0.1, gates none", {"resolution": 0.1, "gates": "none"}),
+    ):
         t0 = time.perf_counter()
         adata = cluster(table, **{**base, **change})
-        print(f"  {label:<45} ARI cell_type "
-              f"{adjusted_rand_score(table['truth'], adata.obs['cell_type'].astype(str)):.3f}"
-              f"  leiden {adjusted_rand_score(table['truth'], adata.obs['leiden']):.3f}"
-              f"  (resolution {adata.uns['cytotrail']['params']['resolution']}, "
-              f"{time.perf_counter() - t0:.1f} s)")
+        print(
+            f"  {label:<45} ARI cell_type "
+            f"{adjusted_rand_score(table['truth'], adata.obs['cell_type'].astype(str)):.3f}"
+            f"  leiden {adjusted_rand_score(table['truth'], adata.obs['leiden']):.3f}"
+            f"  (resolution {adata.uns['cytotrail']['params']['resolution']}, "
+            f"{time.perf_counter() - t0:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -71,18 +71,34 @@ def load(folder):
     if not (cells["CellID"].to_numpy() == ex.obs["CellID"].to_numpy()).all():
         raise SystemExit("exemplar-001: cells.csv and phenotypes.h5ad are not in the same order")
     markers = [str(m) for m in ex.var_names]
-    out = [("exemplar-001", cells, markers,
+    out = [
+        (
+            "exemplar-001",
+            cells,
+            markers,
             thresholds_from_gates(pd.read_csv(folder / "exemplar-001_manual_gates.csv")),
             signatures_from_workflow(pd.read_csv(folder / "exemplar-001_phenotype_workflow.csv")),
             ex.obs["phenotype"].astype(str).replace("Unknown", "unknown").to_numpy(),
-            "log1p", "arcsinh")]
+            "log1p",
+            "arcsinh",
+        )
+    ]
     ly = ad.read_h5ad(folder / "cycif_lymphoid_33markers.h5ad")
     markers = [str(m) for m in ly.var_names]
     table = pd.DataFrame(np.asarray(ly.X, dtype=np.float64), columns=markers)
     table["imageid"] = ly.obs["ImageId"].astype(str).to_numpy()
-    out.append(("lymphoid-33", table, markers, {m: 0.5 for m in markers},
-                signatures_from_workflow(pd.read_csv(folder / "cycif_lymphoid_phenotype_workflow.csv")),
-                ly.obs["phenotype"].astype(str).to_numpy(), "none", "none"))
+    out.append(
+        (
+            "lymphoid-33",
+            table,
+            markers,
+            {m: 0.5 for m in markers},
+            signatures_from_workflow(pd.read_csv(folder / "cycif_lymphoid_phenotype_workflow.csv")),
+            ly.obs["phenotype"].astype(str).to_numpy(),
+            "none",
+            "none",
+        )
+    )
     return out
 
 
@@ -114,10 +130,8 @@ def scanpy_default(values, seed=0):
     sc.pp.pca(adata, n_comps=min(30, values.shape[1] - 1), random_state=seed)
     # scanpy's own kNN search fails with this scipy (csr_array.getnnz); the exact search
     # of cytotrail's KnnTransformer gives the neighbours scanpy's brute force would
-    sc.pp.neighbors(adata, random_state=seed,
-                    transformer=KnnTransformer(n_neighbors=15, random_state=seed))
-    sc.tl.leiden(adata, resolution=1.0, flavor="igraph", n_iterations=2, directed=False,
-                 random_state=seed)
+    sc.pp.neighbors(adata, random_state=seed, transformer=KnnTransformer(n_neighbors=15, random_state=seed))
+    sc.tl.leiden(adata, resolution=1.0, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
     return adata.obs["leiden"].to_numpy()
 
 
@@ -139,50 +153,63 @@ def main(argv=None):
     rows = []
     for name, table, markers, gates, sigs, truth, gate_tf, auto_tf in load(args.data):
         raw = table[markers].to_numpy(np.float64)
-        print(f"\n{name}: {len(table)} cells x {len(markers)} markers, "
-              f"{len(set(truth))} phenotypes, {len(sigs)} signatures")
+        print(
+            f"\n{name}: {len(table)} cells x {len(markers)} markers, "
+            f"{len(set(truth))} phenotypes, {len(sigs)} signatures"
+        )
 
-        def agree(label, types, seconds):
+        def agree(label, types, seconds, name=name, truth=truth):
             rows.append((name, label, float(np.mean(types == truth)), seconds))
             print(f"  {label:<58} {np.mean(types == truth):6.1%}   {seconds:6.1f} s")
 
         t0 = time.perf_counter()
-        a = cluster(table, markers=markers, signatures=sigs, gates=gates, transform=gate_tf,
-                    umap=False)
-        agree(f"cytotrail, given gates + hierarchy ({gate_tf})", a.obs["cell_type"].astype(str),
-              time.perf_counter() - t0)
+        a = cluster(table, markers=markers, signatures=sigs, gates=gates, transform=gate_tf, umap=False)
+        agree(
+            f"cytotrail, given gates + hierarchy ({gate_tf})",
+            a.obs["cell_type"].astype(str),
+            time.perf_counter() - t0,
+        )
         t0 = time.perf_counter()
-        b = cluster(table, markers=markers, signatures=sigs, gates="auto", transform=auto_tf,
-                    umap=False)
-        agree(f"cytotrail, estimated thresholds + hierarchy ({auto_tf})",
-              b.obs["cell_type"].astype(str), time.perf_counter() - t0)
+        b = cluster(table, markers=markers, signatures=sigs, gates="auto", transform=auto_tf, umap=False)
+        agree(
+            f"cytotrail, estimated thresholds + hierarchy ({auto_tf})",
+            b.obs["cell_type"].astype(str),
+            time.perf_counter() - t0,
+        )
         t0 = time.perf_counter()
         values, _ = _transform(raw, markers, auto_tf, None)
         boundary = estimate_thresholds(values, markers, method="mixture_boundary")
         types, _, _ = score_signatures(values, markers, sigs, thresholds=boundary)
-        agree(f"  the same, mixture-boundary thresholds ({auto_tf})", types,
-              time.perf_counter() - t0)
+        agree(f"  the same, mixture-boundary thresholds ({auto_tf})", types, time.perf_counter() - t0)
         t0 = time.perf_counter()
         types, _, _ = score_signatures(values, markers, sigs)
-        agree(f"cytotrail, percentile signature scores ({auto_tf})", types,
-              time.perf_counter() - t0)
+        agree(f"cytotrail, percentile signature scores ({auto_tf})", types, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        agree(f"naive: per-cell z-score argmax, flat ({auto_tf})",
-              naive_zscore(values, markers, sigs), time.perf_counter() - t0)
+        agree(
+            f"naive: per-cell z-score argmax, flat ({auto_tf})",
+            naive_zscore(values, markers, sigs),
+            time.perf_counter() - t0,
+        )
 
         choice = b.uns["cytotrail"]["resolution"]
         ari = adjusted_rand_score(truth, b.obs["leiden"].astype(str))
-        print(f"  Leiden ARI, cytotrail, resolution from the data ({choice['resolution']}, "
-              f"{b.obs['leiden'].nunique()} clusters): {ari:.3f}")
+        print(
+            f"  Leiden ARI, cytotrail, resolution from the data ({choice['resolution']}, "
+            f"{b.obs['leiden'].nunique()} clusters): {ari:.3f}"
+        )
         rows.append((name, "leiden ARI cytotrail auto", ari, np.nan))
         t0 = time.perf_counter()
         labels = scanpy_default(values)
         ari = adjusted_rand_score(truth, labels)
-        print(f"  Leiden ARI, scanpy defaults, resolution 1.0 ({len(set(labels))} clusters): "
-              f"{ari:.3f}   ({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"  Leiden ARI, scanpy defaults, resolution 1.0 ({len(set(labels))} clusters): "
+            f"{ari:.3f}   ({time.perf_counter() - t0:.1f} s)"
+        )
         rows.append((name, "leiden ARI scanpy 1.0", ari, np.nan))
-    print("\ntargets (issue 16): exemplar-001 given gates >= 98 %, estimated >= 90 %; "
-          "lymphoid-33 estimated >= 85 %, Leiden ARI >= 0.4")
+    print(
+        "\ntargets (issue 16): exemplar-001 given gates >= 98 %, estimated >= 90 %; "
+        "lymphoid-33 estimated >= 85 %, Leiden ARI >= 0.4"
+    )
     return rows
 
 

@@ -45,9 +45,22 @@ def write_project(workdir, n_samples, image):
 def dry_run(workdir):
     snakemake = str(Path(sys.executable).parent / "snakemake")
     start = time.perf_counter()
-    proc = subprocess.run([snakemake, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-                           "--cores", "2", "--dry-run", "--quiet", "rules"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            snakemake,
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "2",
+            "--dry-run",
+            "--quiet",
+            "rules",
+        ],
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
@@ -78,8 +91,10 @@ def main(argv=None):
     (t1, jobs1), (tn, jobsn) = results[1], results[args.samples]
     print(f"samples x frames      : {args.samples} x {args.frames}")
     print(f"dry run, 1 sample     : {t1:6.2f} s ({jobs1} jobs)")
-    print(f"dry run, {args.samples} samples : {tn:6.2f} s ({jobsn} jobs)  target < 15 s: "
-          f"{'ok' if tn < 15 else 'MISSED'}")
+    print(
+        f"dry run, {args.samples} samples : {tn:6.2f} s ({jobsn} jobs)  target < 15 s: "
+        f"{'ok' if tn < 15 else 'MISSED'}"
+    )
     print(f"planning per job      : {1000 * (tn - t1) / max(jobsn - jobs1, 1):6.2f} ms")
     print(f"planning per sample   : {1000 * (tn - t1) / max(args.samples - 1, 1):6.2f} ms")
     return 0 if tn < 15 else 1

@@ -29,7 +29,6 @@ import sys
 import time
 
 import numpy as np
-
 from bench_segment import dsb_val
 
 
@@ -61,23 +60,29 @@ def compare(cases, thresholds):
         above = centre > thresholds["seed"]
         same_peaks += bool(np.array_equal(ours & above, ref & above))
         differing_pixels += int(((ours != ref) & above).sum())
-        (lab_ours, _), t = _timed(postprocess.maps_to_labels, fg, centre, diameter=diameter,
-                                  thresholds=thresholds)
+        (lab_ours, _), t = _timed(
+            postprocess.maps_to_labels, fg, centre, diameter=diameter, thresholds=thresholds
+        )
         t_lab_ours += t
         postprocess.h_maxima = _skimage_h_maxima
         try:
-            (lab_ref, _), t = _timed(postprocess.maps_to_labels, fg, centre, diameter=diameter,
-                                     thresholds=thresholds)
+            (lab_ref, _), t = _timed(
+                postprocess.maps_to_labels, fg, centre, diameter=diameter, thresholds=thresholds
+            )
         finally:
             postprocess.h_maxima = shipped_h_maxima
         t_lab_sk += t
         same_labels += bool(np.array_equal(lab_ours, lab_ref))
     n = len(cases)
-    print(f"  h_maxima        cytotrail {t_ours:7.2f} s   skimage {t_sk:7.2f} s   "
-          f"{t_sk / t_ours:5.1f}x   same seeds above `seed` in {same_peaks}/{n} "
-          f"({differing_pixels} pixel(s) differ)")
-    print(f"  maps_to_labels  cytotrail {t_lab_ours:7.2f} s   with skimage's {t_lab_sk:7.2f} s   "
-          f"{t_lab_sk / t_lab_ours:5.1f}x   identical labels in {same_labels}/{n}")
+    print(
+        f"  h_maxima        cytotrail {t_ours:7.2f} s   skimage {t_sk:7.2f} s   "
+        f"{t_sk / t_ours:5.1f}x   same seeds above `seed` in {same_peaks}/{n} "
+        f"({differing_pixels} pixel(s) differ)"
+    )
+    print(
+        f"  maps_to_labels  cytotrail {t_lab_ours:7.2f} s   with skimage's {t_lab_sk:7.2f} s   "
+        f"{t_lab_sk / t_lab_ours:5.1f}x   identical labels in {same_labels}/{n}"
+    )
 
 
 def compare_torch(cases, thresholds, device, truths=None):
@@ -112,12 +117,16 @@ def compare_torch(cases, thresholds, device, truths=None):
             ap_host.append(average_precision(truths[k], host, thresholds=(0.5,))[0.5])
             ap_dev.append(average_precision(truths[k], dev, thresholds=(0.5,))[0.5])
     n = len(cases)
-    print(f"  torch ({device.type})  {t_dev:7.2f} s   numba/scipy {t_host:7.2f} s   "
-          f"torch / host time {t_dev / t_host:5.2f}   identical labels in {identical}/{n}   "
-          f"objects matched at IoU >= 0.95: {matched}/{objects} ({100 * matched / max(objects, 1):.2f} %)")
+    print(
+        f"  torch ({device.type})  {t_dev:7.2f} s   numba/scipy {t_host:7.2f} s   "
+        f"torch / host time {t_dev / t_host:5.2f}   identical labels in {identical}/{n}   "
+        f"objects matched at IoU >= 0.95: {matched}/{objects} ({100 * matched / max(objects, 1):.2f} %)"
+    )
     if truths is not None:
-        print(f"  AP@0.5 against the true masks: numba/scipy {np.mean(ap_host):.4f}   torch "
-              f"{np.mean(ap_dev):.4f}   difference {np.mean(ap_dev) - np.mean(ap_host):+.4f}")
+        print(
+            f"  AP@0.5 against the true masks: numba/scipy {np.mean(ap_host):.4f}   torch "
+            f"{np.mean(ap_dev):.4f}   difference {np.mean(ap_dev) - np.mean(ap_host):+.4f}"
+        )
 
 
 def main():
@@ -128,12 +137,11 @@ def main():
     args = parser.parse_args()
     import torch
 
+    from cytotrail.segment.device import select_device
     from cytotrail.segment.infer import _segment_maps_frame
     from cytotrail.segment.model import load_model
     from cytotrail.segment.postprocess import h_maxima
     from cytotrail.synth import make_timelapse
-
-    from cytotrail.segment.device import select_device
 
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
@@ -141,8 +149,9 @@ def main():
     h_maxima(np.zeros((8, 8), np.float32), 0.1)  # numba: load or compile the kernel first
 
     def maps(image, diameter):
-        return _segment_maps_frame(image, net=net, config=config, device=torch.device("cpu"),
-                                   diameter=diameter, normalized=False)
+        return _segment_maps_frame(
+            image, net=net, config=config, device=torch.device("cpu"), diameter=diameter, normalized=False
+        )
 
     frame = make_timelapse(n_frames=1, shape=(2048, 2048), n_cells=4000, diameter=18, seed=3).image[0, 0]
     m = maps(frame, 18.0)

@@ -59,12 +59,20 @@ import tempfile
 import time
 
 INTENSITY_PROPS = ("label", "intensity_mean", "intensity_std", "intensity_min", "intensity_max")
-SHAPE_PROPS = ("label", "area", "centroid", "perimeter", "eccentricity", "solidity",
-               "axis_major_length", "axis_minor_length", "orientation")
+SHAPE_PROPS = (
+    "label",
+    "area",
+    "centroid",
+    "perimeter",
+    "eccentricity",
+    "solidity",
+    "axis_major_length",
+    "axis_minor_length",
+    "orientation",
+)
 STATS = ("mean", "std", "min", "max")
 CASES = ("intensity", "compartments", "shape", "default", "median_p90")
-REGIONPROPS = {"intensity": "rp_intensity", "compartments": "rp_compartments",
-               "shape": "rp_shape"}
+REGIONPROPS = {"intensity": "rp_intensity", "compartments": "rp_compartments", "shape": "rp_shape"}
 
 
 def make_data(size, channels, cells, seed=0):
@@ -75,8 +83,7 @@ def make_data(size, channels, cells, seed=0):
     step = size / np.sqrt(cells)
     grid = np.arange(step / 2, size, step)
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    pts = np.column_stack([yy.ravel(), xx.ravel()]) + rng.uniform(-step / 4, step / 4,
-                                                                  (yy.size, 2))
+    pts = np.column_stack([yy.ravel(), xx.ravel()]) + rng.uniform(-step / 4, step / 4, (yy.size, 2))
     pts = np.clip(np.round(pts), 0, size - 1).astype(int)[:cells]
     labels = np.zeros((size, size), np.uint32)
     labels[pts[:, 0], pts[:, 1]] = np.arange(1, len(pts) + 1)
@@ -143,6 +150,7 @@ def child(method, size, channels, cells, calls, threads):
     import skimage.segmentation  # noqa: F401
 
     import cytotrail.quantify  # noqa: F401
+
     import_s = time.perf_counter() - t0
     before = _rss_mb()
     times = []
@@ -155,15 +163,38 @@ def child(method, size, channels, cells, calls, threads):
         if peak is None:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n_cols = len(out.columns) if hasattr(out, "columns") else len(out)
-    print(json.dumps({"method": method, "times": times, "rss_before_mb": before,
-                      "peak_rss_mb": peak, "cells": int(n_cells), "columns": n_cols,
-                      "import_s": import_s}))
+    print(
+        json.dumps(
+            {
+                "method": method,
+                "times": times,
+                "rss_before_mb": before,
+                "peak_rss_mb": peak,
+                "cells": int(n_cells),
+                "columns": n_cols,
+                "import_s": import_s,
+            }
+        )
+    )
 
 
 def run(method, args, *, calls=1, cache_dir=None, threads=1):
-    cmd = [sys.executable, __file__, "--child", method, "--size", str(args.size), "--channels",
-           str(args.channels), "--cells", str(args.cells), "--calls", str(calls),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--size",
+        str(args.size),
+        "--channels",
+        str(args.channels),
+        "--cells",
+        str(args.cells),
+        "--calls",
+        str(calls),
+        "--threads",
+        str(threads),
+    ]
     env = dict(os.environ)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
@@ -195,13 +226,19 @@ def main():
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--channels", type=int, default=40)
     p.add_argument("--cells", type=int, default=50000)
-    p.add_argument("--methods", nargs="+", default=list(CASES), choices=CASES,
-                   help="cases to run")
+    p.add_argument("--methods", nargs="+", default=list(CASES), choices=CASES, help="cases to run")
     p.add_argument("--skip-regionprops", action="store_true")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="processes per measurement; medians are printed (the machine is shared)")
-    p.add_argument("--threads-too", action="store_true",
-                   help="also time cytotrail with threads=2 (fresh process, warm cache)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="processes per measurement; medians are printed (the machine is shared)",
+    )
+    p.add_argument(
+        "--threads-too",
+        action="store_true",
+        help="also time cytotrail with threads=2 (fresh process, warm cache)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--calls", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -209,11 +246,15 @@ def main():
     if args.child:
         child(args.child, args.size, args.channels, args.cells, args.calls, args.threads)
         return
-    print(f"frame {args.size}x{args.size}, {args.channels} channels (uint16), ~{args.cells} cells; "
-          "one fresh process per measurement; wall seconds (process CPU seconds), median of "
-          f"{args.repeat} runs")
-    print("cytotrail: cold = first call ever (empty NUMBA_CACHE_DIR), fresh = new process with "
-          "the kernel cache filled (every Snakemake job), steady = second call in that process")
+    print(
+        f"frame {args.size}x{args.size}, {args.channels} channels (uint16), ~{args.cells} cells; "
+        "one fresh process per measurement; wall seconds (process CPU seconds), median of "
+        f"{args.repeat} runs"
+    )
+    print(
+        "cytotrail: cold = first call ever (empty NUMBA_CACHE_DIR), fresh = new process with "
+        "the kernel cache filled (every Snakemake job), steady = second call in that process"
+    )
     rows = []
     for case in args.methods:
         reps = []
@@ -222,8 +263,7 @@ def main():
             try:
                 cold = run(f"ct_{case}", args, cache_dir=cache)
                 warm = run(f"ct_{case}", args, calls=2, cache_dir=cache)
-                two = (run(f"ct_{case}", args, cache_dir=cache, threads=2)
-                       if args.threads_too else None)
+                two = run(f"ct_{case}", args, cache_dir=cache, threads=2) if args.threads_too else None
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
             rp = None
@@ -233,18 +273,23 @@ def main():
         cold, warm, two, rp = (_median([r[i] for r in reps]) for i in range(4))
         rows.append((case, cold, warm, two, rp))
         (cs, cc), (fs, fc), (ss, sc) = cold["times"][0], *warm["times"]
-        line = (f"{case:12s} cytotrail cold {_fmt(cs, cc)} | fresh {_fmt(fs, fc)} | steady "
-                f"{_fmt(ss, sc)} | peak RSS {warm['peak_rss_mb']:6.0f} MB (data alone "
-                f"{warm['rss_before_mb']:5.0f} MB)")
+        line = (
+            f"{case:12s} cytotrail cold {_fmt(cs, cc)} | fresh {_fmt(fs, fc)} | steady "
+            f"{_fmt(ss, sc)} | peak RSS {warm['peak_rss_mb']:6.0f} MB (data alone "
+            f"{warm['rss_before_mb']:5.0f} MB)"
+        )
         if two is not None:
             line += f" | threads=2 fresh {_fmt(*two['times'][0])}"
         print(line, flush=True)
         if rp is not None:
             rs, rc = rp["times"][0]
-            print(f"{'':12s} regionprops_table {_fmt(rs, rc)} | peak RSS "
-                  f"{rp['peak_rss_mb']:6.0f} MB "
-                  f"(data alone {rp['rss_before_mb']:5.0f} MB); {rp['cells']} cells, "
-                  f"{rp['columns']} columns (cytotrail {warm['columns']})", flush=True)
+            print(
+                f"{'':12s} regionprops_table {_fmt(rs, rc)} | peak RSS "
+                f"{rp['peak_rss_mb']:6.0f} MB "
+                f"(data alone {rp['rss_before_mb']:5.0f} MB); {rp['cells']} cells, "
+                f"{rp['columns']} columns (cytotrail {warm['columns']})",
+                flush=True,
+            )
     if any(r[4] is not None for r in rows):
         print("\nspeed-up over regionprops_table, wall (CPU):")
         print(f"{'case':12s} {'cold':>15s} {'fresh':>15s} {'steady':>15s}")

@@ -65,8 +65,10 @@ def dsb_val(limit=None):
         return []
     table = pd.read_csv(manifest)
     ids = table.loc[table["split"] == "val", "id"].tolist()[:limit]
-    return [(tifffile.imread(DSB / "images" / f"{i}.tif"), tifffile.imread(DSB / "masks" / f"{i}.tif"))
-            for i in ids]
+    return [
+        (tifffile.imread(DSB / "images" / f"{i}.tif"), tifffile.imread(DSB / "masks" / f"{i}.tif"))
+        for i in ids
+    ]
 
 
 def synth_heldout(n):
@@ -79,8 +81,9 @@ def synth_heldout(n):
         noise = [0.5, 1.0, 2.0][i % 3]
         shape = (256, 256)
         n_cells = int(rng.uniform(0.15, 0.4) * shape[0] * shape[1] / (np.pi * diameter**2 / 4))
-        data = make_timelapse(n_frames=1, shape=shape, n_cells=n_cells, diameter=diameter, noise=noise,
-                              seed=100 + i)
+        data = make_timelapse(
+            n_frames=1, shape=shape, n_cells=n_cells, diameter=diameter, noise=noise, seed=100 + i
+        )
         out.append((data.image[0, 0], data.labels[0]))
     return out
 
@@ -97,8 +100,10 @@ def demo_f1():
         labels = segment(data.image[:, 0], backend=backend, device="cpu")
         seconds = time.perf_counter() - started
         ap = np.mean([average_precision(t, p, thresholds=(0.5,))[0.5] for t, p in zip(data.labels, labels)])
-        print(f"  {backend:<10} F1@0.5 {f1_score(data.labels, labels):.3f}  F1@0.75 "
-              f"{f1_score(data.labels, labels, iou=0.75):.3f}  AP@0.5 {ap:.3f}  ({seconds:.1f} s)")
+        print(
+            f"  {backend:<10} F1@0.5 {f1_score(data.labels, labels):.3f}  F1@0.75 "
+            f"{f1_score(data.labels, labels, iou=0.75):.3f}  AP@0.5 {ap:.3f}  ({seconds:.1f} s)"
+        )
 
 
 _CELLPOSE_TIMER = r"""
@@ -164,8 +169,11 @@ def speed(threads, n_frames, cellpose_python, cellpose_frames=2):
     frames = data.image[:, 0]
     segment(frames[:1], device="cpu")  # warm-up: model load, first-call overheads
     timings = {}
-    for label, options in (("unet, auto diameter", {}), ("unet, diameter given", {"diameter": 14.0}),
-                           ("watershed", {"backend": "watershed", "diameter": 14.0})):
+    for label, options in (
+        ("unet, auto diameter", {}),
+        ("unet, diameter given", {"diameter": 14.0}),
+        ("watershed", {"backend": "watershed", "diameter": 14.0}),
+    ):
         secs = []
         for f in frames:
             t = time.perf_counter()
@@ -181,8 +189,11 @@ def speed(threads, n_frames, cellpose_python, cellpose_frames=2):
             np.save(Path(tmp) / "frames.npy", frames[:cellpose_frames])
             script = Path(tmp) / "timer.py"
             script.write_text(_CELLPOSE_TIMER)
-            proc = subprocess.run([cellpose_python, str(script), str(Path(tmp) / "frames.npy"), str(threads)],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [cellpose_python, str(script), str(Path(tmp) / "frames.npy"), str(threads)],
+                capture_output=True,
+                text=True,
+            )
         if proc.returncode != 0:
             print(f"  cellpose timing failed: {proc.stderr.strip().splitlines()[-1:]}")
             return
@@ -221,7 +232,7 @@ def throughput(n_frames, batch_size):
     def network_alone():
         # batches already normalised; the maps come back to the host, as segment() needs them
         for i in range(0, n_frames, batch_size):
-            predict_maps(net, normed[i:i + batch_size], device=device)
+            predict_maps(net, normed[i : i + batch_size], device=device)
         sync()
 
     def end_to_end():
@@ -237,12 +248,20 @@ def throughput(n_frames, batch_size):
             run()
             secs.append(time.perf_counter() - t)
         rates[label] = n_frames / float(np.median(secs))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type} ({torch.get_num_threads()} threads)"
-    print(f"\nthroughput, {n_frames} frames of {side} x {side} in batches of {batch_size}, "
-          f"diameter given (18 px), {name}, median of 3 runs")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{device.type} ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"\nthroughput, {n_frames} frames of {side} x {side} in batches of {batch_size}, "
+        f"diameter given (18 px), {name}, median of 3 runs"
+    )
     for label, rate in rates.items():
         print(f"  {label:<14} {rate:8.3f} frames/s")
-    print(f"  end to end / network alone: {rates['end to end'] / rates['network alone']:.2f} (target >= 0.5 on a GPU)")
+    print(
+        f"  end to end / network alone: {rates['end to end'] / rates['network alone']:.2f} (target >= 0.5 on a GPU)"
+    )
 
 
 def main():
@@ -252,27 +271,42 @@ def main():
     parser.add_argument("--model", default=None, help="unet model folder (default: shipped)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
-    parser.add_argument("--cellpose-frames", type=int, default=1,
-                        help="frames timed with cellpose's network (it is slow on CPU)")
-    parser.add_argument("--cellpose-python", default=os.environ.get("CELLPOSE_PYTHON", "/tmp/cpvenv/bin/python"))
-    parser.add_argument("--throughput", action="store_true",
-                        help="also time 2048 x 2048 batches on the best device (CUDA when present)")
-    parser.add_argument("--throughput-frames", type=int, default=None,
-                        help="frames per throughput run (default: 32 on CUDA, 2 on the CPU)")
+    parser.add_argument(
+        "--cellpose-frames",
+        type=int,
+        default=1,
+        help="frames timed with cellpose's network (it is slow on CPU)",
+    )
+    parser.add_argument(
+        "--cellpose-python", default=os.environ.get("CELLPOSE_PYTHON", "/tmp/cpvenv/bin/python")
+    )
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="also time 2048 x 2048 batches on the best device (CUDA when present)",
+    )
+    parser.add_argument(
+        "--throughput-frames",
+        type=int,
+        default=None,
+        help="frames per throughput run (default: 32 on CUDA, 2 on the CPU)",
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="frames per batch for --throughput")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    backends = {"unet (auto diameter)": {"model": args.model},
-                "watershed": {"backend": "watershed"}}
+    backends = {"unet (auto diameter)": {"model": args.model}, "watershed": {"backend": "watershed"}}
     if not args.skip_accuracy:
         val = dsb_val(limit=10 if args.quick else None)
         if val:
             print_table("dsb2018_fluo val images", ap_table(val, backends), len(val))
         syn = synth_heldout(5 if args.quick else 20)
-        print_table("held-out synthetic frames (seeds 100+, diameters 9-45 px, noise 0.5-2)",
-                    ap_table(syn, backends), len(syn))
+        print_table(
+            "held-out synthetic frames (seeds 100+, diameters 9-45 px, noise 0.5-2)",
+            ap_table(syn, backends),
+            len(syn),
+        )
         demo_f1()
     if not args.skip_speed:
         speed(args.threads, 3 if args.quick else 8, args.cellpose_python, args.cellpose_frames)

@@ -48,10 +48,14 @@ def main():
     n = int(labels[0].max())
     print(f"\nframe {frame.shape[0]} x {frame.shape[1]} {frame.dtype}, {args.threads} thread(s)")
     print(f"  wall time          {seconds:8.1f} s  ({frame.size / 1e6 / seconds:.2f} MP/s)")
-    print(f"  peak RSS           {peak:8.2f} GB (before segmenting: {rss_before:.2f} GB; input "
-          f"{frame.nbytes / 1e9:.2f} GB, output {labels.nbytes / 1e9:.2f} GB)")
-    print(f"  nuclei             {n} (one 1000 x 1000 block alone: {n_block}; x {reps * reps} = "
-          f"{n_block * reps * reps}; nuclei cut by the block seams differ)")
+    print(
+        f"  peak RSS           {peak:8.2f} GB (before segmenting: {rss_before:.2f} GB; input "
+        f"{frame.nbytes / 1e9:.2f} GB, output {labels.nbytes / 1e9:.2f} GB)"
+    )
+    print(
+        f"  nuclei             {n} (one 1000 x 1000 block alone: {n_block}; x {reps * reps} = "
+        f"{n_block * reps * reps}; nuclei cut by the block seams differ)"
+    )
     print(f"  target peak RSS < 4 GB: {'met' if peak < 4 else 'NOT met'}")
     return 0
 

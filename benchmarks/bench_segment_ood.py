@@ -75,7 +75,9 @@ def main(argv=None):
     parser.add_argument("--model", default=None, help="model folder (default: the shipped nuclei_unet)")
     parser.add_argument("--limit", type=int, default=None, help="at most N images per split (a quick look)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--tta", action="store_true", help="also the unet backend with flip test-time augmentation")
+    parser.add_argument(
+        "--tta", action="store_true", help="also the unet backend with flip test-time augmentation"
+    )
     args = parser.parse_args(argv)
     if not (DSB / "manifest.csv").is_file():
         print(f"{DSB} not found: nothing to benchmark")
@@ -96,8 +98,10 @@ def main(argv=None):
     if held <= excluded:
         print("the model's training excluded every held-out family: the held-out score is leave-family-out")
     else:
-        print("WARNING: a training in the model's lineage did not exclude the held-out families (it saw "
-              "their train images): its held-out score is not a leave-family-out score")
+        print(
+            "WARNING: a training in the model's lineage did not exclude the held-out families (it saw "
+            "their train images): its held-out score is not a leave-family-out score"
+        )
     backends = {"unet": {"model": args.model}}
     if args.tta:
         backends["unet + flip TTA"] = {"model": args.model, "tta": True}
@@ -110,9 +114,18 @@ def main(argv=None):
         for name, r in rows.items():
             print(f"  {name:<24} {r[0.5]:7.3f} {r[0.75]:8.3f} {r[0.9]:7.3f} {r['seconds']:7.1f}")
         if title.startswith("held-out"):
-            print("  per family, AP@0.5 (n): " + "; ".join(
-                f"{f} " + "/".join(f"{np.mean([a for a, c in zip(r['per_image'], cases) if c[3] == f]):.3f}"
-                                   for r in rows.values()) + f" ({n})" for f, n in sorted(fams.items())))
+            print(
+                "  per family, AP@0.5 (n): "
+                + "; ".join(
+                    f"{f} "
+                    + "/".join(
+                        f"{np.mean([a for a, c in zip(r['per_image'], cases) if c[3] == f]):.3f}"
+                        for r in rows.values()
+                    )
+                    + f" ({n})"
+                    for f, n in sorted(fams.items())
+                )
+            )
     return 0
 
 

@@ -48,8 +48,9 @@ def make_frames(n_frames, side, seed=9):
     from cytotrail.synth import make_timelapse
 
     n_cells = max(4, int(4000 * (side / 2048) ** 2))
-    return make_timelapse(n_frames=n_frames, shape=(side, side), n_cells=n_cells, diameter=DIAMETER,
-                          seed=seed).image[:, 0]
+    return make_timelapse(
+        n_frames=n_frames, shape=(side, side), n_cells=n_cells, diameter=DIAMETER, seed=seed
+    ).image[:, 0]
 
 
 def median_seconds(run, repeats):
@@ -77,16 +78,25 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
     n, ny, nx = frames.shape
     scale = infer._scale_for(DIAMETER, config)
     tile_size = int(config.get("tile_size", 1024) * (2 if device.type == "cuda" else 1))
-    tiles = list(infer._tiles(n, (ny, nx), scale=scale, tile_size=tile_size,
-                              margin=int(config.get("tile_margin", 64)), multiple=net.multiple))
+    tiles = list(
+        infer._tiles(
+            n,
+            (ny, nx),
+            scale=scale,
+            tile_size=tile_size,
+            margin=int(config.get("tile_margin", 64)),
+            multiple=net.multiple,
+        )
+    )
     seconds = dict.fromkeys(("host preparation", "network", "maps to labels", "paste"), 0.0)
     out = np.zeros(frames.shape, np.uint32)
     next_id = np.ones(n, np.int64)
     t = time.perf_counter()
     ranges = [percentiles(f) for f in frames]
     seconds["host preparation"] += time.perf_counter() - t
-    batches = infer._host_batches(frames, tiles, ranges=ranges, batch_size=batch_size,
-                                  batch_pixels=infer._batch_pixels(device))
+    batches = infer._host_batches(
+        frames, tiles, ranges=ranges, batch_size=batch_size, batch_pixels=infer._batch_pixels(device)
+    )
     while True:
         t = time.perf_counter()
         try:
@@ -105,11 +115,17 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
             h, w = tile.crop[1] - tile.crop[0], tile.crop[3] - tile.crop[2]
             items.append((tile, infer._resize(m[None], (h, w))[0]))
         if on_device:
-            done = list(infer._labels_for_tiles_torch(items, diameter=DIAMETER, thresholds=thresholds,
-                                                      device=device, group=batch_size))
+            done = list(
+                infer._labels_for_tiles_torch(
+                    items, diameter=DIAMETER, thresholds=thresholds, device=device, group=batch_size
+                )
+            )
         else:
-            done = list(infer._labels_for_tiles(items, diameter=DIAMETER, thresholds=thresholds,
-                                                workers=infer._workers(None, device)))
+            done = list(
+                infer._labels_for_tiles(
+                    items, diameter=DIAMETER, thresholds=thresholds, workers=infer._workers(None, device)
+                )
+            )
         sync()
         seconds["maps to labels"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -139,8 +155,9 @@ def baseline_ab(frames, rev, threads, batch_size, repeats):
     """CPU end to end of revision ``rev`` and of this tree, interleaved, in fresh processes."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True,
-                                 check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
+        ).stdout
         (tmp / "rev").mkdir()
         subprocess.run(["tar", "-x", "-C", str(tmp / "rev")], input=archive, check=True)
         np.save(tmp / "frames.npy", frames)
@@ -150,9 +167,19 @@ def baseline_ab(frames, rev, threads, batch_size, repeats):
         for _ in range(repeats):
             for name, src in trees.items():
                 env = dict(os.environ, PYTHONPATH=str(src))
-                proc = subprocess.run([sys.executable, str(tmp / "timer.py"), str(tmp / "frames.npy"),
-                                       str(threads), str(DIAMETER), str(batch_size)],
-                                      capture_output=True, text=True, env=env)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        str(tmp / "timer.py"),
+                        str(tmp / "frames.npy"),
+                        str(threads),
+                        str(DIAMETER),
+                        str(batch_size),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
                 if proc.returncode != 0:
                     raise RuntimeError(f"{name}: {proc.stderr.strip().splitlines()[-1:]}")
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -160,9 +187,11 @@ def baseline_ab(frames, rev, threads, batch_size, repeats):
                 print(f"    {name:<22} {res['seconds']:7.2f} s  ({res['objects']} objects, {res['module']})")
     a, b = secs.values()
     pairs = [x / y for x, y in zip(a, b)]
-    print(f"    speed ratio of each interleaved pair (this tree / revision): "
-          f"{', '.join(f'{p:.2f}' for p in pairs)}; median {np.median(pairs):.2f}; best run of each: "
-          f"{min(b):.2f} s (this tree) vs {min(a):.2f} s (revision), {min(a) / min(b):.2f}x")
+    print(
+        f"    speed ratio of each interleaved pair (this tree / revision): "
+        f"{', '.join(f'{p:.2f}' for p in pairs)}; median {np.median(pairs):.2f}; best run of each: "
+        f"{min(b):.2f} s (this tree) vs {min(a):.2f} s (revision), {min(a) / min(b):.2f}x"
+    )
     return {name: float(np.median(s)) for name, s in secs.items()}
 
 
@@ -174,10 +203,17 @@ def main():
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
-    parser.add_argument("--compare-cpu-postprocess", action="store_true",
-                        help="also run end to end with the host (numba) and the torch post-processing")
-    parser.add_argument("--baseline", default=None, metavar="REV",
-                        help="CPU end to end of git revision REV against this tree, same run")
+    parser.add_argument(
+        "--compare-cpu-postprocess",
+        action="store_true",
+        help="also run end to end with the host (numba) and the torch post-processing",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="CPU end to end of git revision REV against this tree, same run",
+    )
     args = parser.parse_args()
     import torch
 
@@ -202,24 +238,35 @@ def main():
 
     def network_alone():
         for i in range(0, len(normed), args.batch_size):
-            predict_maps(net, normed[i:i + args.batch_size], device=device, keep_on_device=True)
+            predict_maps(net, normed[i : i + args.batch_size], device=device, keep_on_device=True)
         sync()
 
     results = {}
 
     def end_to_end(postprocess):
         def run():
-            results[_postprocess_path(postprocess, device)] = segment_unet(frames, device=str(device), diameter=DIAMETER,
-                                                batch_size=args.batch_size, postprocess=postprocess)
+            results[_postprocess_path(postprocess, device)] = segment_unet(
+                frames,
+                device=str(device),
+                diameter=DIAMETER,
+                batch_size=args.batch_size,
+                postprocess=postprocess,
+            )
             sync()
+
         return run
 
-    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"{device.type} ({torch.get_num_threads()} torch threads)")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{device.type} ({torch.get_num_threads()} torch threads)"
+    )
     mp = side * side / 1e6
     auto = _postprocess_path("auto", device)
-    print(f"throughput, {len(frames)} frames of {side} x {side} in batches of {args.batch_size}, "
-          f"diameter given ({DIAMETER:g} px), {name}, median of {args.repeats} runs")
+    print(
+        f"throughput, {len(frames)} frames of {side} x {side} in batches of {args.batch_size}, "
+        f"diameter given ({DIAMETER:g} px), {name}, median of {args.repeats} runs"
+    )
     rates = {"network alone": len(frames) / median_seconds(network_alone, args.repeats)}
     rates[f"end to end ({auto})"] = len(frames) / median_seconds(end_to_end("auto"), args.repeats)
     for label, rate in rates.items():
@@ -244,19 +291,25 @@ def main():
         for path in ("torch", "host"):
             rate = rates[f"end to end ({path})"]
             print(f"    {path:<6} {rate:8.3f} frames/s  {rate * mp:8.2f} MP/s")
-        print(f"    torch / host speed: {rates['end to end (torch)'] / rates['end to end (host)']:.2f}; "
-              f"objects matched at IoU >= 0.95: {matched}/{objects} ({100 * matched / max(objects, 1):.2f} %), "
-              f"identical label frames {identical}/{len(frames)}")
+        print(
+            f"    torch / host speed: {rates['end to end (torch)'] / rates['end to end (host)']:.2f}; "
+            f"objects matched at IoU >= 0.95: {matched}/{objects} ({100 * matched / max(objects, 1):.2f} %), "
+            f"identical label frames {identical}/{len(frames)}"
+        )
         stage = stage_shares(frames, net, config, thresholds, device, args.batch_size, other)
         total = sum(stage.values())
-        print(f"    stages with {other}: " + ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in stage.items()))
+        print(
+            f"    stages with {other}: " + ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in stage.items())
+        )
 
     if args.baseline:
         print(f"  CPU end to end, revision {args.baseline} against this tree (fresh processes, interleaved):")
         ab = baseline_ab(frames, args.baseline, args.threads, args.batch_size, args.repeats)
         base, ours = ab[f"revision {args.baseline}"], ab["this tree"]
-        print(f"    median {base:.2f} s -> {ours:.2f} s: this tree runs at {base / ours:.2f}x the "
-              f"baseline's speed (>= 1: no regression)")
+        print(
+            f"    median {base:.2f} s -> {ours:.2f} s: this tree runs at {base / ours:.2f}x the "
+            f"baseline's speed (>= 1: no regression)"
+        )
     return 0
 
 

@@ -50,8 +50,9 @@ def load(data_dir, seed):
     if not path.exists():
         raise SystemExit(f"{path} not found: pass --data (the shared data folder)")
     raw = pd.read_csv(path)
-    truth = raw.assign(track_id=raw["cell_id"],
-                       parent_track_id=raw["parent_id"].where(raw["parent_id"] > 0).astype("Int64"))
+    truth = raw.assign(
+        track_id=raw["cell_id"], parent_track_id=raw["parent_id"].where(raw["parent_id"] > 0).astype("Int64")
+    )
     det = raw[["frame", "y", "x", "area"]].sample(frac=1.0, random_state=seed)
     return truth, det
 
@@ -62,8 +63,12 @@ def scores(truth, result, lo, hi):
     s = tracking_scores(truth, result)
     span = result.groupby("track_id")["frame"].agg(["min", "max"])
     spanning = float(((span["min"] == lo) & (span["max"] == hi)).mean())
-    return {"link_f1": s["link"]["f1"], "division_f1": s["division"]["f1"],
-            "n_divisions": s["division"]["n_found"], "spanning": spanning}
+    return {
+        "link_f1": s["link"]["f1"],
+        "division_f1": s["division"]["f1"],
+        "n_divisions": s["division"]["n_found"],
+        "spanning": spanning,
+    }
 
 
 def run_cytotrail(det, columns):
@@ -77,8 +82,14 @@ def run_trackpy(det, search_range):
     import trackpy
 
     trackpy.quiet()
-    linked = trackpy.link(det[["frame", "y", "x"]], search_range, memory=2, pos_columns=["y", "x"],
-                          adaptive_stop=0.5, adaptive_step=0.9)
+    linked = trackpy.link(
+        det[["frame", "y", "x"]],
+        search_range,
+        memory=2,
+        pos_columns=["y", "x"],
+        adaptive_stop=0.5,
+        adaptive_step=0.9,
+    )
     out = det.copy()
     out["track_id"] = linked.loc[det.index, "particle"].to_numpy() + 1
     out["parent_track_id"] = pd.array([pd.NA] * len(out), dtype="Int64")
@@ -89,9 +100,12 @@ def run_laptrack(det, cutoff, split_cutoff, gap_frames):
     from laptrack import LapTrack
 
     df = det[["frame", "y", "x"]].reset_index(drop=True).assign(row=lambda d: np.arange(len(d)))
-    lt = LapTrack(cutoff=cutoff**2, splitting_cutoff=split_cutoff**2,
-                  gap_closing_cutoff=cutoff**2 if gap_frames else False,
-                  gap_closing_max_frame_count=max(gap_frames, 1))
+    lt = LapTrack(
+        cutoff=cutoff**2,
+        splitting_cutoff=split_cutoff**2,
+        gap_closing_cutoff=cutoff**2 if gap_frames else False,
+        gap_closing_max_frame_count=max(gap_frames, 1),
+    )
     tracks, splits, _ = lt.predict_dataframe(df, ["y", "x"], only_coordinate_cols=False)
     tracks = tracks.sort_values("row")  # laptrack may return the rows in its own order
     assert (tracks["row"].to_numpy() == df["row"].to_numpy()).all()
@@ -143,35 +157,51 @@ def main():
 
     for label, (lo, hi) in SPLITS.items():
         add("curation (truth)", "", label, {**truth_row(truth, lo, hi), "seconds": 0.0})
-        for columns, name in ((["frame", "y", "x", "area"], "cytotrail defaults (positions + area)"),
-                              (["frame", "y", "x"], "cytotrail defaults (positions only)")):
+        for columns, name in (
+            (["frame", "y", "x", "area"], "cytotrail defaults (positions + area)"),
+            (["frame", "y", "x"], "cytotrail defaults (positions only)"),
+        ):
             t0 = time.perf_counter()
             out, info = run_cytotrail(split(det, lo, hi), columns)
             s = {**scores(truth, out, lo, hi), "seconds": time.perf_counter() - t0}
             ds = info["division_scales"]
-            add(name, f"search {info['search_range_px']:.1f} px, step sigma "
+            add(
+                name,
+                f"search {info['search_range_px']:.1f} px, step sigma "
                 f"{info['displacement_sigma_px']:.2f} px (t dof {info['displacement_t_dof']}), "
                 f"missed-frame cost {info['gap_cost_per_frame']:.1f}, division sum-area "
-                f"{ds['sum_area_mean']:+.2f}+-{ds['sum_area_sigma']:.2f}", label, s)
+                f"{ds['sum_area_mean']:+.2f}+-{ds['sum_area_sigma']:.2f}",
+                label,
+                s,
+            )
     for name, runner, settings, fmt in (
-            ("trackpy.link", run_trackpy, [(r,) for r in TRACKPY_GRID], "search_range {} px, memory 2"),
-            ("laptrack", run_laptrack, LAPTRACK_GRID, "cutoff {} px, splitting {} px, gap frames {}")):
+        ("trackpy.link", run_trackpy, [(r,) for r in TRACKPY_GRID], "search_range {} px, memory 2"),
+        ("laptrack", run_laptrack, LAPTRACK_GRID, "cutoff {} px, splitting {} px, gap frames {}"),
+    ):
         table = grid(name, runner, settings, det, truth)
         chosen = pick(table, SELECT)
         for label in SPLITS:
             add(f"{name} tuned on frames 0-7", fmt.format(*chosen), label, table[chosen][label])
         oracle = pick(table, "whole movie")
-        add(f"{name} best on whole movie (oracle)", fmt.format(*oracle), "whole movie",
-            table[oracle]["whole movie"])
+        add(
+            f"{name} best on whole movie (oracle)",
+            fmt.format(*oracle),
+            "whole movie",
+            table[oracle]["whole movie"],
+        )
     result = pd.DataFrame(rows)
-    print(f"W-R1 epidermis lineages ({len(det):,d} detections, rows shuffled with seed {args.seed}); "
-          "cytotrail untuned, peers tuned on this movie\n")
+    print(
+        f"W-R1 epidermis lineages ({len(det):,d} detections, rows shuffled with seed {args.seed}); "
+        "cytotrail untuned, peers tuned on this movie\n"
+    )
     for label in SPLITS:
         print(f"== {label}")
         part = result[result["split"] == label]
         for r in part.itertuples():
-            print(f"  {r.method:<42} link F1 {r.link_f1:.4f}  division F1 {r.division_f1:.3f} "
-                  f"({r.n_divisions:3d} found)  spanning {r.spanning:.3f}  {r.seconds:5.2f} s  {r.setting}")
+            print(
+                f"  {r.method:<42} link F1 {r.link_f1:.4f}  division F1 {r.division_f1:.3f} "
+                f"({r.n_divisions:3d} found)  spanning {r.spanning:.3f}  {r.seconds:5.2f} s  {r.setting}"
+            )
     return result
 
 

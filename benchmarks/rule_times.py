@@ -19,8 +19,9 @@ def collect(results):
     for path in sorted(Path(results, "benchmarks").rglob("*.tsv")):
         rule = path.parent.name if path.parent.name != "benchmarks" else path.stem
         bench = pd.read_csv(path, sep="\t")
-        rows.append({"rule": rule, "job": path.stem, "s": bench["s"].iloc[0],
-                     "max_rss_mb": bench["max_rss"].iloc[0]})
+        rows.append(
+            {"rule": rule, "job": path.stem, "s": bench["s"].iloc[0], "max_rss_mb": bench["max_rss"].iloc[0]}
+        )
     return pd.DataFrame(rows)
 
 
@@ -32,8 +33,9 @@ def main(argv=None):
     if jobs.empty:
         raise SystemExit(f"no benchmark files under {args.results}/benchmarks: run the workflow first")
     jobs["max_rss_mb"] = pd.to_numeric(jobs["max_rss_mb"], errors="coerce")
-    table = jobs.groupby("rule").agg(jobs=("s", "size"), total_s=("s", "sum"), max_s=("s", "max"),
-                                     peak_rss_mb=("max_rss_mb", "max"))
+    table = jobs.groupby("rule").agg(
+        jobs=("s", "size"), total_s=("s", "sum"), max_s=("s", "max"), peak_rss_mb=("max_rss_mb", "max")
+    )
     print(table.sort_values("total_s", ascending=False).to_string(float_format="%.1f"))
     print(f"\nsum of job wall times: {jobs['s'].sum():.1f} s")
 

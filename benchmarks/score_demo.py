@@ -88,15 +88,19 @@ def score_sample(sample, results, demo):
     true_nodes = {(t, g) for (t, _), g in mapping.items()}
     matched_links = {link for link in true_links if link[0] in true_nodes and link[1] in true_nodes}
     found_matched = {link for link in to_truth(pred_links) if link[0][0] != "unmatched"}
-    return {
-        "sample": sample,
-        "segmentation_f1": seg_f1,
-        "link_f1": f1(to_truth(pred_links), true_links),
-        "link_f1_matched": f1(found_matched, matched_links),
-        "division_f1": f1(to_truth(pred_divisions), true_divisions),
-        "true_divisions": len(true_divisions),
-        "found_divisions": len(pred_divisions),
-    }, mapping, true_tracks
+    return (
+        {
+            "sample": sample,
+            "segmentation_f1": seg_f1,
+            "link_f1": f1(to_truth(pred_links), true_links),
+            "link_f1_matched": f1(found_matched, matched_links),
+            "division_f1": f1(to_truth(pred_divisions), true_divisions),
+            "true_divisions": len(true_divisions),
+            "found_divisions": len(pred_divisions),
+        },
+        mapping,
+        true_tracks,
+    )
 
 
 def main(argv=None):
@@ -120,8 +124,9 @@ def main(argv=None):
         rows.append(row)
         true_type = dict(zip(zip(true_tracks["frame"], true_tracks["label"]), true_tracks["cell_type"]))
         cells = obs[obs["sample"].astype(str) == sample]
-        for frame, label, cell_type, leiden in zip(cells["frame"], cells["label"], cells["cell_type"],
-                                                  cells["leiden"]):
+        for frame, label, cell_type, leiden in zip(
+            cells["frame"], cells["label"], cells["cell_type"], cells["leiden"]
+        ):
             key = (int(frame), int(label))
             if key in mapping:
                 truth_rows.append((true_type[(key[0], mapping[key])], str(cell_type), str(leiden)))
@@ -144,8 +149,9 @@ def main(argv=None):
     missed = []
     for key, value in overall.items():
         target = TARGETS.get(key)
-        verdict = "" if target is None else (f"  (target >= {target}: " +
-                                             ("ok)" if value >= target else "MISSED)"))
+        verdict = (
+            "" if target is None else (f"  (target >= {target}: " + ("ok)" if value >= target else "MISSED)"))
+        )
         if target is not None and value < target:
             missed.append(key)
         print(f"{key:>16}: {value:.3f}{verdict}")

@@ -31,14 +31,24 @@ def _bin(name):
 
 def snakemake(workdir, *args, check=True, timeout=900, env=None):
     """Run the project's Snakefile in ``workdir``; returns the CompletedProcess."""
-    cmd = [_bin("snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", *args]
+    cmd = [
+        _bin("snakemake"),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
     full_env = dict(os.environ)
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.update(env or {})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -110,5 +120,8 @@ def demo_copy(demo_run, tmp_path):
 
 def result_files(workdir):
     """{relative path: bytes} of every output under results/ except logs and benchmarks."""
-    return {str(p.relative_to(workdir)): p for p in sorted((workdir / "results").rglob("*"))
-            if p.is_file() and not {"logs", "benchmarks"} & set(p.parts)}
+    return {
+        str(p.relative_to(workdir)): p
+        for p in sorted((workdir / "results").rglob("*"))
+        if p.is_file() and not {"logs", "benchmarks"} & set(p.parts)
+    }

@@ -25,8 +25,9 @@ def _error_line(capsys):
     return err[-1]
 
 
-@pytest.mark.parametrize("command", ["init", "segment", "track", "quantify", "cluster", "report", "demo",
-                                     "train"])
+@pytest.mark.parametrize(
+    "command", ["init", "segment", "track", "quantify", "cluster", "report", "demo", "train"]
+)
 def test_every_stage_documents_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -38,18 +39,39 @@ def test_stages_chain_on_a_users_files(movie, tmp_path):
     folder, data = movie
     image = str(folder / "m.ome.tif")
     labels = str(folder / "truth" / "m_labels.tif")  # the user's own masks
-    assert main(["-q", "segment", image, "-o", str(tmp_path / "l.tif"), "--backend", "labels",
-                 "--labels", labels]) == 0
-    assert main(["-q", "track", str(tmp_path / "l.tif"), "-o", str(tmp_path / "t.csv"),
-                 "--sample", "m"]) == 0
+    assert (
+        main(
+            ["-q", "segment", image, "-o", str(tmp_path / "l.tif"), "--backend", "labels", "--labels", labels]
+        )
+        == 0
+    )
+    assert main(["-q", "track", str(tmp_path / "l.tif"), "-o", str(tmp_path / "t.csv"), "--sample", "m"]) == 0
     assert main(["-q", "quantify", image, str(tmp_path / "l.tif"), "-o", str(tmp_path / "c.parquet")]) == 0
     tracks, cells = io.read_table(tmp_path / "t.csv"), io.read_table(tmp_path / "c.parquet")
     assert len(tracks) == len(cells) == len(data.tracks)
     assert set(tracks["sample"]) == set(cells["sample"]) == {"m"}
-    assert main(["-q", "cluster", str(tmp_path / "c.parquet"), "--tracks", str(tmp_path / "t.csv"),
-                 "-o", str(tmp_path / "a.h5ad"), "--markers", "CD3", "CD20", "CD68", "PanCK",
-                 "--cell-types", "{T_cell: {positive: [CD3]}, B_cell: {positive: [CD20]}}",
-                 "--no-umap"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "cluster",
+                str(tmp_path / "c.parquet"),
+                "--tracks",
+                str(tmp_path / "t.csv"),
+                "-o",
+                str(tmp_path / "a.h5ad"),
+                "--markers",
+                "CD3",
+                "CD20",
+                "CD68",
+                "PanCK",
+                "--cell-types",
+                "{T_cell: {positive: [CD3]}, B_cell: {positive: [CD20]}}",
+                "--no-umap",
+            ]
+        )
+        == 0
+    )
     import anndata
 
     adata = anndata.read_h5ad(tmp_path / "a.h5ad")
@@ -63,13 +85,13 @@ def test_segment_with_flip_tta_finds_the_nuclei(movie, tmp_path):
 
     folder, _ = movie
     out = tmp_path / "tta.tif"
-    assert main(["-q", "segment", str(folder / "m.ome.tif"), "-o", str(out), "--tta",
-                 "--device", "cpu"]) == 0
+    assert main(["-q", "segment", str(folder / "m.ome.tif"), "-o", str(out), "--tta", "--device", "cpu"]) == 0
     truth = io.read_labels(folder / "truth" / "m_labels.tif")
     predicted = io.read_labels(out)
     assert predicted.shape == truth.shape
     f1 = np.mean([f1_score(t, p) for t, p in zip(truth, predicted)])
     assert f1 >= 0.9
+
 
 def test_detections_table_keeps_its_columns(tmp_path):
     table = make_timelapse(n_frames=5, shape=(96, 96), n_cells=10, seed=22).tracks
@@ -86,13 +108,26 @@ def test_track_exports_and_reads_ctc_folders(tmp_path, capsys):
 
     data = make_timelapse(n_frames=12, shape=(128, 128), n_cells=20, division_every=6, seed=23)
     io.write_labels(tmp_path / "l.tif", data.labels)
-    assert main(["-q", "track", str(tmp_path / "l.tif"), "-o", str(tmp_path / "t.csv"),
-                 "--ctc", str(tmp_path / "ctc")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "track",
+                str(tmp_path / "l.tif"),
+                "-o",
+                str(tmp_path / "t.csv"),
+                "--ctc",
+                str(tmp_path / "ctc"),
+            ]
+        )
+        == 0
+    )
     tracks = io.read_table(tmp_path / "t.csv")
     ctc_labels, ctc_tracks = read_ctc(tmp_path / "ctc")
     # every detection is in the CTC masks, and every division of cytotrail's table is a CTC parent link
     assert ((ctc_labels > 0) == (data.labels > 0)).all()
     assert len(ctc_tracks) == len(tracks)
+
     def n_children(table):
         return table.groupby("track_id")["parent_track_id"].first().notna().sum()
 
@@ -103,15 +138,21 @@ def test_track_exports_and_reads_ctc_folders(tmp_path, capsys):
     assert len(again) == len(tracks) and again["track_id"].nunique() == tracks["track_id"].nunique()
     # a detections table has no masks to export
     io.write_table(tmp_path / "det.csv", tracks[["frame", "y", "x"]])
-    assert main(["track", str(tmp_path / "det.csv"), "-o", str(tmp_path / "x.csv"),
-                 "--ctc", str(tmp_path / "c2")]) == 2
+    assert (
+        main(
+            ["track", str(tmp_path / "det.csv"), "-o", str(tmp_path / "x.csv"), "--ctc", str(tmp_path / "c2")]
+        )
+        == 2
+    )
     assert "--ctc needs masks" in _error_line(capsys) and not (tmp_path / "x.csv").exists()
 
 
 def test_wrong_channel_name(movie, tmp_path, capsys):
     folder, _ = movie
-    assert main(["segment", str(folder / "m.ome.tif"), "-o", str(tmp_path / "l.tif"),
-                 "--channel", "Hoechst"]) == 2
+    assert (
+        main(["segment", str(folder / "m.ome.tif"), "-o", str(tmp_path / "l.tif"), "--channel", "Hoechst"])
+        == 2
+    )
     line = _error_line(capsys)
     assert "Hoechst" in line and "m.ome.tif" in line and "DNA" in line
     assert not (tmp_path / "l.tif").exists()
@@ -138,8 +179,22 @@ def test_frame_with_no_cells_flows_through(tmp_path):
     write_dataset(tmp_path, data, sample="m")
     io.write_labels(tmp_path / "masks.tif", labels)
     image = str(tmp_path / "m.ome.tif")
-    assert main(["-q", "segment", image, "-o", str(tmp_path / "l.tif"), "--backend", "labels",
-                 "--labels", str(tmp_path / "masks.tif")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "segment",
+                image,
+                "-o",
+                str(tmp_path / "l.tif"),
+                "--backend",
+                "labels",
+                "--labels",
+                str(tmp_path / "masks.tif"),
+            ]
+        )
+        == 0
+    )
     assert main(["-q", "track", str(tmp_path / "l.tif"), "-o", str(tmp_path / "t.csv")]) == 0
     assert main(["-q", "quantify", image, str(tmp_path / "l.tif"), "-o", str(tmp_path / "c.csv")]) == 0
     tracks = io.read_table(tmp_path / "t.csv")
@@ -191,10 +246,23 @@ def test_truncated_image_is_an_error_naming_the_pages_readable(movie, tmp_path, 
     folder, _ = movie
     data = (folder / "m.ome.tif").read_bytes()
     (tmp_path / "cut.ome.tif").write_bytes(data[: int(len(data) * 0.6)])
-    args = {"segment": ["segment", str(tmp_path / "cut.ome.tif"), "-o", str(tmp_path / "l.tif"),
-                        "--backend", "watershed"],
-            "quantify": ["quantify", str(tmp_path / "cut.ome.tif"),
-                         str(folder / "truth" / "m_labels.tif"), "-o", str(tmp_path / "c.csv")]}
+    args = {
+        "segment": [
+            "segment",
+            str(tmp_path / "cut.ome.tif"),
+            "-o",
+            str(tmp_path / "l.tif"),
+            "--backend",
+            "watershed",
+        ],
+        "quantify": [
+            "quantify",
+            str(tmp_path / "cut.ome.tif"),
+            str(folder / "truth" / "m_labels.tif"),
+            "-o",
+            str(tmp_path / "c.csv"),
+        ],
+    }
     assert main(args[command]) == 2
     line = _error_line(capsys)
     assert "cut.ome.tif is truncated" in line and "page(s) readable" in line
@@ -203,10 +271,32 @@ def test_truncated_image_is_an_error_naming_the_pages_readable(movie, tmp_path, 
 
 def test_z_stack_is_not_quantified_as_channels(movie, tmp_path, capsys):
     folder, data = movie
-    tifffile.imwrite(tmp_path / "tz.ome.tif", data.image[:, :3], ome=True, photometric="minisblack",
-                     metadata={"axes": "TZYX"})
+    tifffile.imwrite(
+        tmp_path / "tz.ome.tif",
+        data.image[:, :3],
+        ome=True,
+        photometric="minisblack",
+        metadata={"axes": "TZYX"},
+    )
     labels = str(folder / "truth" / "m_labels.tif")
     assert main(["quantify", str(tmp_path / "tz.ome.tif"), labels, "-o", str(tmp_path / "c.csv")]) == 2
     assert "Z axis" in _error_line(capsys)
-    assert main(["-q", "quantify", str(tmp_path / "tz.ome.tif"), labels, "-o", str(tmp_path / "c.csv"),
-                 "--axes", "TCYX", "--channel-names", "DNA", "a", "b"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "quantify",
+                str(tmp_path / "tz.ome.tif"),
+                labels,
+                "-o",
+                str(tmp_path / "c.csv"),
+                "--axes",
+                "TCYX",
+                "--channel-names",
+                "DNA",
+                "a",
+                "b",
+            ]
+        )
+        == 0
+    )

@@ -27,8 +27,7 @@ def _ari(a, b):
 
 
 def _tables(data, sample):
-    cells = quantify(data.labels, data.image, channel_names=data.channel_names,
-                     background="local")
+    cells = quantify(data.labels, data.image, channel_names=data.channel_names, background="local")
     cells.insert(0, "sample", sample)
     tracks = data.tracks.rename(columns={"cell_type": "truth"})
     tracks = tracks.drop(columns=["y", "x", "area"]).assign(sample=sample)
@@ -115,10 +114,22 @@ def test_anndata_layout(_clustered, _synth):
     markers = [m.name for m in data.panel if m.cell_type]
     assert list(adata.var_names) == markers
     assert adata.n_obs == len(cells)
-    np.testing.assert_allclose(adata.layers["raw"],
-                               cells[[f"{m}_cell_mean" for m in markers]].to_numpy(), rtol=1e-6)
-    for col in ("sample", "frame", "label", "track_id", "area", "Ki67_cell_mean", "leiden",
-                "cell_type", "cell_type_confidence", "cell_type_frame", "cell_type_cluster"):
+    np.testing.assert_allclose(
+        adata.layers["raw"], cells[[f"{m}_cell_mean" for m in markers]].to_numpy(), rtol=1e-6
+    )
+    for col in (
+        "sample",
+        "frame",
+        "label",
+        "track_id",
+        "area",
+        "Ki67_cell_mean",
+        "leiden",
+        "cell_type",
+        "cell_type_confidence",
+        "cell_type_frame",
+        "cell_type_cluster",
+    ):
         assert col in adata.obs.columns, col
     assert "CD3_cell_mean" not in adata.obs.columns
     assert adata.obs["leiden"].dtype == "category"
@@ -203,8 +214,7 @@ def test_seeded_and_deterministic(synth):
     b = cluster(table, markers=markers, umap=True, seed=1, resolution=0.3)
     np.testing.assert_array_equal(a.obs["leiden"], b.obs["leiden"])
     np.testing.assert_allclose(a.obsm["X_umap"], b.obsm["X_umap"])
-    assert a.uns["umap"]["params"]["random_state"] == 1 if "random_state" in a.uns["umap"][
-        "params"] else True
+    assert a.uns["umap"]["params"]["random_state"] == 1 if "random_state" in a.uns["umap"]["params"] else True
 
 
 def test_level_track(synth):
@@ -223,8 +233,9 @@ def test_level_track(synth):
     assert summary.loc[0, "n_frames"] == len(one)
     trends = track_summaries(table, markers=markers, trends=True)
     for i in (0, 5):
-        one = table[(table["sample"] == trends.loc[i, "sample"])
-                    & (table["track_id"] == trends.loc[i, "track_id"])]
+        one = table[
+            (table["sample"] == trends.loc[i, "sample"]) & (table["track_id"] == trends.loc[i, "track_id"])
+        ]
         if len(one) > 1:
             expected = np.polyfit(one["frame"], one["CD20_cell_mean"], 1)[0]
             assert trends.loc[i, "CD20_cell_mean_slope"] == pytest.approx(expected)
@@ -237,13 +248,23 @@ def test_foreign_table_and_transforms():
     values = rng.lognormal(0, 0.3, (n, 3)) * 5
     values[np.arange(n), kind] *= 20
     table = pd.DataFrame(values, columns=["A", "B", "C"]).assign(
-        x=rng.uniform(0, 100, n), y=rng.uniform(0, 100, n), sample="s")
-    sigs = {"a": {"positive": ["A"], "negative": ["B", "C"]},
-            "b": {"positive": ["B"], "negative": ["A", "C"]},
-            "c": {"positive": ["C"], "negative": ["A", "B"]}}
+        x=rng.uniform(0, 100, n), y=rng.uniform(0, 100, n), sample="s"
+    )
+    sigs = {
+        "a": {"positive": ["A"], "negative": ["B", "C"]},
+        "b": {"positive": ["B"], "negative": ["A", "C"]},
+        "c": {"positive": ["C"], "negative": ["A", "B"]},
+    }
     for transform in ("arcsinh", "percentile", "log1p", "none"):
-        adata = cluster(table, markers=["A", "B", "C"], feature="", signatures=sigs,
-                        transform=transform, umap=False, resolution=0.2)
+        adata = cluster(
+            table,
+            markers=["A", "B", "C"],
+            feature="",
+            signatures=sigs,
+            transform=transform,
+            umap=False,
+            resolution=0.2,
+        )
         assert _ari(kind, adata.obs["cell_type"]) > 0.95, transform
     fixed = cluster(table, markers=["A", "B", "C"], feature="", cofactor=5.0, umap=False)
     np.testing.assert_allclose(fixed.layers["transformed"], np.arcsinh(values / 5.0), rtol=1e-6)
@@ -257,12 +278,14 @@ def test_hierarchy_and_unknown():
     values[:100, 1] *= 30
     values[100:200, 0] *= 30  # CD45+ CD3- : other immune
     values[200:300, 2] *= 30  # PanCK+ : tumour; rows 300.. carry nothing
-    table = pd.DataFrame(values, columns=["CD45", "CD3", "PanCK"])
-    sigs = {"Immune": {"positive": ["CD45"], "negative": ["PanCK"]},
-            "T": {"positive": ["CD3"], "parent": "Immune"},
-            "Tumour": {"positive": ["PanCK"], "negative": ["CD45"]}}
-    types, confidence, scores = score_signatures(np.arcsinh(values), ["CD45", "CD3", "PanCK"],
-                                                 sigs, min_score=0.3)
+    sigs = {
+        "Immune": {"positive": ["CD45"], "negative": ["PanCK"]},
+        "T": {"positive": ["CD3"], "parent": "Immune"},
+        "Tumour": {"positive": ["PanCK"], "negative": ["CD45"]},
+    }
+    types, confidence, scores = score_signatures(
+        np.arcsinh(values), ["CD45", "CD3", "PanCK"], sigs, min_score=0.3
+    )
     assert (types[:100] == "T").mean() > 0.95
     assert (types[100:200] == "Immune").mean() > 0.95
     assert (types[200:300] == "Tumour").mean() > 0.95
@@ -270,8 +293,7 @@ def test_hierarchy_and_unknown():
     assert np.all(confidence[types == "unknown"] == 0)
     assert list(scores.columns) == ["Immune", "T", "Tumour"]
     with pytest.raises(InputError, match="parent 'Lymphoid' is not a cell type"):
-        score_signatures(values, ["CD45", "CD3", "PanCK"], {"T": {"positive": ["CD3"],
-                                                                  "parent": "Lymphoid"}})
+        score_signatures(values, ["CD45", "CD3", "PanCK"], {"T": {"positive": ["CD3"], "parent": "Lymphoid"}})
 
 
 def test_bad_input_is_named(synth):
@@ -336,16 +358,29 @@ def test_cli_cluster(tmp_path, synth):
     io.write_table(tmp_path / "tracks.csv", tracks.drop(columns="truth"))
     (tmp_path / "types.yaml").write_text(yaml.safe_dump(data.signatures))
     out = tmp_path / "cells.h5ad"
-    code = main(["cluster", str(tmp_path / "cells.parquet"), "--tracks",
-                 str(tmp_path / "tracks.csv"), "-o", str(out), "--markers", "CD3", "CD20",
-                 "CD68", "--cell-types", str(tmp_path / "types.yaml"), "--no-umap"])
+    code = main(
+        [
+            "cluster",
+            str(tmp_path / "cells.parquet"),
+            "--tracks",
+            str(tmp_path / "tracks.csv"),
+            "-o",
+            str(out),
+            "--markers",
+            "CD3",
+            "CD20",
+            "CD68",
+            "--cell-types",
+            str(tmp_path / "types.yaml"),
+            "--no-umap",
+        ]
+    )
     assert code == 0
     adata = anndata.read_h5ad(out)
     truth = tracks.set_index(["sample", "frame", "label"])["truth"]
     keys = pd.MultiIndex.from_frame(adata.obs[["sample", "frame", "label"]])
     assert _ari(truth.loc[keys], adata.obs["cell_type"]) >= 0.9
-    assert main(["cluster", str(tmp_path / "cells.parquet"), "-o", str(out), "--markers",
-                 "CD3", "Nope"]) == 2
+    assert main(["cluster", str(tmp_path / "cells.parquet"), "-o", str(out), "--markers", "CD3", "Nope"]) == 2
 
 
 # --------------------------------------------------------------------------------------
@@ -366,8 +401,13 @@ def _graph(x, seed=0):
     adata = ad.AnnData(X=x)
     adata.obs_names = adata.obs_names.astype(str)
     sc.pp.pca(adata, n_comps=5, random_state=seed)
-    sc.pp.neighbors(adata, n_neighbors=15, use_rep="X", random_state=seed,
-                    transformer=KnnTransformer(n_neighbors=15, random_state=seed))
+    sc.pp.neighbors(
+        adata,
+        n_neighbors=15,
+        use_rep="X",
+        random_state=seed,
+        transformer=KnnTransformer(n_neighbors=15, random_state=seed),
+    )
     return adata
 
 
@@ -380,16 +420,30 @@ def test_leiden_matches_scanpy_igraph_flavour():
     again = adata.copy()
     leiden(again, resolution=0.3, seed=4)
     np.testing.assert_array_equal(adata.obs["leiden"], again.obs["leiden"])  # seeded
-    sc.tl.leiden(adata, resolution=0.3, flavor="igraph", n_iterations=2, directed=False,
-                 random_state=4, key_added="scanpy")
+    sc.tl.leiden(
+        adata,
+        resolution=0.3,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+        random_state=4,
+        key_added="scanpy",
+    )
     # the same graph and the same random draws as scanpy: the same labels
     np.testing.assert_array_equal(adata.obs["leiden"], adata.obs["scanpy"])
     assert list(adata.obs["leiden"].cat.categories) == list(adata.obs["scanpy"].cat.categories)
     assert _ari(adata.obs["leiden"], truth) > 0.95
     other = adata.copy()
     leiden(other, resolution=0.3, seed=5)
-    sc.tl.leiden(other, resolution=0.3, flavor="igraph", n_iterations=2, directed=False,
-                 random_state=5, key_added="scanpy")
+    sc.tl.leiden(
+        other,
+        resolution=0.3,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+        random_state=5,
+        key_added="scanpy",
+    )
     np.testing.assert_array_equal(other.obs["leiden"], other.obs["scanpy"])
     assert adata.uns["leiden"]["params"]["resolution"] == 0.3
     assert adata.uns["leiden"]["params"]["random_state"] == 4

@@ -25,9 +25,7 @@ from cytotrail.io import InputError
 
 
 def test_rule_scores_semantics():
-    u = np.array([[0.9, 0.2, 0.7],
-                  [0.6, 0.8, 0.1],
-                  [0.3, 0.4, 0.2]])
+    u = np.array([[0.9, 0.2, 0.7], [0.6, 0.8, 0.1], [0.3, 0.4, 0.2]])
     col = {"A": 0, "B": 1, "C": 2}
     np.testing.assert_allclose(rule_scores(u, col, {"pos": ["A", "C"]}), [0.8, 0.35, 0.25])
     np.testing.assert_allclose(rule_scores(u, col, {"neg": ["B"]}), [0.8, 0.2, 0.6])
@@ -37,8 +35,7 @@ def test_rule_scores_semantics():
     np.testing.assert_allclose(rule_scores(u, col, {"allpos": ["A", "C"]}), [0.91, 0.01, 0.01])
     np.testing.assert_allclose(rule_scores(u, col, {"allneg": ["B", "C"]}), [0.01, 0.01, 0.81])
     # kinds average: pos A and neg B
-    np.testing.assert_allclose(rule_scores(u, col, {"pos": ["A"], "neg": ["B"]}),
-                               [0.85, 0.4, 0.45])
+    np.testing.assert_allclose(rule_scores(u, col, {"pos": ["A"], "neg": ["B"]}), [0.85, 0.4, 0.45])
 
 
 def test_rescale_puts_threshold_at_gate():
@@ -78,13 +75,16 @@ def test_estimate_thresholds_separates_populations(method):
 
 def _workflow():
     return pd.DataFrame(
-        [["all", "Immune", "pos", "", "", ""],
-         ["all", "Tumour", "neg", "", "", "pos"],
-         ["Immune", "T", "", "pos", "", ""],
-         ["Immune", "Myeloid", "", "", "anypos", "anypos"],
-         ["Myeloid", "T", "", "pos", "", ""],
-         ["T-rest", "CD8", "", "", "allpos", ""]],
-        columns=["", " ", "CD45", "CD3", "CD68", "PanCK"]).replace("", np.nan)
+        [
+            ["all", "Immune", "pos", "", "", ""],
+            ["all", "Tumour", "neg", "", "", "pos"],
+            ["Immune", "T", "", "pos", "", ""],
+            ["Immune", "Myeloid", "", "", "anypos", "anypos"],
+            ["Myeloid", "T", "", "pos", "", ""],
+            ["T-rest", "CD8", "", "", "allpos", ""],
+        ],
+        columns=["", " ", "CD45", "CD3", "CD68", "PanCK"],
+    ).replace("", np.nan)
 
 
 def test_signatures_from_workflow():
@@ -121,35 +121,39 @@ def test_thresholds_from_gates():
 
 def test_gated_hierarchy_and_rest():
     markers = ["CD45", "CD3", "CD30", "CD8"]
-    sigs = {"Immune": {"pos": ["CD45"]},
-            "T": {"pos": ["CD3"], "parent": "Immune"},
-            "Tumour": {"pos": ["CD30"], "parent": "T"},
-            "CD8 T": {"pos": ["CD8"], "parent": "T-rest"},  # T cells that are not tumour
-            "Other": {"neg": ["CD45"], "label": "Non-immune"}}
+    sigs = {
+        "Immune": {"pos": ["CD45"]},
+        "T": {"pos": ["CD3"], "parent": "Immune"},
+        "Tumour": {"pos": ["CD30"], "parent": "T"},
+        "CD8 T": {"pos": ["CD8"], "parent": "T-rest"},  # T cells that are not tumour
+        "Other": {"neg": ["CD45"], "label": "Non-immune"},
+    }
     hi, lo = 10.0, 0.0
-    values = np.array([
-        [hi, hi, hi, hi],  # T, CD30+: tumour (the rest's children never see it)
-        [hi, hi, lo, hi],  # T, CD30-: goes on to T-rest, CD8+
-        [hi, hi, lo, lo],  # T, nothing further: stays T
-        [hi, lo, lo, lo],  # immune only
-        [lo, lo, lo, lo],  # non-immune
-        [5.0, 5.0, 5.0, 5.0],  # in between: everything at 0.5 passes with the least margin
-    ])
+    values = np.array(
+        [
+            [hi, hi, hi, hi],  # T, CD30+: tumour (the rest's children never see it)
+            [hi, hi, lo, hi],  # T, CD30-: goes on to T-rest, CD8+
+            [hi, hi, lo, lo],  # T, nothing further: stays T
+            [hi, lo, lo, lo],  # immune only
+            [lo, lo, lo, lo],  # non-immune
+            [5.0, 5.0, 5.0, 5.0],  # in between: everything at 0.5 passes with the least margin
+        ]
+    )
     types, conf, scores = score_signatures(values, markers, sigs, thresholds=[4, 4, 4, 4])
     assert list(types[:5]) == ["Tumour", "CD8 T", "T", "Immune", "Non-immune"]
     assert list(scores.columns) == list(sigs)
     assert conf[:5].min() > 0.5 and conf[5] < 0.3
     assert np.all((conf >= 0) & (conf <= 1))
-    none = score_signatures(values, markers, {"Immune": {"pos": ["CD45"]}},
-                            thresholds=[11, 4, 4, 4])[0]
+    none = score_signatures(values, markers, {"Immune": {"pos": ["CD45"]}}, thresholds=[11, 4, 4, 4])[0]
     assert set(none) == {"unknown"}  # nothing passes: unknown
 
 
 def test_signature_errors():
     markers = ["A", "B"]
     with pytest.raises(InputError, match="cycle"):
-        normalise_signatures({"x": {"pos": ["A"], "parent": "y"},
-                              "y": {"pos": ["B"], "parent": "x"}}, markers)
+        normalise_signatures(
+            {"x": {"pos": ["A"], "parent": "y"}, "y": {"pos": ["B"], "parent": "x"}}, markers
+        )
     with pytest.raises(InputError, match="parent 'z' is not a cell type"):
         normalise_signatures({"x": {"pos": ["A"], "parent": "z"}}, markers)
     with pytest.raises(InputError, match="parent 'z-rest' is not a cell type"):
@@ -190,8 +194,13 @@ def test_cluster_gates_auto_given_and_bad():
     assert auto.uns["cytotrail"]["params"]["gates"] == "auto"
     # a given gate above every cell: nobody is CD3+, so no T cells (with pos alone: a
     # neg term would average with it, as in scimap)
-    given = cluster(table, markers=["CD3", "CD20"], gates={"CD3": 100.0}, umap=False,
-                    signatures={"T": {"pos": ["CD3"]}, "B": {"pos": ["CD20"]}})
+    given = cluster(
+        table,
+        markers=["CD3", "CD20"],
+        gates={"CD3": 100.0},
+        umap=False,
+        signatures={"T": {"pos": ["CD3"]}, "B": {"pos": ["CD20"]}},
+    )
     assert given.uns["cytotrail"]["thresholds"]["CD3"] == 100.0
     assert "T" not in set(given.obs["cell_type"].astype(str))
     with pytest.raises(InputError, match="gate is given for marker 'CD8', which is not in the table"):
@@ -209,8 +218,9 @@ def test_background_channel_flags_cells():
     table.loc[high, "Background"] *= 40
     table.loc[high, "CD20"] *= 30  # and it bleeds into CD20: would read as B cells
     sigs = {"T": {"pos": ["CD3"], "neg": ["CD20"]}, "B": {"pos": ["CD20"], "neg": ["CD3"]}}
-    adata = cluster(table, markers=["CD3", "CD20"], signatures=sigs, gates="auto",
-                    background="Background", umap=False)
+    adata = cluster(
+        table, markers=["CD3", "CD20"], signatures=sigs, gates="auto", background="Background", umap=False
+    )
     flagged = adata.obs["background_high"].to_numpy()
     assert flagged[:40].all() and flagged[40:].mean() < 0.02
     assert (adata.obs["cell_type"].astype(str)[flagged] == "unknown").all()
@@ -236,16 +246,20 @@ def exemplar():
     pheno = ad.read_h5ad(folder / "exemplar-001_phenotypes.h5ad")
     cells = pd.read_csv(folder / "exemplar-001_cells.csv")
     markers = [str(m) for m in pheno.var_names]
-    return (cells, markers,
-            thresholds_from_gates(pd.read_csv(folder / "exemplar-001_manual_gates.csv")),
-            signatures_from_workflow(pd.read_csv(folder / "exemplar-001_phenotype_workflow.csv")),
-            pheno.obs["phenotype"].astype(str).replace("Unknown", "unknown").to_numpy())
+    return (
+        cells,
+        markers,
+        thresholds_from_gates(pd.read_csv(folder / "exemplar-001_manual_gates.csv")),
+        signatures_from_workflow(pd.read_csv(folder / "exemplar-001_phenotype_workflow.csv")),
+        pheno.obs["phenotype"].astype(str).replace("Unknown", "unknown").to_numpy(),
+    )
 
 
 def test_exemplar_given_gates_reproduce_authors(exemplar):
     cells, markers, gates, sigs, truth = exemplar
-    types, conf, _ = score_signatures(np.log1p(cells[markers].to_numpy(float)), markers, sigs,
-                                      thresholds=gates)
+    types, conf, _ = score_signatures(
+        np.log1p(cells[markers].to_numpy(float)), markers, sigs, thresholds=gates
+    )
     assert np.mean(types == truth) >= 0.98  # measured: 99.98 %
     assert set(types) == set(truth)
     assert np.all(conf[types == "unknown"] == 0)
@@ -273,6 +287,7 @@ def test_lymphoid_33_gates_at_half():
         adata = ad.read_h5ad(folder / "cycif_lymphoid_33markers.h5ad")
     sigs = signatures_from_workflow(pd.read_csv(folder / "cycif_lymphoid_phenotype_workflow.csv"))
     markers = [str(m) for m in adata.var_names]
-    types, _, _ = score_signatures(np.asarray(adata.X, float), markers, sigs,
-                                   thresholds={m: 0.5 for m in markers})
+    types, _, _ = score_signatures(
+        np.asarray(adata.X, float), markers, sigs, thresholds={m: 0.5 for m in markers}
+    )
     assert np.mean(types == adata.obs["phenotype"].astype(str).to_numpy()) >= 0.98  # 99.1 %

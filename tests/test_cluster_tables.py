@@ -53,8 +53,7 @@ def test_with_sample_and_feature_guess():
 def test_foreign_table_without_frame_clusters_and_types():
     table, truth = _mibi()
     merged = merge_tables(table)  # no frame, label repeats across fovs: still one table
-    adata = cluster(merged, markers=["CD3", "CD20", "PanCK"], signatures=SIGS, gates="auto",
-                    umap=False)
+    adata = cluster(merged, markers=["CD3", "CD20", "PanCK"], signatures=SIGS, gates="auto", umap=False)
     assert list(adata.obs["sample"].unique()) == ["fov1", "fov2"]
     assert adata.uns["cytotrail"]["params"]["feature"] == ""
     assert np.mean(adata.obs["cell_type"].astype(str) == truth) > 0.97
@@ -66,17 +65,22 @@ def test_marker_columns_checked_per_table():
     a, _ = _mibi(seed=1)
     b, _ = _mibi(seed=2)
     check_marker_columns({"a.csv": a, "b.csv": b}, ["CD3", "CD20"])
-    with pytest.raises(InputError, match=r"table b.csv has no column for markers \['CD3'\].*"
-                                         r"present in \['a.csv'\]"):
-        check_marker_columns({"a.csv": a, "b.csv": b.rename(columns={"CD3": "CD3e"})},
-                             ["CD3", "CD20"])
-    with pytest.raises(InputError, match=r"no column for any of the markers \['CD8'\].*"
-                                         r"numeric columns are \['CD3', 'CD20', 'PanCK'\]"):
+    with pytest.raises(
+        InputError,
+        match=r"table b.csv has no column for markers \['CD3'\].*"
+        r"present in \['a.csv'\]",
+    ):
+        check_marker_columns({"a.csv": a, "b.csv": b.rename(columns={"CD3": "CD3e"})}, ["CD3", "CD20"])
+    with pytest.raises(
+        InputError,
+        match=r"no column for any of the markers \['CD8'\].*"
+        r"numeric columns are \['CD3', 'CD20', 'PanCK'\]",
+    ):
         check_marker_columns({"a.csv": a}, ["CD8"])
     with pytest.raises(InputError, match="name their marker columns differently"):
-        check_marker_columns({"a.csv": a, "own.parquet": b.assign(CD3_cell_mean=1.0,
-                                                                   CD20_cell_mean=2.0)},
-                             ["CD3", "CD20"])
+        check_marker_columns(
+            {"a.csv": a, "own.parquet": b.assign(CD3_cell_mean=1.0, CD20_cell_mean=2.0)}, ["CD3", "CD20"]
+        )
 
 
 def test_text_nan_and_drop_na():
@@ -114,8 +118,7 @@ def test_degenerate_tables_give_one_cluster():
 def test_no_signatures_clusters_without_types():
     table, truth = _mibi(seed=3)
     for signatures in (None, {}):
-        adata = cluster(table, markers=["CD3", "CD20", "PanCK"], signatures=signatures,
-                        umap=False)
+        adata = cluster(table, markers=["CD3", "CD20", "PanCK"], signatures=signatures, umap=False)
         assert "cell_type" not in adata.obs and "leiden" in adata.obs
         assert _ari(truth, adata.obs["leiden"]) > 0.9
 
@@ -173,16 +176,13 @@ def _cli(tmp_path, *args):
 def test_cli_hostile_tables(tmp_path, capsys):
     import anndata
 
-    pd.DataFrame({"CD3": [1.0, 2, 3], "CD20": [3.0, 1, 2]}).to_csv(tmp_path / "three.csv",
-                                                                  index=False)
+    pd.DataFrame({"CD3": [1.0, 2, 3], "CD20": [3.0, 1, 2]}).to_csv(tmp_path / "three.csv", index=False)
     assert _cli(tmp_path, tmp_path / "three.csv", "--markers", "CD3", "CD20") == 0
     assert anndata.read_h5ad(tmp_path / "out.h5ad").n_obs == 3
-    pd.DataFrame({"CD3": [1.0] * 60, "CD20": [2.0] * 60}).to_csv(tmp_path / "same.csv",
-                                                                index=False)
+    pd.DataFrame({"CD3": [1.0] * 60, "CD20": [2.0] * 60}).to_csv(tmp_path / "same.csv", index=False)
     assert _cli(tmp_path, tmp_path / "same.csv", "--markers", "CD3", "CD20") == 0
     assert set(anndata.read_h5ad(tmp_path / "out.h5ad").obs["leiden"]) == {"0"}
-    pd.DataFrame({"CD3": ["a", "1"] * 5, "CD20": np.arange(10.0)}).to_csv(
-        tmp_path / "text.csv", index=False)
+    pd.DataFrame({"CD3": ["a", "1"] * 5, "CD20": np.arange(10.0)}).to_csv(tmp_path / "text.csv", index=False)
     capsys.readouterr()
     assert _cli(tmp_path, tmp_path / "text.csv", "--markers", "CD3", "CD20") == 2
     err = capsys.readouterr().err
@@ -197,23 +197,55 @@ def test_cli_foreign_tables_gates_and_workflow_csv(tmp_path, capsys):
     a.drop(columns="fov").assign(**one_image).to_csv(tmp_path / "a.csv", index=False)
     b, truth_b = _mibi(seed=8)
     b.drop(columns="fov").assign(**one_image).to_parquet(tmp_path / "b.parquet")
-    (tmp_path / "workflow.csv").write_text(",,CD3,CD20,PanCK\nall,T,pos,,\nall,B,,pos,\n"
-                                           "all,Tumour,,,pos\n")
+    (tmp_path / "workflow.csv").write_text(",,CD3,CD20,PanCK\nall,T,pos,,\nall,B,,pos,\nall,Tumour,,,pos\n")
     (tmp_path / "gates.csv").write_text("markers,gate\nCD3,2.5\n")
-    assert _cli(tmp_path, tmp_path / "a.csv", tmp_path / "b.parquet", "--markers", "CD3",
-                "CD20", "PanCK", "--cell-types", tmp_path / "workflow.csv", "--gates",
-                tmp_path / "gates.csv") == 0
+    assert (
+        _cli(
+            tmp_path,
+            tmp_path / "a.csv",
+            tmp_path / "b.parquet",
+            "--markers",
+            "CD3",
+            "CD20",
+            "PanCK",
+            "--cell-types",
+            tmp_path / "workflow.csv",
+            "--gates",
+            tmp_path / "gates.csv",
+        )
+        == 0
+    )
     adata = anndata.read_h5ad(tmp_path / "out.h5ad")
     assert list(adata.obs["sample"].unique()) == ["a", "b"]
     assert adata.uns["cytotrail"]["thresholds"]["CD3"] == 2.5
     assert np.mean(adata.obs["cell_type"].astype(str) == np.r_[truth, truth_b]) > 0.95
     (tmp_path / "bad_gates.csv").write_text("markers,gate\nCD8,2.5\n")
     capsys.readouterr()
-    assert _cli(tmp_path, tmp_path / "a.csv", "--markers", "CD3", "--cell-types",
-                "{T: {pos: [CD3]}}", "--gates", tmp_path / "bad_gates.csv") == 2
+    assert (
+        _cli(
+            tmp_path,
+            tmp_path / "a.csv",
+            "--markers",
+            "CD3",
+            "--cell-types",
+            "{T: {pos: [CD3]}}",
+            "--gates",
+            tmp_path / "bad_gates.csv",
+        )
+        == 2
+    )
     assert "gate is given for marker 'CD8'" in capsys.readouterr().err
-    assert _cli(tmp_path, tmp_path / "a.csv", "--markers", "CD3", "--cell-types",
-                "{T: {pos: [CD3], parent: B}, B: {pos: [CD3], parent: T}}") == 2
+    assert (
+        _cli(
+            tmp_path,
+            tmp_path / "a.csv",
+            "--markers",
+            "CD3",
+            "--cell-types",
+            "{T: {pos: [CD3], parent: B}, B: {pos: [CD3], parent: T}}",
+        )
+        == 2
+    )
     assert "cycle" in capsys.readouterr().err
 
 
@@ -236,10 +268,8 @@ def test_report_summary_without_types_or_markers(tmp_path):
     table, _ = _mibi(seed=11)
     table = table.rename(columns={"fov": "sample"}).assign(frame=0)
     table.to_csv(tmp_path / "cells.csv", index=False)
-    for name, markers in (("clusters_only", ["--markers", "CD3", "CD20", "PanCK"]),
-                          ("no_markers", [])):
+    for name, markers in (("clusters_only", ["--markers", "CD3", "CD20", "PanCK"]), ("no_markers", [])):
         out = tmp_path / f"{name}.h5ad"
-        assert main(["cluster", str(tmp_path / "cells.csv"), "-o", str(out), "--no-umap",
-                     *markers]) == 0
+        assert main(["cluster", str(tmp_path / "cells.csv"), "-o", str(out), "--no-umap", *markers]) == 0
         assert main(["report", "summary", str(out), "-o", str(tmp_path / name)]) == 0
         assert (tmp_path / name / "summary.tsv").is_file()

@@ -40,14 +40,18 @@ def _functions():
 
 # schema keys that are not a parameter of the section's function, and why
 WORKFLOW_ONLY = {
-    "segment": {"model": "a folder or shipped name; the workflow resolves it to an input file",
-                "cells": "feeds cytotrail.segment.cells.grow_cells in rule segment_cells; its "
-                         "max_um default is checked in tests/test_segment_cells.py"},
-    "cluster": {"cell_types": "passed as `signatures`, a mapping the workflow writes to a file",
-                "markers": "required by the function; the schema's default is the demo panel",
-                "feature": "the workflow clusters its own quantify tables, so it names their column "
-                           "(checked against quantify's keys before any job); the function's None "
-                           "guesses it for a table from another tool"},
+    "segment": {
+        "model": "a folder or shipped name; the workflow resolves it to an input file",
+        "cells": "feeds cytotrail.segment.cells.grow_cells in rule segment_cells; its "
+        "max_um default is checked in tests/test_segment_cells.py",
+    },
+    "cluster": {
+        "cell_types": "passed as `signatures`, a mapping the workflow writes to a file",
+        "markers": "required by the function; the schema's default is the demo panel",
+        "feature": "the workflow clusters its own quantify tables, so it names their column "
+        "(checked against quantify's keys before any job); the function's None "
+        "guesses it for a table from another tool",
+    },
 }
 # schema keys that feed a parameter of another name
 RENAMED = {"cluster": {"gates": "gates"}}
@@ -77,7 +81,8 @@ def test_schema_defaults_are_the_function_defaults(section):
             if not (default in ([], {}) and signature[name] is None):
                 disagreements.append(
                     f"{section}.{key}: schema default {default!r}, "
-                    f"{function.__name__}() default {signature[name]!r}")
+                    f"{function.__name__}() default {signature[name]!r}"
+                )
     assert not disagreements, "\n".join(disagreements)
 
 
@@ -85,8 +90,11 @@ def test_train_defaults_are_the_package_recipe():
     from cytotrail.segment.train import DEFAULTS
 
     schema = _schema_defaults("train")
-    disagreements = [f"train.{key}: schema {schema[key]!r}, package {value!r}"
-                     for key, value in DEFAULTS.items() if key in schema and schema[key] != value]
+    disagreements = [
+        f"train.{key}: schema {schema[key]!r}, package {value!r}"
+        for key, value in DEFAULTS.items()
+        if key in schema and schema[key] != value
+    ]
     assert not disagreements, "\n".join(disagreements)
 
 

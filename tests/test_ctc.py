@@ -17,11 +17,13 @@ def synth():
 
 
 def test_ctc_table_splits_gaps_and_maps_parents():
-    tracks = pd.DataFrame({
-        "frame": [0, 1, 3, 4, 5, 5],
-        "track_id": [4, 4, 4, 4, 7, 9],  # track 4 misses frame 2, then divides into 7 and 9
-        "parent_track_id": pd.array([pd.NA, pd.NA, pd.NA, pd.NA, 4, 4], dtype="Int64"),
-    })
+    tracks = pd.DataFrame(
+        {
+            "frame": [0, 1, 3, 4, 5, 5],
+            "track_id": [4, 4, 4, 4, 7, 9],  # track 4 misses frame 2, then divides into 7 and 9
+            "parent_track_id": pd.array([pd.NA, pd.NA, pd.NA, pd.NA, 4, 4], dtype="Int64"),
+        }
+    )
     table, labels = ctc_table(tracks)
     assert table.values.tolist() == [[1, 0, 1, 0], [2, 3, 4, 1], [3, 5, 5, 2], [4, 5, 5, 2]]
     assert labels.tolist() == [1, 1, 2, 2, 3, 4]
@@ -43,8 +45,9 @@ def test_write_read_round_trip(tmp_path, synth):
     assert len(back) == len(tracks)
     assert len(table) == tracks["track_id"].nunique() + int((steps > 1).sum())
     merged = back.merge(det, on=["frame", "y", "x"], suffixes=("_ctc", ""))
-    merged = merged.merge(tracks[["frame", "label", "track_id"]], on=["frame", "label"],
-                          suffixes=("_ctc", ""))
+    merged = merged.merge(
+        tracks[["frame", "label", "track_id"]], on=["frame", "label"], suffixes=("_ctc", "")
+    )
     pairs = merged[["track_id_ctc", "track_id"]].drop_duplicates()
     assert pairs["track_id_ctc"].is_unique
     assert len(pairs) == len(table)
@@ -62,14 +65,16 @@ def test_ground_truth_layout_and_tra(tmp_path, synth):
     assert truth["parent_track_id"].notna().any()
     tracks = track(detections_from_labels(synth.labels))
     write_ctc(tmp_path / "res", synth.labels, tracks)
-    result = ctc_metrics.evaluate_sequence(str(tmp_path / "res"), str(tmp_path / "gt"),
-                                           metrics=["TRA"], threads=1)
+    result = ctc_metrics.evaluate_sequence(
+        str(tmp_path / "res"), str(tmp_path / "gt"), metrics=["TRA"], threads=1
+    )
     assert result["TRA"] >= 0.98
     # a result that ignores divisions scores lower
     plain = track(detections_from_labels(synth.labels), divisions=False)
     write_ctc(tmp_path / "plain", synth.labels, plain)
-    worse = ctc_metrics.evaluate_sequence(str(tmp_path / "plain"), str(tmp_path / "gt"),
-                                          metrics=["TRA"], threads=1)
+    worse = ctc_metrics.evaluate_sequence(
+        str(tmp_path / "plain"), str(tmp_path / "gt"), metrics=["TRA"], threads=1
+    )
     assert worse["TRA"] < result["TRA"]
 
 
@@ -87,15 +92,18 @@ def test_bad_ctc_input(tmp_path, synth):
 
 
 def test_gap_fills_interpolate_tracks_and_divisions():
-    tracks = pd.DataFrame({
-        # track 4 misses frame 2 and its last frame before dividing (4); daughter 9 is missed
-        # in its first frame (5), when its sister 7 is already seen
-        "frame": [0, 1, 3, 5, 6, 6],
-        "track_id": [4, 4, 4, 7, 7, 9],
-        "parent_track_id": pd.array([pd.NA, pd.NA, pd.NA, 4, 4, 4], dtype="Int64"),
-        "y": [10.0, 12.0, 16.0, 20.0, 21.0, 30.0],
-        "x": [5.0, 5.0, 5.0, 8.0, 8.0, 8.0],
-    }, index=[10, 11, 13, 15, 16, 17])
+    tracks = pd.DataFrame(
+        {
+            # track 4 misses frame 2 and its last frame before dividing (4); daughter 9 is missed
+            # in its first frame (5), when its sister 7 is already seen
+            "frame": [0, 1, 3, 5, 6, 6],
+            "track_id": [4, 4, 4, 7, 7, 9],
+            "parent_track_id": pd.array([pd.NA, pd.NA, pd.NA, 4, 4, 4], dtype="Int64"),
+            "y": [10.0, 12.0, 16.0, 20.0, 21.0, 30.0],
+            "x": [5.0, 5.0, 5.0, 8.0, 8.0, 8.0],
+        },
+        index=[10, 11, 13, 15, 16, 17],
+    )
     fills = gap_fills(tracks)
     got = fills[["frame", "track_id", "source", "y", "x"]].values.tolist()
     # frame 2 of track 4: the earlier neighbour's mask (tie), halfway between 12 and 16;
@@ -106,8 +114,7 @@ def test_gap_fills_interpolate_tracks_and_divisions():
     # two daughters seen together: the mother moves towards their midpoint
     both = tracks.assign(frame=[0, 1, 3, 5, 6, 5])
     fills = gap_fills(both)
-    assert fills[["frame", "track_id", "y", "x"]].values.tolist() == [
-        [2, 4, 14.0, 5.0], [4, 4, 20.5, 6.5]]
+    assert fills[["frame", "track_id", "y", "x"]].values.tolist() == [[2, 4, 14.0, 5.0], [4, 4, 20.5, 6.5]]
     assert gap_fills(tracks.assign(frame=[0, 1, 2, 3, 4, 3])).empty
     with pytest.raises(InputError, match="'y'"):
         gap_fills(tracks.drop(columns="y"))
@@ -153,6 +160,7 @@ def test_fill_gaps_raises_tra(tmp_path, synth):
     scores = {}
     for fill in (False, True):
         write_ctc(tmp_path / f"res{fill}", synth.labels, tracks, fill_gaps=fill)
-        scores[fill] = ctc_metrics.evaluate_sequence(str(tmp_path / f"res{fill}"), str(tmp_path / "gt"),
-                                                     metrics=["TRA"], threads=1)["TRA"]
+        scores[fill] = ctc_metrics.evaluate_sequence(
+            str(tmp_path / f"res{fill}"), str(tmp_path / "gt"), metrics=["TRA"], threads=1
+        )["TRA"]
     assert scores[True] > scores[False] + 0.005

@@ -32,17 +32,22 @@ def test_package_holds_every_file_with_its_checksum(shipped_package):
     assert rdf["type"] == "model" and rdf["format_version"].startswith("0.5.")
     assert rdf["license"] == "BSD-3-Clause" and rdf["authors"] and rdf["cite"]
     assert rdf["training_data"]["license"] == "CC0-1.0"
-    files = [rdf["weights"]["pytorch_state_dict"], rdf["weights"]["pytorch_state_dict"]["architecture"],
-             rdf["weights"]["torchscript"], *rdf["attachments"],
-             *(t[k] for t in rdf["inputs"] + rdf["outputs"] for k in ("test_tensor", "sample_tensor"))]
+    files = [
+        rdf["weights"]["pytorch_state_dict"],
+        rdf["weights"]["pytorch_state_dict"]["architecture"],
+        rdf["weights"]["torchscript"],
+        *rdf["attachments"],
+        *(t[k] for t in rdf["inputs"] + rdf["outputs"] for k in ("test_tensor", "sample_tensor")),
+    ]
     for entry in files:
         assert sha256_file(folder / entry["source"]) == entry["sha256"], entry["source"]
     # the preprocessing is cytotrail's percentile normalisation, the postprocessing its sigmoid
     _, config, thresholds = load_model()
     (step,) = rdf["inputs"][0]["preprocessing"]
     assert step["id"] == "scale_range"
-    assert [step["kwargs"]["min_percentile"], step["kwargs"]["max_percentile"]] == \
-        config["normalization"]["percentiles"]
+    assert [step["kwargs"]["min_percentile"], step["kwargs"]["max_percentile"]] == config["normalization"][
+        "percentiles"
+    ]
     assert rdf["outputs"][0]["postprocessing"] == [{"id": "sigmoid"}]
     # blockwise consumers crop a halo; the smallest input keeps a core beside it
     halos = [axis["halo"] for axis in rdf["outputs"][0]["axes"][2:]]
@@ -86,17 +91,24 @@ def trained_model(tmp_path_factory):
     import torch
 
     torch.manual_seed(0)
-    config = {"name": "tiny", "architecture": {"base": 4, "depth": 3, "in_channels": 1,
-                                               "out_channels": 2},
-              "normalization": {"percentiles": [2.0, 99.0]}, "train_diameter": 12.0}
+    config = {
+        "name": "tiny",
+        "architecture": {"base": 4, "depth": 3, "in_channels": 1, "out_channels": 2},
+        "normalization": {"percentiles": [2.0, 99.0]},
+        "train_diameter": 12.0,
+    }
     net = build_net(config).eval()
     return save_model(tmp_path_factory.mktemp("models") / "tiny", net, config)
 
 
 def test_a_trained_model_exports_with_its_own_architecture(trained_model, tmp_path):
     rdf = yaml.safe_load(export_model(tmp_path / "pkg", trained_model).read_text())
-    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"] == \
-        {"in_channels": 1, "out_channels": 2, "base": 4, "depth": 3}
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"] == {
+        "in_channels": 1,
+        "out_channels": 2,
+        "base": 4,
+        "depth": 3,
+    }
     assert rdf["inputs"][0]["axes"][2]["size"]["step"] == 4
     assert rdf["inputs"][0]["preprocessing"][0]["kwargs"]["min_percentile"] == 2.0
 
@@ -115,8 +127,9 @@ def test_bad_models_name_the_folder(tmp_path, trained_model):
     assert not (tmp_path / "pkg").exists()
 
 
-@pytest.mark.parametrize("command", [["export-model"], ["export"], ["export", "spatialdata"],
-                                     ["export", "geff"]])
+@pytest.mark.parametrize(
+    "command", [["export-model"], ["export"], ["export", "spatialdata"], ["export", "geff"]]
+)
 def test_export_commands_document_themselves(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])
@@ -126,8 +139,22 @@ def test_export_commands_document_themselves(command, capsys):
 
 def test_cli_export_model(trained_model, tmp_path, capsys):
     out = tmp_path / "pkg"
-    assert main(["-q", "export-model", str(trained_model), "-o", str(out),
-                 "--author", "Ada Lovelace", "--author", "Alan Turing"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "export-model",
+                str(trained_model),
+                "-o",
+                str(out),
+                "--author",
+                "Ada Lovelace",
+                "--author",
+                "Alan Turing",
+            ]
+        )
+        == 0
+    )
     rdf = yaml.safe_load((out / "rdf.yaml").read_text())
     assert [a["name"] for a in rdf["authors"]] == ["Ada Lovelace", "Alan Turing"]
     assert main(["-q", "export-model", str(tmp_path / "missing"), "-o", str(out)]) == 2

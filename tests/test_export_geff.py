@@ -18,13 +18,18 @@ from cytotrail.track import detections_from_labels, track
 def _tiny_tracks():
     """Track 1 (frames 0-2) divides into tracks 2 and 3; track 4 skips frame 1."""
     rows = [
-        (0, 1, 10.0, 10.0, 1, None, 1), (1, 1, 11.0, 10.0, 1, None, 1), (2, 1, 12.0, 10.0, 1, None, 1),
-        (3, 2, 8.0, 10.0, 2, 1, 1), (4, 2, 7.0, 10.0, 2, 1, 1),
+        (0, 1, 10.0, 10.0, 1, None, 1),
+        (1, 1, 11.0, 10.0, 1, None, 1),
+        (2, 1, 12.0, 10.0, 1, None, 1),
+        (3, 2, 8.0, 10.0, 2, 1, 1),
+        (4, 2, 7.0, 10.0, 2, 1, 1),
         (3, 3, 16.0, 10.0, 3, 1, 1),
-        (0, 4, 40.0, 40.0, 4, None, 4), (2, 5, 41.0, 40.0, 4, None, 4),
+        (0, 4, 40.0, 40.0, 4, None, 4),
+        (2, 5, 41.0, 40.0, 4, None, 4),
     ]
-    table = pd.DataFrame(rows, columns=["frame", "label", "y", "x", "track_id", "parent_track_id",
-                                        "lineage_id"])
+    table = pd.DataFrame(
+        rows, columns=["frame", "label", "y", "x", "track_id", "parent_track_id", "lineage_id"]
+    )
     table["parent_track_id"] = table["parent_track_id"].astype("Int64")
     return table.sample(frac=1.0, random_state=0)  # row order must not matter
 
@@ -33,8 +38,9 @@ def _edges(graph, table):
     """Edges as ((track, frame), (track, frame), division) from a tracks_to_graph result."""
     ordered = table.sort_values(["track_id", "frame"]).reset_index(drop=True)
     key = list(zip(ordered["track_id"], ordered["frame"]))
-    return {(key[a], key[b], bool(d)) for (a, b), d in
-            zip(graph["edge_ids"], graph["edge_props"]["division"])}
+    return {
+        (key[a], key[b], bool(d)) for (a, b), d in zip(graph["edge_ids"], graph["edge_props"]["division"])
+    }
 
 
 def test_graph_of_a_literal_lineage():
@@ -43,9 +49,11 @@ def test_graph_of_a_literal_lineage():
     graph = tracks_to_graph(table)
     pd.testing.assert_frame_equal(table, before)  # input not modified
     assert _edges(graph, table) == {
-        ((1, 0), (1, 1), False), ((1, 1), (1, 2), False),
+        ((1, 0), (1, 1), False),
+        ((1, 1), (1, 2), False),
         ((2, 3), (2, 4), False),
-        ((1, 2), (2, 3), True), ((1, 2), (3, 3), True),
+        ((1, 2), (2, 3), True),
+        ((1, 2), (3, 3), True),
         ((4, 0), (4, 2), False),  # a gap keeps its link
     }
     assert graph["tracklets_valid"] and graph["lineages_valid"]
@@ -110,8 +118,9 @@ def test_round_trip_with_the_geff_package(demo_tracks, tmp_path):
     np.testing.assert_array_equal(nodes["seg_id"], ordered["label"])
 
     # same edges; every daughter track has one division edge from its mother's last node
-    written = {(int(a), int(b), bool(d)) for (a, b), d in
-               zip(graph["edge_ids"], graph["edge_props"]["division"])}
+    written = {
+        (int(a), int(b), bool(d)) for (a, b), d in zip(graph["edge_ids"], graph["edge_props"]["division"])
+    }
     read = {(a, b, bool(d["division"])) for a, b, d in nx_graph.edges(data=True)}
     assert read == written
     n_daughters = tracks.drop_duplicates("track_id")["parent_track_id"].notna().sum()
@@ -132,8 +141,20 @@ def test_cli_track_writes_geff_beside_the_table(demo_tracks, tmp_path):
 
     data, _ = demo_tracks
     io.write_labels(tmp_path / "labels.tif", data.labels)
-    assert main(["-q", "track", str(tmp_path / "labels.tif"), "-o", str(tmp_path / "t.csv"),
-                 "--geff", str(tmp_path / "t.geff")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "track",
+                str(tmp_path / "labels.tif"),
+                "-o",
+                str(tmp_path / "t.csv"),
+                "--geff",
+                str(tmp_path / "t.geff"),
+            ]
+        )
+        == 0
+    )
     tracks = io.read_table(tmp_path / "t.csv")
     ids = json.loads((tmp_path / "t.geff" / "nodes" / "ids" / ".zarray").read_text())
     assert ids["shape"] == [len(tracks)]
@@ -144,8 +165,20 @@ def test_cli_track_refuses_geff_over_its_input(demo_tracks, tmp_path, capsys):
 
     data, _ = demo_tracks
     io.write_labels(tmp_path / "labels.tif", data.labels)
-    assert main(["-q", "track", str(tmp_path / "labels.tif"), "-o", str(tmp_path / "t.csv"),
-                 "--geff", str(tmp_path / "labels.tif")]) == 2
+    assert (
+        main(
+            [
+                "-q",
+                "track",
+                str(tmp_path / "labels.tif"),
+                "-o",
+                str(tmp_path / "t.csv"),
+                "--geff",
+                str(tmp_path / "labels.tif"),
+            ]
+        )
+        == 2
+    )
     assert (tmp_path / "labels.tif").is_file()
     assert "labels.tif" in capsys.readouterr().err
 
@@ -163,11 +196,16 @@ def test_refuses_to_replace_a_folder_that_is_not_an_export(tmp_path, capsys):
     from cytotrail import io
 
     folder = tmp_path / "results" / "s1"
-    io.write_labels(folder / "labels.tif", make_timelapse(n_frames=2, shape=(64, 64), n_cells=4,
-                                                          seed=2).labels)
+    io.write_labels(
+        folder / "labels.tif", make_timelapse(n_frames=2, shape=(64, 64), n_cells=4, seed=2).labels
+    )
     # a typo that names the sample's folder instead of a new .geff: nothing there is touched
-    assert main(["-q", "track", str(folder / "labels.tif"), "-o", str(tmp_path / "t.csv"),
-                 "--geff", str(folder)]) == 2
+    assert (
+        main(
+            ["-q", "track", str(folder / "labels.tif"), "-o", str(tmp_path / "t.csv"), "--geff", str(folder)]
+        )
+        == 2
+    )
     assert "refusing to replace" in capsys.readouterr().err
     assert (folder / "labels.tif").is_file() and not (tmp_path / "t.csv").exists()
     with pytest.raises(InputError, match="not a folder"):

@@ -25,6 +25,7 @@ def _library_notices(test):
         test = mark(test)
     return test
 
+
 SAMPLES = {"s1": 3, "s.2": 1}  # a timelapse and a single frame
 
 
@@ -38,8 +39,7 @@ def test_element_names_and_pyramids():
 
 def test_regions_of_a_cell_table():
     obs = pd.DataFrame({"sample": ["a", "a", "b"], "frame": [0, 2, 0], "label": [1, 4, 2]})
-    assert annotate_regions(obs, {"a": 3, "b": 1}).tolist() == ["a_t000_labels", "a_t002_labels",
-                                                               "b_labels"]
+    assert annotate_regions(obs, {"a": 3, "b": 1}).tolist() == ["a_t000_labels", "a_t002_labels", "b_labels"]
     with pytest.raises(InputError, match=r"sample\(s\) \['b'\]"):
         annotate_regions(obs, {"a": 3})
     with pytest.raises(InputError, match="frame"):
@@ -58,25 +58,93 @@ def results(tmp_path_factory):
         write_dataset(root / "resources", data, sample=sample)
         image = root / "resources" / f"{sample}.ome.tif"
         out = root / "results" / sample
-        assert main(["-q", "segment", str(image), "-o", str(out / "labels.tif"), "--backend", "labels",
-                     "--labels", str(root / "resources" / "truth" / f"{sample}_labels.tif")]) == 0
-        assert main(["-q", "track", str(out / "labels.tif"), "-o", str(out / "tracks.parquet"),
-                     "--sample", sample]) == 0
-        assert main(["-q", "quantify", str(image), str(out / "labels.tif"), "-o",
-                     str(out / "cells.parquet"), "--sample", sample]) == 0
+        assert (
+            main(
+                [
+                    "-q",
+                    "segment",
+                    str(image),
+                    "-o",
+                    str(out / "labels.tif"),
+                    "--backend",
+                    "labels",
+                    "--labels",
+                    str(root / "resources" / "truth" / f"{sample}_labels.tif"),
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "-q",
+                    "track",
+                    str(out / "labels.tif"),
+                    "-o",
+                    str(out / "tracks.parquet"),
+                    "--sample",
+                    sample,
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "-q",
+                    "quantify",
+                    str(image),
+                    str(out / "labels.tif"),
+                    "-o",
+                    str(out / "cells.parquet"),
+                    "--sample",
+                    sample,
+                ]
+            )
+            == 0
+        )
         lines.append(f"{sample}\t{image}")
     (root / "config").mkdir()
     (root / "config" / "samples.tsv").write_text("\n".join(lines) + "\n")
     cells = [str(root / "results" / s / "cells.parquet") for s in SAMPLES]
     tracks = [str(root / "results" / s / "tracks.parquet") for s in SAMPLES]
-    assert main(["-q", "cluster", *cells, "--tracks", *tracks, "-o", str(root / "results" / "cells.h5ad"),
-                 "--markers", "CD3", "CD20", "CD68", "PanCK", "--no-umap"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "cluster",
+                *cells,
+                "--tracks",
+                *tracks,
+                "-o",
+                str(root / "results" / "cells.h5ad"),
+                "--markers",
+                "CD3",
+                "CD20",
+                "CD68",
+                "PanCK",
+                "--no-umap",
+            ]
+        )
+        == 0
+    )
     return root
 
 
 def _export(root, out, *extra):
-    return main(["-q", "export", "spatialdata", str(root / "results"), "-o", str(out),
-                 "--samples", str(root / "config" / "samples.tsv"), *extra])
+    return main(
+        [
+            "-q",
+            "export",
+            "spatialdata",
+            str(root / "results"),
+            "-o",
+            str(out),
+            "--samples",
+            str(root / "config" / "samples.tsv"),
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -89,8 +157,12 @@ def test_round_trip_with_spatialdata(results, tmp_path):
 
     assert _export(results, tmp_path / "out.zarr") == 0
     sdata = spatialdata.read_zarr(tmp_path / "out.zarr")
-    expected = {f"{base}_{kind}" for s, n in SAMPLES.items() for base, *_ in element_names(s, n)
-                for kind in ("image",)}
+    expected = {
+        f"{base}_{kind}"
+        for s, n in SAMPLES.items()
+        for base, *_ in element_names(s, n)
+        for kind in ("image",)
+    }
     assert set(sdata.images) == expected
     assert set(sdata.labels) == {name.replace("_image", "_labels") for name in expected}
 
@@ -118,8 +190,7 @@ def test_round_trip_with_spatialdata(results, tmp_path):
         truth = io.read_labels(results / "results" / sample / "labels.tif")[frame]
         np.testing.assert_array_equal(labels, truth)
     # the transforms keep each frame in its own pixel coordinate system
-    systems = spatialdata.transformations.get_transformation(sdata.labels["s.2_labels"],
-                                                             get_all=True)
+    systems = spatialdata.transformations.get_transformation(sdata.labels["s.2_labels"], get_all=True)
     assert list(systems) == ["s.2"]
 
 
@@ -138,8 +209,10 @@ def test_bad_inputs_fail_before_any_image_is_read(results, tmp_path, capsys):
     sheet = results / "config" / "samples.tsv"
     bad = tmp_path / "bad.tsv"
     bad.write_text(sheet.read_text() + "ghost\tresources/ghost.ome.tif\n")
-    assert main(["-q", "export", "spatialdata", str(results / "results"), "-o", str(out),
-                 "--samples", str(bad)]) == 2
+    assert (
+        main(["-q", "export", "spatialdata", str(results / "results"), "-o", str(out), "--samples", str(bad)])
+        == 2
+    )
     assert "ghost" in capsys.readouterr().err
     assert _export(results, tmp_path / "out.zarr", "--table", str(tmp_path / "none.h5ad")) == 2
     assert "none.h5ad" in capsys.readouterr().err
@@ -162,12 +235,26 @@ def test_cli_export_geff_from_a_track_table(results, tmp_path):
     from cytotrail import io
 
     tracks = io.read_table(results / "results" / "s1" / "tracks.parquet")
-    assert main(["-q", "export", "geff", str(results / "results" / "s1" / "tracks.parquet"),
-                 "-o", str(tmp_path / "s1.geff"), "--pixel-size-um", "0.65"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "export",
+                "geff",
+                str(results / "results" / "s1" / "tracks.parquet"),
+                "-o",
+                str(tmp_path / "s1.geff"),
+                "--pixel-size-um",
+                "0.65",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "s1.geff" / ".zattrs").read_text())["geff"]
     assert meta["axes"][2]["scale"] == 0.65
-    assert json.loads((tmp_path / "s1.geff" / "nodes" / "ids" / ".zarray").read_text())["shape"] == \
-        [len(tracks)]
+    assert json.loads((tmp_path / "s1.geff" / "nodes" / "ids" / ".zarray").read_text())["shape"] == [
+        len(tracks)
+    ]
 
 
 @pytest.mark.slow  # the results fixture runs the stage commands (~15 s)

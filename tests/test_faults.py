@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from conftest import ROOT, prepare_demo, result_files, snakemake, write_samples
+from conftest import ROOT, prepare_demo, result_files, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -35,11 +34,20 @@ def _processes(pattern):
 
 
 def _start(workdir, *args):
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(workdir), "--cores", "2", *args]
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
 
 
 def _wait_for(pattern, timeout=120):
@@ -110,16 +118,20 @@ def test_keep_going_finishes_the_other_samples(tmp_path):
     for sample, shape in (("good", (64, 64)), ("bad", (64, 64))):
         data = make_timelapse(n_frames=3, shape=shape, n_cells=6, seed=7)
         write_dataset(workdir / "data", data, sample=sample)
-    io.write_labels(workdir / "data" / "good_masks.tif",
-                    io.read_labels(workdir / "data" / "truth" / "good_labels.tif"))
-    tifffile.imwrite(workdir / "data" / "bad_masks.tif", np.zeros((3, 10, 10), np.uint16),
-                     photometric="minisblack")  # the wrong size
+    io.write_labels(
+        workdir / "data" / "good_masks.tif", io.read_labels(workdir / "data" / "truth" / "good_labels.tif")
+    )
+    tifffile.imwrite(
+        workdir / "data" / "bad_masks.tif", np.zeros((3, 10, 10), np.uint16), photometric="minisblack"
+    )  # the wrong size
     (workdir / "config" / "samples.tsv").write_text(
         "sample\timage\tlabels\n"
         "bad\tdata/bad.ome.tif\tdata/bad_masks.tif\n"
-        "good\tdata/good.ome.tif\tdata/good_masks.tif\n")
-    proc = snakemake(workdir, "--keep-going", "results/good/cells.parquet", "results/bad/cells.parquet",
-                     check=False)
+        "good\tdata/good.ome.tif\tdata/good_masks.tif\n"
+    )
+    proc = snakemake(
+        workdir, "--keep-going", "results/good/cells.parquet", "results/bad/cells.parquet", check=False
+    )
     assert proc.returncode != 0
     assert (workdir / "results" / "good" / "cells.parquet").is_file()
     assert not (workdir / "results" / "bad" / "labels.tif").exists()
@@ -132,8 +144,12 @@ def small_mount(tmp_path):
     """A 256 KiB tmpfs (needs root and mount rights; skipped otherwise)."""
     target = tmp_path / "mnt"
     target.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(target)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(target)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
     yield target
     subprocess.run(["umount", "-l", str(target)], check=False)
@@ -141,8 +157,9 @@ def small_mount(tmp_path):
 
 def _cli(*args):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run([str(Path(sys.executable).parent / "cytotrail"), *args], capture_output=True,
-                          text=True, env=env)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "cytotrail"), *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_disk_full_gives_a_clear_error_and_no_file(tmp_path, small_mount):
@@ -151,8 +168,18 @@ def test_disk_full_gives_a_clear_error_and_no_file(tmp_path, small_mount):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2**31, size=(4, 256, 256), dtype=np.uint32)  # does not compress
     io.write_labels(tmp_path / "big.tif", labels)
-    proc = _cli("segment", str(tmp_path / "big.tif"), "--axes", "TYX", "--backend", "labels",
-                "--labels", str(tmp_path / "big.tif"), "-o", str(small_mount / "labels.tif"))
+    proc = _cli(
+        "segment",
+        str(tmp_path / "big.tif"),
+        "--axes",
+        "TYX",
+        "--backend",
+        "labels",
+        "--labels",
+        str(tmp_path / "big.tif"),
+        "-o",
+        str(small_mount / "labels.tif"),
+    )
     assert proc.returncode != 0
     assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
     assert list(small_mount.iterdir()) == []
@@ -163,7 +190,13 @@ def test_read_only_output_folder_gives_a_clear_error(tmp_path, small_mount):
 
     write_dataset(tmp_path, make_timelapse(n_frames=2, shape=(48, 48), n_cells=3, seed=1), sample="x")
     subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
-    proc = _cli("segment", str(tmp_path / "x.ome.tif"), "--backend", "watershed",
-                "-o", str(small_mount / "labels.tif"))
+    proc = _cli(
+        "segment",
+        str(tmp_path / "x.ome.tif"),
+        "--backend",
+        "watershed",
+        "-o",
+        str(small_mount / "labels.tif"),
+    )
     assert proc.returncode != 0
     assert "Read-only file system" in proc.stderr and "Traceback" not in proc.stderr

@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -36,8 +34,7 @@ def _locks(workdir):
 
 def _owner(workdir):
     """A live process (not named snakemake: the Python API case) that registered as owner."""
-    proc = subprocess.Popen([sys.executable, "-c", _OWNER, str(workdir)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _OWNER, str(workdir)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "registered"
     proc.stdout.close()
     return proc

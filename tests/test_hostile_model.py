@@ -9,8 +9,7 @@ import shutil
 import pytest
 
 from cytotrail.io import InputError
-from cytotrail.segment.model import (SHIPPED_SHA256, check_model, load_model, model_dir,
-                                     sha256_file)
+from cytotrail.segment.model import SHIPPED_SHA256, check_model, load_model, model_dir, sha256_file
 
 
 @pytest.fixture
@@ -63,11 +62,14 @@ def test_replaced_shipped_folder_is_caught_by_the_package_record(folder, monkeyp
         check_model("mine")
 
 
-@pytest.mark.parametrize("changes, needle", [
-    ({"architecture.base": 4096, "architecture.depth": 8}, "architecture.base"),
-    ({"architecture.base": 256, "architecture.depth": 8}, "parameters"),
-    ({"architecture.depth": "4; rm"}, "architecture.depth"),
-])
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"architecture.base": 4096, "architecture.depth": 8}, "architecture.base"),
+        ({"architecture.base": 256, "architecture.depth": 8}, "parameters"),
+        ({"architecture.depth": "4; rm"}, "architecture.depth"),
+    ],
+)
 def test_huge_or_bad_architecture_is_refused_before_allocation(folder, changes, needle):
     _edit_config(folder, **changes)
     with pytest.raises(InputError, match=needle):
@@ -81,6 +83,7 @@ def test_crafted_weights_give_one_clear_message(folder, tmp_path, payload, capsy
     import torch
 
     if payload == "pickle":
+
         class Evil:
             def __reduce__(self):
                 return (print, ("PWNED",))

@@ -7,7 +7,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from conftest import planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
@@ -27,13 +26,17 @@ def _hostile_sheet(workdir, *, extra_columns=None):
     folder = workdir / EVIL_FOLDER
     write_dataset(folder, data, sample="plain")
     (folder / "plain.ome.tif").rename(folder / EVIL_IMAGE)
-    names = [EVIL_NUCLEAR if n == "DNA" else EVIL_CHANNEL if n == "Ki67" else n
-             for n in data.channel_names]
-    columns = {"sample": "evil", "image": f"{EVIL_FOLDER}/{EVIL_IMAGE}",
-               "channel_names": ",".join(names), "nuclear_channel": EVIL_NUCLEAR,
-               **(extra_columns or {})}
+    names = [EVIL_NUCLEAR if n == "DNA" else EVIL_CHANNEL if n == "Ki67" else n for n in data.channel_names]
+    columns = {
+        "sample": "evil",
+        "image": f"{EVIL_FOLDER}/{EVIL_IMAGE}",
+        "channel_names": ",".join(names),
+        "nuclear_channel": EVIL_NUCLEAR,
+        **(extra_columns or {}),
+    }
     (workdir / "config" / "samples.tsv").write_text(
-        "\t".join(columns) + "\n" + "\t".join(columns.values()) + "\n")
+        "\t".join(columns) + "\n" + "\t".join(columns.values()) + "\n"
+    )
     return names, data
 
 
@@ -45,28 +48,39 @@ def _no_pwned(*folders):
 def test_shell_commands_keep_every_value_one_literal_word(tmp_path):
     """The dry run's commands, split as a POSIX shell splits them, hold each value verbatim."""
     model = tmp_path / "models $(touch PWNED_model)"
-    from cytotrail.segment.model import model_dir
     import shutil
 
+    from cytotrail.segment.model import model_dir
+
     shutil.copytree(model_dir(None), model)
-    write_config(tmp_path, results="out $(touch PWNED_results)",
-                 **{"segment.backend": "unet", "segment.model": str(model),
-                    "cluster.markers": ["CD3", EVIL_CHANNEL], "cluster.cell_types": {}})
+    write_config(
+        tmp_path,
+        results="out $(touch PWNED_results)",
+        **{
+            "segment.backend": "unet",
+            "segment.model": str(model),
+            "cluster.markers": ["CD3", EVIL_CHANNEL],
+            "cluster.cell_types": {},
+        },
+    )
     names, _ = _hostile_sheet(tmp_path)
     proc = snakemake(tmp_path, "--dry-run", "--printshellcmds", "--forceall")
-    commands = [line.split("Shell command:", 1)[1].strip()
-                for line in (proc.stdout + proc.stderr).splitlines() if "Shell command: cytotrail" in line]
+    commands = [
+        line.split("Shell command:", 1)[1].strip()
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if "Shell command: cytotrail" in line
+    ]
     segment = shlex.split(next(c for c in commands if c.startswith("cytotrail segment")))
     quantify = shlex.split(next(c for c in commands if c.startswith("cytotrail quantify")))
     image = f"{EVIL_FOLDER}/{EVIL_IMAGE}"
     assert image in segment and image in quantify
     assert segment[segment.index("--channel") + 1] == EVIL_NUCLEAR
     assert segment[segment.index("--model") + 1] == str(model)
-    given = quantify[quantify.index("--channel-names") + 1:][: len(names)]
+    given = quantify[quantify.index("--channel-names") + 1 :][: len(names)]
     assert given == names
     assert any(token.startswith("out $(touch PWNED_results)/") for token in segment)
     cluster = shlex.split(next(c for c in commands if c.startswith("cytotrail cluster")))
-    assert cluster[cluster.index("--markers") + 1:][:2] == ["CD3", EVIL_CHANNEL]
+    assert cluster[cluster.index("--markers") + 1 :][:2] == ["CD3", EVIL_CHANNEL]
     _no_pwned(tmp_path)
 
 
@@ -95,10 +109,13 @@ def test_labels_file_with_a_space_and_hash_in_its_path(tmp_path):
     assert (io.read_labels(tmp_path / "results" / "evil" / "labels.tif") > 0).sum() == (data.labels > 0).sum()
 
 
-@pytest.mark.parametrize("key, value, needle", [
-    ("segment.model", "nuclei_unet$(touch PWNED_model)", "segment.model"),
-    ("cluster.feature", "cell_mean$(touch PWNED_feature)", "cluster.feature"),
-])
+@pytest.mark.parametrize(
+    "key, value, needle",
+    [
+        ("segment.model", "nuclei_unet$(touch PWNED_model)", "segment.model"),
+        ("cluster.feature", "cell_mean$(touch PWNED_feature)", "cluster.feature"),
+    ],
+)
 def test_hostile_config_value_stops_the_run_before_any_job(tmp_path, key, value, needle):
     """With the watershed backend segment.model used to reach the shell unchecked; a feature
     quantify never measures failed only after every sample was processed."""
@@ -147,7 +164,8 @@ def test_signature_markers_are_checked_against_every_sample_before_any_job(tmp_p
     names = ["DNA", "CD3", "a", "b", "c", "d"]
     write_config(tmp_path, **{"cluster.markers": ["CD3"]})  # the demo's cell_types stay
     (tmp_path / "config" / "samples.tsv").write_text(
-        f"sample\timage\tchannel_names\nmine\tdata/mine.ome.tif\t{','.join(names)}\n")
+        f"sample\timage\tchannel_names\nmine\tdata/mine.ome.tif\t{','.join(names)}\n"
+    )
     proc = snakemake(tmp_path, "--dry-run", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "cluster.cell_types." in out and "CD20" in out, out[-2000:]
@@ -170,8 +188,9 @@ def test_rgb_movie_runs_with_explicit_axes_in_the_sheet(tmp_path):
     assert planned_jobs(tmp_path)["segment_nuclei"] == 1
 
 
-@pytest.mark.parametrize("key, value", [("cluster.gates", {"CD3": 1.0, "CD4": 2.0}),
-                                        ("cluster.background", ["Empty"])])
+@pytest.mark.parametrize(
+    "key, value", [("cluster.gates", {"CD3": 1.0, "CD4": 2.0}), ("cluster.background", ["Empty"])]
+)
 def test_markers_in_gates_and_background_are_checked_before_any_job(tmp_path, key, value):
     from conftest import prepare_demo
 

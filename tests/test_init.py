@@ -35,9 +35,8 @@ def test_multiplexed_image_gives_its_channels_pixel_size_and_no_signatures(tmp_p
     assert config["cluster"]["markers"] == ["CD3", "CD20"]
     assert config["cluster"]["cell_types"] == {}  # none of the demo's CD3/CD20 signatures
     assert list(sheet["sample"]) == ["slide_1_A"] and sheet["image"][0] == str(image.resolve())
-    from snakemake.utils import validate
-
     from conftest import ROOT
+    from snakemake.utils import validate
 
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
 
@@ -45,8 +44,13 @@ def test_multiplexed_image_gives_its_channels_pixel_size_and_no_signatures(tmp_p
 def test_nuclear_only_imagej_movie(tmp_path):
     movie = tmp_path / "proj" / "movie.tif"  # inside the project: a relative path in the sheet
     movie.parent.mkdir()
-    tifffile.imwrite(movie, np.zeros((4, 32, 32), np.uint16), imagej=True, resolution=(2.0, 2.0),
-                     metadata={"axes": "TYX", "unit": "um"})
+    tifffile.imwrite(
+        movie,
+        np.zeros((4, 32, 32), np.uint16),
+        imagej=True,
+        resolution=(2.0, 2.0),
+        metadata={"axes": "TYX", "unit": "um"},
+    )
     assert main(["-q", "init", str(movie), "-o", str(tmp_path / "proj")]) == 0
     config, sheet = _read(tmp_path / "proj")
     assert config["nuclear_channel"] == "ch0" and config["cluster"]["markers"] == []
@@ -54,14 +58,17 @@ def test_nuclear_only_imagej_movie(tmp_path):
     assert sheet["image"][0] == "movie.tif"
 
 
-@pytest.mark.parametrize("names, expected", [
-    (["CD3", "Hoechst 33342", "CD20"], "Hoechst 33342"),
-    (["Ki67", "H3K27me3"], "H3K27me3"),
-    (["GFP", "SiR-DNA"], "SiR-DNA"),
-    (["DAPI"], "DAPI"),
-    (["PIK3CA", "PI"], "PI"),
-    (["only"], "only"),
-])
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (["CD3", "Hoechst 33342", "CD20"], "Hoechst 33342"),
+        (["Ki67", "H3K27me3"], "H3K27me3"),
+        (["GFP", "SiR-DNA"], "SiR-DNA"),
+        (["DAPI"], "DAPI"),
+        (["PIK3CA", "PI"], "PI"),
+        (["only"], "only"),
+    ],
+)
 def test_nuclear_channel_is_guessed_from_its_name(names, expected):
     assert guess_nuclear_channel(names) == expected
 
@@ -109,13 +116,19 @@ def test_init_project_passes_the_workflows_checks(tmp_path):
 def test_nuclear_only_movie_from_init_to_a_finished_run(tmp_path):
     """The README's first path for a user's own data: one-channel movie, init, run, report."""
     from conftest import snakemake
+
     from cytotrail.synth import make_timelapse
 
     data = make_timelapse(n_frames=4, shape=(80, 80), n_cells=8, seed=12)
     movie = tmp_path / "movies" / "h2b movie.tif"
     movie.parent.mkdir()
-    tifffile.imwrite(movie, data.image[:, 0], imagej=True, resolution=(1 / 0.65, 1 / 0.65),
-                     metadata={"axes": "TYX", "unit": "um"})
+    tifffile.imwrite(
+        movie,
+        data.image[:, 0],
+        imagej=True,
+        resolution=(1 / 0.65, 1 / 0.65),
+        metadata={"axes": "TYX", "unit": "um"},
+    )
     assert main(["-q", "init", str(movie), "-o", str(tmp_path / "proj")]) == 0
     snakemake(tmp_path / "proj")
     results = tmp_path / "proj" / "results"

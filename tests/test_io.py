@@ -152,8 +152,13 @@ def test_truncated_tiff_names_the_file_and_readable_pages(tmp_path, image, kind)
     else:
         io.write_image(path, image, channel_names=["DNA", "CD3"])
         if kind == "ome-raw":
-            tifffile.imwrite(path, image, ome=True, photometric="minisblack",
-                             metadata={"axes": "TCYX", "Channel": {"Name": ["DNA", "CD3"]}})
+            tifffile.imwrite(
+                path,
+                image,
+                ome=True,
+                photometric="minisblack",
+                metadata={"axes": "TCYX", "Channel": {"Name": ["DNA", "CD3"]}},
+            )
     _truncate(path, 0.6)
     for read in (io.read_image, io.image_channels):
         with pytest.raises(InputError, match=rf"{kind}.tif is truncated.*only \d+ (of \d+ )?page"):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import shared_data
 from scipy import ndimage as ndi
 
-from conftest import shared_data
 from cytotrail.io import InputError
 from cytotrail.segment import segment
 from cytotrail.segment.metrics import average_precision, match_labels
@@ -58,9 +58,17 @@ def _network_maps():
     net, config, thresholds = load_model(None)
     out = []
     for seed, (n_cells, diameter) in enumerate([(70, 14.0), (25, 14.0), (20, 26.0)]):
-        data = make_timelapse(n_frames=1, shape=(192, 192), n_cells=n_cells, diameter=diameter, seed=40 + seed)
-        maps = _segment_maps_frame(data.image[0, 0], net=net, config=config, device=torch.device("cpu"),
-                                   diameter=diameter, normalized=False)
+        data = make_timelapse(
+            n_frames=1, shape=(192, 192), n_cells=n_cells, diameter=diameter, seed=40 + seed
+        )
+        maps = _segment_maps_frame(
+            data.image[0, 0],
+            net=net,
+            config=config,
+            device=torch.device("cpu"),
+            diameter=diameter,
+            normalized=False,
+        )
         out.append((maps, diameter))
     return out, thresholds
 
@@ -168,8 +176,9 @@ def test_a_batch_equals_frame_by_frame(network_maps):
     labels, seeds = maps_to_labels_torch(batch[:, 0], batch[:, 1], diameter=14.0, thresholds=thresholds)
     assert labels.shape == (3,) + m.shape[1:]
     for i in range(3):
-        alone, alone_seeds = maps_to_labels_torch(batch[i, 0], batch[i, 1], diameter=14.0,
-                                                  thresholds=thresholds)
+        alone, alone_seeds = maps_to_labels_torch(
+            batch[i, 0], batch[i, 1], diameter=14.0, thresholds=thresholds
+        )
         assert np.array_equal(labels[i].numpy(), alone[0].numpy())
         np.testing.assert_allclose(seeds[i], alone_seeds[0])
     assert not labels[2].any() and seeds[2].shape == (0, 2)
@@ -313,8 +322,9 @@ def test_dsb2018_val_maps_give_the_same_labels_and_ap():
     for i in ids:
         image = tifffile.imread(root / "images" / f"{i}.tif")
         truth = tifffile.imread(root / "masks" / f"{i}.tif")
-        m = _segment_maps_frame(image, net=net, config=config, device=torch.device("cpu"),
-                                diameter=18.0, normalized=False)
+        m = _segment_maps_frame(
+            image, net=net, config=config, device=torch.device("cpu"), diameter=18.0, normalized=False
+        )
         host, dev, _, _ = both(m[0], m[1], 18.0, thresholds)
         n = int(host.max())
         matched += match_labels(host, dev, iou=MIN_IOU)["tp"] if n else 0
@@ -333,8 +343,9 @@ def test_cuda_gives_the_cpu_labels(network_maps):
     maps, thresholds = network_maps
     for m, diameter in maps:
         cpu, cpu_seeds = maps_to_labels_torch(m[0], m[1], diameter=diameter, thresholds=thresholds)
-        gpu, gpu_seeds = maps_to_labels_torch(m[0], m[1], diameter=diameter, thresholds=thresholds,
-                                              device=torch.device("cuda"))
+        gpu, gpu_seeds = maps_to_labels_torch(
+            m[0], m[1], diameter=diameter, thresholds=thresholds, device=torch.device("cuda")
+        )
         assert gpu.device.type == "cuda"
         assert np.array_equal(cpu.numpy(), gpu.cpu().numpy())
         np.testing.assert_allclose(cpu_seeds[0], gpu_seeds[0])

@@ -12,8 +12,7 @@ from cytotrail.synth import make_timelapse
 
 STEINBOCK = Path(__file__).parents[1] / ".." / "shared" / "data" / "multiplex" / "steinbock-mock"
 
-SHAPE_PROPS = ("area", "perimeter", "eccentricity", "solidity", "axis_major_length",
-               "axis_minor_length")
+SHAPE_PROPS = ("area", "perimeter", "eccentricity", "solidity", "axis_major_length", "axis_minor_length")
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +28,31 @@ def synth(_synth):
 def _regionprops(lab, img, spacing=1.0):
     from skimage.measure import regionprops_table
 
-    props = ("label", "centroid", "orientation", "intensity_mean", "intensity_min",
-             "intensity_max", "intensity_std") + SHAPE_PROPS
-    return pd.DataFrame(regionprops_table(lab, np.moveaxis(img, 0, -1), properties=props,
-                                          spacing=(spacing, spacing)))
+    props = (
+        "label",
+        "centroid",
+        "orientation",
+        "intensity_mean",
+        "intensity_min",
+        "intensity_max",
+        "intensity_std",
+    ) + SHAPE_PROPS
+    return pd.DataFrame(
+        regionprops_table(lab, np.moveaxis(img, 0, -1), properties=props, spacing=(spacing, spacing))
+    )
 
 
 def test_equals_regionprops_table(synth):
     image, labels, names = synth
     s = 0.65
-    cells = quantify(labels, image, channel_names=names, pixel_size_um=s,
-                     statistics=("mean", "min", "max", "std"), compartments=("nucleus",))
+    cells = quantify(
+        labels,
+        image,
+        channel_names=names,
+        pixel_size_um=s,
+        statistics=("mean", "min", "max", "std"),
+        compartments=("nucleus",),
+    )
     assert list(cells.columns[:4]) == ["frame", "label", "y", "x"]
     for t in range(labels.shape[0]):
         ref = _regionprops(labels[t], image[t], spacing=s)
@@ -56,9 +69,12 @@ def test_equals_regionprops_table(synth):
         np.testing.assert_allclose(diff, 0, atol=1e-9)
         for c, name in enumerate(names):
             for stat in ("mean", "min", "max", "std"):
-                np.testing.assert_allclose(got[f"{name}_nucleus_{stat}"],
-                                           ref[f"intensity_{stat}-{c}"], rtol=1e-10,
-                                           err_msg=f"{name} {stat}")
+                np.testing.assert_allclose(
+                    got[f"{name}_nucleus_{stat}"],
+                    ref[f"intensity_{stat}-{c}"],
+                    rtol=1e-10,
+                    err_msg=f"{name} {stat}",
+                )
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "uint8", "int32", "float32", "float64"])
@@ -72,9 +88,15 @@ def test_order_statistics_equal_numpy(synth, dtype):
         img = img % 256
     img = img.astype(dtype)
     lab = labels[:1]
-    cells = quantify(lab, img, channel_names=names, markers=["CD3", "Ki67"],
-                     statistics=("median", "sum", "p10"), percentiles=(99.5,),
-                     compartments=("nucleus", "cell"))
+    cells = quantify(
+        lab,
+        img,
+        channel_names=names,
+        markers=["CD3", "Ki67"],
+        statistics=("median", "sum", "p10"),
+        percentiles=(99.5,),
+        compartments=("nucleus", "cell"),
+    )
     ids = cells["label"].to_numpy()
     for marker in ("CD3", "Ki67"):
         channel = img[0, names.index(marker)].astype(np.float64)
@@ -82,10 +104,8 @@ def test_order_statistics_equal_numpy(synth, dtype):
             values = channel[lab[0] == label]
             row = cells.iloc[i]
             assert row[f"{marker}_nucleus_median"] == pytest.approx(np.median(values), rel=1e-12)
-            assert row[f"{marker}_nucleus_p10"] == pytest.approx(np.percentile(values, 10),
-                                                                  rel=1e-12)
-            assert row[f"{marker}_nucleus_p99.5"] == pytest.approx(
-                np.percentile(values, 99.5), rel=1e-12)
+            assert row[f"{marker}_nucleus_p10"] == pytest.approx(np.percentile(values, 10), rel=1e-12)
+            assert row[f"{marker}_nucleus_p99.5"] == pytest.approx(np.percentile(values, 99.5), rel=1e-12)
             assert row[f"{marker}_nucleus_sum"] == pytest.approx(values.sum(), rel=1e-12)
 
 
@@ -93,8 +113,15 @@ def test_compartments_follow_expand_labels(synth):
     from skimage.segmentation import expand_labels
 
     image, labels, names = synth
-    cells = quantify(labels, image, channel_names=names, markers=["CD68"], cytoplasm_um=2.0,
-                     pixel_size_um=0.5, statistics=("sum", "mean", "max"))
+    cells = quantify(
+        labels,
+        image,
+        channel_names=names,
+        markers=["CD68"],
+        cytoplasm_um=2.0,
+        pixel_size_um=0.5,
+        statistics=("sum", "mean", "max"),
+    )
     grown = expand_labels(labels[1], distance=4)  # 2 µm at 0.5 µm/px
     ring = np.where(labels[1] > 0, 0, grown)
     chan = image[1, names.index("CD68")].astype(np.float64)
@@ -102,21 +129,34 @@ def test_compartments_follow_expand_labels(synth):
     for label in got.index[:10]:
         assert got.loc[label, "CD68_cytoplasm_sum"] == pytest.approx(chan[ring == label].sum())
         assert got.loc[label, "CD68_cell_max"] == chan[grown == label].max()
-    np.testing.assert_allclose(got["CD68_cell_sum"],
-                               got["CD68_nucleus_sum"] + got["CD68_cytoplasm_sum"])
+    np.testing.assert_allclose(got["CD68_cell_sum"], got["CD68_nucleus_sum"] + got["CD68_cytoplasm_sum"])
     # the cell mean is the area-weighted mean of its two parts
     n_cell = np.bincount(grown.ravel())[got.index]
     np.testing.assert_allclose(got["CD68_cell_mean"] * n_cell, got["CD68_cell_sum"])
     # cell statistics combined from the two parts equal those measured on the cell directly
-    direct = quantify(labels, image, channel_names=names, markers=["CD68"], cytoplasm_um=2.0,
-                      pixel_size_um=0.5, statistics=("sum", "mean", "max", "min"),
-                      compartments=("cell",), background={"CD68": 50.0})
-    parts = quantify(labels, image, channel_names=names, markers=["CD68"], cytoplasm_um=2.0,
-                     pixel_size_um=0.5, statistics=("sum", "mean", "max", "min"),
-                     background={"CD68": 50.0})
+    direct = quantify(
+        labels,
+        image,
+        channel_names=names,
+        markers=["CD68"],
+        cytoplasm_um=2.0,
+        pixel_size_um=0.5,
+        statistics=("sum", "mean", "max", "min"),
+        compartments=("cell",),
+        background={"CD68": 50.0},
+    )
+    parts = quantify(
+        labels,
+        image,
+        channel_names=names,
+        markers=["CD68"],
+        cytoplasm_um=2.0,
+        pixel_size_um=0.5,
+        statistics=("sum", "mean", "max", "min"),
+        background={"CD68": 50.0},
+    )
     for stat in ("sum", "mean", "max", "min"):
-        np.testing.assert_allclose(parts[f"CD68_cell_{stat}"], direct[f"CD68_cell_{stat}"],
-                                   rtol=1e-12)
+        np.testing.assert_allclose(parts[f"CD68_cell_{stat}"], direct[f"CD68_cell_{stat}"], rtol=1e-12)
 
 
 @pytest.mark.parametrize("distance", [1, 1.5, 2.0, 3.0, 4.2, 7.0, 12.0])
@@ -141,8 +181,7 @@ def test_grown_index_equals_expand_labels_ties_included(distance):
         ids, idx, lut, _ = _label_index(lab)
         for threads in (1, 3):
             got = _grow_index(idx, lab, ids, lut, distance, threads)
-            np.testing.assert_array_equal(got.reshape(lab.shape),
-                                          lut[expand_labels(lab, distance)])
+            np.testing.assert_array_equal(got.reshape(lab.shape), lut[expand_labels(lab, distance)])
 
 
 def test_grown_index_equals_expand_labels_on_real_masks():
@@ -155,8 +194,7 @@ def test_grown_index_equals_expand_labels_on_real_masks():
         lab = np.squeeze(io.read_labels(STEINBOCK / "masks_deepcell" / path.name))
         ids, idx, lut, _ = _label_index(lab)
         got = _grow_index(idx, lab, ids, lut, 3.0, 2)
-        np.testing.assert_array_equal(got.reshape(lab.shape), lut[expand_labels(lab, 3.0)],
-                                      err_msg=path.name)
+        np.testing.assert_array_equal(got.reshape(lab.shape), lut[expand_labels(lab, 3.0)], err_msg=path.name)
 
 
 def test_numpy_path_equals_numba_path(synth, monkeypatch):
@@ -176,8 +214,7 @@ def test_numpy_path_equals_numba_path(synth, monkeypatch):
     wide_names = names + [f"{n}_b" for n in names]
     order = wide_names[::-1]
     one = quantify(labels, wide, channel_names=wide_names, markers=order, statistics=stats)
-    two = quantify(labels, wide, channel_names=wide_names, markers=order, statistics=stats,
-                   threads=2)
+    two = quantify(labels, wide, channel_names=wide_names, markers=order, statistics=stats, threads=2)
     pd.testing.assert_frame_equal(one, two)
     # "CD3_b" holds image channel 4 (PanCK): the same numbers under another name
     for stat in stats:
@@ -221,8 +258,12 @@ def test_translation_moves_only_positions(synth):
     big_lab = np.pad(labels, pad)
     big_img = np.pad(image, ((0, 0),) + pad[:1] + pad[1:])
     # the nucleus only: a ring at the old image border would grow into the new margin
-    opts = dict(channel_names=names, neighbour_radius_um=25, compartments=("nucleus",),
-                statistics=("mean", "median", "max"))
+    opts = dict(
+        channel_names=names,
+        neighbour_radius_um=25,
+        compartments=("nucleus",),
+        statistics=("mean", "median", "max"),
+    )
     a = quantify(labels, image, **opts)
     b = quantify(big_lab, big_img, **opts)
     np.testing.assert_allclose(b["y"] - a["y"], 7)
@@ -233,8 +274,7 @@ def test_translation_moves_only_positions(synth):
 
 def test_neighbours_and_border_distance(synth):
     image, labels, names = synth
-    cells = quantify(labels[:1], image[:1], channel_names=names, pixel_size_um=2.0,
-                     neighbour_radius_um=40.0)
+    cells = quantify(labels[:1], image[:1], channel_names=names, pixel_size_um=2.0, neighbour_radius_um=40.0)
     pts = cells[["y", "x"]].to_numpy() * 2.0
     dist = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
     np.testing.assert_array_equal(cells["n_neighbours"], (dist <= 40.0).sum(axis=1) - 1)
@@ -247,8 +287,9 @@ def test_background_subtraction(synth):
     image, labels, names = synth
     stats = ("mean", "sum", "median", "std")
     plain = quantify(labels, image, channel_names=names, markers=["CD3"], statistics=stats)
-    fixed = quantify(labels, image, channel_names=names, markers=["CD3"], statistics=stats,
-                     background={"CD3": 100.0})
+    fixed = quantify(
+        labels, image, channel_names=names, markers=["CD3"], statistics=stats, background={"CD3": 100.0}
+    )
     np.testing.assert_allclose(fixed["CD3_cell_mean"], plain["CD3_cell_mean"] - 100)
     np.testing.assert_allclose(fixed["CD3_nucleus_median"], plain["CD3_nucleus_median"] - 100)
     n_pixels = plain["CD3_cell_sum"] / plain["CD3_cell_mean"]
@@ -260,8 +301,7 @@ def test_background_subtraction(synth):
     outside = expand_labels(labels[0], distance=3) == 0
     bg = np.median(image[0, names.index("CD3")][outside])
     first = auto["frame"] == 0
-    np.testing.assert_allclose(auto.loc[first, "CD3_nucleus_mean"],
-                               plain.loc[first, "CD3_nucleus_mean"] - bg)
+    np.testing.assert_allclose(auto.loc[first, "CD3_nucleus_mean"], plain.loc[first, "CD3_nucleus_mean"] - bg)
 
 
 def test_local_background_removes_uneven_illumination(synth):
@@ -273,8 +313,7 @@ def test_local_background_removes_uneven_illumination(synth):
     opts = dict(channel_names=["M"], compartments=("nucleus",), statistics=("mean", "median"))
     plain = quantify(labels, image, **opts)
     glob = quantify(labels, image, background="auto", **opts)
-    local = quantify(labels, image, background="local", background_block_um=12.0,
-                     pixel_size_um=0.5, **opts)
+    local = quantify(labels, image, background="local", background_block_um=12.0, pixel_size_um=0.5, **opts)
     spread = plain["M_nucleus_mean"].std()
     assert spread > 30  # the gradient dominates
     assert glob["M_nucleus_mean"].std() == pytest.approx(spread, rel=0.05)  # one per frame
@@ -290,8 +329,7 @@ def test_two_dimensional_input_and_empty_frames():
     image = np.ones((2, 20, 30), np.float32)
     cells = quantify(labels, image, channel_names=["a", "b"])
     assert len(cells) == 1 and cells.loc[0, "label"] == 7 and cells.loc[0, "area"] == 30
-    empty = quantify(np.zeros((2, 20, 30), np.uint32), np.ones((2, 2, 20, 30)),
-                     channel_names=["a", "b"])
+    empty = quantify(np.zeros((2, 20, 30), np.uint32), np.ones((2, 2, 20, 30)), channel_names=["a", "b"])
     assert len(empty) == 0
     assert list(empty.columns) == list(cells.columns)
 
@@ -348,8 +386,13 @@ def test_reproduces_steinbock_intensities_and_regionprops():
         props = pd.read_csv(STEINBOCK / "regionprops_deepcell" / f"{path.stem}.csv")
         np.testing.assert_array_equal(cells["label"], means["Object"])
         for name in names:
-            np.testing.assert_allclose(cells[f"{name}_nucleus_mean"], means[name], rtol=1e-6,
-                                       atol=1e-9, err_msg=f"{path.name} {name}")
+            np.testing.assert_allclose(
+                cells[f"{name}_nucleus_mean"],
+                means[name],
+                rtol=1e-6,
+                atol=1e-9,
+                err_msg=f"{path.name} {name}",
+            )
         np.testing.assert_array_equal(cells["label"], props["Object"])
         np.testing.assert_allclose(cells["area"], props["area"])
         np.testing.assert_allclose(cells["y"], props["centroid-0"], rtol=1e-12)
@@ -365,12 +408,29 @@ def test_cli_quantify_round_trip(tmp_path, _synth):
     io.write_image(tmp_path / "s1.ome.tif", _synth.image, channel_names=_synth.channel_names)
     io.write_labels(tmp_path / "s1_labels.tif", _synth.labels)
     out = tmp_path / "cells.parquet"
-    code = main(["quantify", str(tmp_path / "s1.ome.tif"), str(tmp_path / "s1_labels.tif"),
-                 "-o", str(out), "--statistics", "mean", "p90", "--pixel-size-um", "0.5"])
+    code = main(
+        [
+            "quantify",
+            str(tmp_path / "s1.ome.tif"),
+            str(tmp_path / "s1_labels.tif"),
+            "-o",
+            str(out),
+            "--statistics",
+            "mean",
+            "p90",
+            "--pixel-size-um",
+            "0.5",
+        ]
+    )
     assert code in (0, None)
     cells = io.read_table(out)
-    direct = quantify(_synth.labels, _synth.image, channel_names=_synth.channel_names,
-                      statistics=("mean", "p90"), pixel_size_um=0.5)
+    direct = quantify(
+        _synth.labels,
+        _synth.image,
+        channel_names=_synth.channel_names,
+        statistics=("mean", "p90"),
+        pixel_size_um=0.5,
+    )
     assert (cells["sample"] == "s1").all()
     pd.testing.assert_frame_equal(cells.drop(columns="sample"), direct)
 
@@ -389,8 +449,9 @@ def test_integer_sums_exact_on_long_rows(dtype):
     if info.min < 0:
         img[1] = rng.integers(info.min, info.min + 40, size=(3, 70_000)).astype(dtype)
     stats = ("sum", "mean", "std", "min", "max")
-    cells = quantify(lab, img, channel_names=["a", "b"], statistics=stats,
-                     compartments=("nucleus",), morphology=False)
+    cells = quantify(
+        lab, img, channel_names=["a", "b"], statistics=stats, compartments=("nucleus",), morphology=False
+    )
     for c, name in enumerate(["a", "b"]):
         for i, label in enumerate([1, 2, 3]):
             values = img[c][lab == label].astype(np.int64)
@@ -448,8 +509,14 @@ def test_numba_kernels_cached_when_package_is_read_only(tmp_path):
     env.update(PYTHONPATH=str(pkg), XDG_CACHE_HOME=str(cache_home), HOME=str(tmp_path))
 
     def probe():
-        res = subprocess.run([sys.executable, "-c", _CACHE_PROBE, str(pkg)], env=env,
-                             capture_output=True, text=True, check=False, cwd=tmp_path)
+        res = subprocess.run(
+            [sys.executable, "-c", _CACHE_PROBE, str(pkg)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+        )
         assert res.returncode == 0, res.stderr
         return json.loads(res.stdout.strip().splitlines()[-1])
 

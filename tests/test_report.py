@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT, prepare_demo, snakemake
+
 from cytotrail import report
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -27,9 +27,15 @@ def test_frame_qc_flags_the_odd_frame():
 
 
 def test_napari_tracks_layout_and_graph():
-    tracks = pd.DataFrame({"track_id": [2, 1, 1, 3, 4], "frame": [2, 1, 0, 2, 2],
-                           "y": [1.0, 2, 3, 4, 5], "x": [5.0, 4, 3, 2, 1],
-                           "parent_track_id": pd.array([1, pd.NA, pd.NA, 1, pd.NA], "Int64")})
+    tracks = pd.DataFrame(
+        {
+            "track_id": [2, 1, 1, 3, 4],
+            "frame": [2, 1, 0, 2, 2],
+            "y": [1.0, 2, 3, 4, 5],
+            "x": [5.0, 4, 3, 2, 1],
+            "parent_track_id": pd.array([1, pd.NA, pd.NA, 1, pd.NA], "Int64"),
+        }
+    )
     data, graph = report.napari_tracks(tracks)
     assert list(data.columns) == ["track_id", "t", "y", "x"]
     assert data[["track_id", "t"]].values.tolist() == [[1, 0], [1, 1], [2, 2], [3, 2], [4, 2]]
@@ -44,15 +50,22 @@ def test_figures_build_on_a_single_frame_or_no_cells(n_frames, n_cells):
 
     data = make_timelapse(n_frames=n_frames, shape=(64, 64), n_cells=n_cells, seed=2)
     tracks = data.tracks.assign(lineage_id=data.tracks["track_id"])
-    figures = [report.segmentation_figure(data.image[:, 0], data.labels),
-               report.worst_frames_figure(data.image[:, 0], data.labels),
-               report.tracks_figure(tracks), report.lineage_figure(tracks)]
+    figures = [
+        report.segmentation_figure(data.image[:, 0], data.labels),
+        report.worst_frames_figure(data.image[:, 0], data.labels),
+        report.tracks_figure(tracks),
+        report.lineage_figure(tracks),
+    ]
     obs = tracks[["frame", "label", "cell_type"]].assign(sample="x").reset_index(drop=True)
     obs.index = obs.index.astype(str)
     adata = anndata.AnnData(np.ones((len(obs), 2)), obs=obs)
     adata.var_names = ["CD3", "CD20"]
-    figures += [report.heatmap_figure(adata), report.composition_figure(adata.obs),
-                report.timeseries_figure(adata), report.umap_figure(adata)]
+    figures += [
+        report.heatmap_figure(adata),
+        report.composition_figure(adata.obs),
+        report.timeseries_figure(adata),
+        report.umap_figure(adata),
+    ]
     for figure in figures:
         figure.canvas.draw()
     assert len(report.summary_table(adata.obs)) == (1 if n_cells else 0)
@@ -75,9 +88,16 @@ def test_html_report_opens_in_chromium_with_every_figure(demo_run):
     assert html.is_file()
     problems = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: problems.append(str(e)))
@@ -95,8 +115,16 @@ def test_html_report_opens_in_chromium_with_every_figure(demo_run):
             }
             return out;
         }""")
-        expected = {"segmentation.png", "worst_frames.png", "tracks.png", "lineages.png", "umap.png",
-                    "heatmap.png", "composition.png", "timeseries.png"}
+        expected = {
+            "segmentation.png",
+            "worst_frames.png",
+            "tracks.png",
+            "lineages.png",
+            "umap.png",
+            "heatmap.png",
+            "composition.png",
+            "timeseries.png",
+        }
         assert {Path(p).name for p in widths} == expected
         assert all(w > 0 for w in widths.values()), widths
         # and a figure shows when a biologist clicks through to it
@@ -107,9 +135,11 @@ def test_html_report_opens_in_chromium_with_every_figure(demo_run):
                 page.get_by_text(item, exact=True).first.click()
             page.locator("a[iconname=eye]").first.click()
             page.wait_for_timeout(500)
-            shown = page.evaluate("() => Array.from(document.querySelectorAll('img'))"
-                                  ".filter(i => i.src.startsWith('data:image/png'))"
-                                  ".map(i => i.naturalWidth)")
+            shown = page.evaluate(
+                "() => Array.from(document.querySelectorAll('img'))"
+                ".filter(i => i.src.startsWith('data:image/png'))"
+                ".map(i => i.naturalWidth)"
+            )
             assert shown and all(w > 0 for w in shown), category
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"report-{category.replace(' ', '-').lower()}.png"))
@@ -141,12 +171,14 @@ def test_nucleus_sizes_are_counted_per_frame():
 
 
 def test_one_frame_daughter_is_visible_in_the_lineage_plot():
-    tracks = pd.DataFrame({
-        "track_id": [1, 1, 1, 2, 3, 3],
-        "frame": [0, 1, 2, 3, 3, 4],
-        "lineage_id": [1] * 6,
-        "parent_track_id": pd.array([pd.NA, pd.NA, pd.NA, 1, 1, 1], "Int64"),
-    })
+    tracks = pd.DataFrame(
+        {
+            "track_id": [1, 1, 1, 2, 3, 3],
+            "frame": [0, 1, 2, 3, 3, 4],
+            "lineage_id": [1] * 6,
+            "parent_track_id": pd.array([pd.NA, pd.NA, pd.NA, 1, 1, 1], "Int64"),
+        }
+    )
     figure = report.lineage_figure(tracks)
     bars = [line for line in figure.axes[0].lines if line.get_linestyle() == "-"]
     widths = sorted(np.ptp(line.get_xdata()) for line in bars)
@@ -155,8 +187,15 @@ def test_one_frame_daughter_is_visible_in_the_lineage_plot():
 
 def test_summary_keeps_a_sample_without_cells():
     """A sample with no cells was missing from summary.tsv."""
-    obs = pd.DataFrame({"sample": ["b", "b", "a"], "frame": [0, 1, 0], "track_id": [1, 1, 2],
-                        "parent_track_id": pd.array([pd.NA] * 3, "Int64"), "cell_type": ["T", "T", "B"]})
+    obs = pd.DataFrame(
+        {
+            "sample": ["b", "b", "a"],
+            "frame": [0, 1, 0],
+            "track_id": [1, 1, 2],
+            "parent_track_id": pd.array([pd.NA] * 3, "Int64"),
+            "cell_type": ["T", "T", "B"],
+        }
+    )
     table = report.summary_table(obs, samples=["a", "empty", "b"])
     assert list(table["sample"]) == ["a", "empty", "b"]
     assert table.set_index("sample").loc["empty"].tolist() == [0] * (len(table.columns) - 1)

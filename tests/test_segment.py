@@ -19,8 +19,9 @@ BACKENDS = [
     "unet",
     "watershed",
     "labels",
-    pytest.param("cellpose", marks=pytest.mark.skipif(not cellpose_available(),
-                                                       reason="cellpose is not installed")),
+    pytest.param(
+        "cellpose", marks=pytest.mark.skipif(not cellpose_available(), reason="cellpose is not installed")
+    ),
 ]
 # smallest F1@0.5 each backend must reach on the synthetic frames
 MIN_F1 = {"unet": 0.93, "watershed": 0.75, "labels": 1.0, "cellpose": 0.8}
@@ -96,8 +97,11 @@ def test_empty_frames_give_no_labels(backend, synth):
     mixed[1] = 0
     mixed_truth = truth.copy()
     mixed_truth[1] = 0
-    labels = run(backend, mixed, mixed_truth, diameter=14.0) if backend != "labels" else \
-        run(backend, mixed, mixed_truth)
+    labels = (
+        run(backend, mixed, mixed_truth, diameter=14.0)
+        if backend != "labels"
+        else run(backend, mixed, mixed_truth)
+    )
     assert not labels[1].any()
     assert labels[0].any() and labels[2].any()
 
@@ -154,8 +158,9 @@ def test_unet_separates_touching_nuclei():
     data = make_timelapse(n_frames=1, shape=(128, 128), n_cells=45, diameter=16, seed=77)
     truth = data.labels
     # crowded: many nuclei touch a neighbour
-    touching = ndi.binary_dilation(truth[0] > 0) & (ndi.grey_dilation(truth[0], size=3) !=
-                                                    -ndi.grey_dilation(-truth[0].astype(np.int64), size=3))
+    touching = ndi.binary_dilation(truth[0] > 0) & (
+        ndi.grey_dilation(truth[0], size=3) != -ndi.grey_dilation(-truth[0].astype(np.int64), size=3)
+    )
     assert touching.sum() > 50
     labels = segment(data.image[:, 0], device="cpu")
     assert f1_score(truth, labels) >= 0.9
@@ -190,12 +195,12 @@ def test_h_maxima_plateaus_and_equal_peaks():
     from cytotrail.segment.postprocess import h_maxima
 
     f = np.zeros((24, 24), np.float32)
-    f[3:6, 3:6] = 1.0                # a plateau
-    f[10:12, 10:15] = 0.5            # a lower plateau ...
-    f[15, 2] = f[15, 4] = 0.5        # ... and two equal single-pixel peaks
-    f[15, 3] = 0.2                   # joined by a saddle 0.3 below them
+    f[3:6, 3:6] = 1.0  # a plateau
+    f[10:12, 10:15] = 0.5  # a lower plateau ...
+    f[15, 2] = f[15, 4] = 0.5  # ... and two equal single-pixel peaks
+    f[15, 3] = 0.2  # joined by a saddle 0.3 below them
     f[18:22, 18:22] = 0.7
-    f[19, 19] = 0.75                 # a bump of dynamic 0.05 on a plateau
+    f[19, 19] = 0.75  # a bump of dynamic 0.05 on a plateau
     for h in (0.04, 0.1, 0.3, 0.5, 0.6, 1.0):
         assert np.array_equal(h_maxima(f, h), sk_h_maxima(f, np.float32(h)).astype(bool)), h
     assert h_maxima(f, 0.1)[15, [2, 4]].all()
@@ -218,11 +223,11 @@ def test_fill_holes_gives_each_hole_to_the_object_around_it():
 
     labels = np.zeros((40, 40), np.int32)
     labels[2:12, 2:12] = 1
-    labels[5:8, 5:8] = 0              # a hole inside object 1
+    labels[5:8, 5:8] = 0  # a hole inside object 1
     labels[20:30, 5:15] = 2
     labels[20:30, 15:25] = 3
-    labels[24:26, 13:17] = 0          # a hole between objects 2 and 3
-    labels[0:4, 30:40] = 4            # background open to the border is no hole
+    labels[24:26, 13:17] = 0  # a hole between objects 2 and 3
+    labels[0:4, 30:40] = 4  # background open to the border is no hole
     labels[3, 33:37] = 0
     out = _fill_holes(labels)
     assert (out[5:8, 5:8] == 1).all()
@@ -267,8 +272,9 @@ def test_unet_estimates_diameter_and_rescales(diameter):
     net, config, thresholds = load_model(None, device="cpu")
     import torch
 
-    est = estimate_diameter(data.image[:, 0], net=net, config=config, thresholds=thresholds,
-                            device=torch.device("cpu"))
+    est = estimate_diameter(
+        data.image[:, 0], net=net, config=config, thresholds=thresholds, device=torch.device("cpu")
+    )
     true = np.median(equivalent_diameters(data.labels[0]))
     assert est == pytest.approx(true, rel=0.3)
     assert f1_score(data.labels, segment(data.image[:, 0], device="cpu")) >= 0.85
@@ -286,20 +292,23 @@ def test_unet_reuses_the_estimate_pass_for_whole_frames(monkeypatch):
     data = make_timelapse(n_frames=2, shape=(160, 160), n_cells=20, diameter=18, seed=8)
     frames = data.image[:, 0]
     net, config, thresholds = load_model(None, device="cpu")
-    d = infer.estimate_diameter(frames, net=net, config=config, thresholds=thresholds,
-                                device=torch.device("cpu"))
+    d = infer.estimate_diameter(
+        frames, net=net, config=config, thresholds=thresholds, device=torch.device("cpu")
+    )
     passes = []
     predict = infer.predict_maps
-    monkeypatch.setattr(infer, "predict_maps", lambda net, batch, **kw: (
-        passes.append(len(batch)), predict(net, batch, **kw))[1])
+    monkeypatch.setattr(
+        infer,
+        "predict_maps",
+        lambda net, batch, **kw: (passes.append(len(batch)), predict(net, batch, **kw))[1],
+    )
     given = segment(frames, device="cpu", diameter=d)
     n_given = sum(passes)
     passes.clear()
     estimated = segment(frames, device="cpu")
     n_estimate = sum(passes)
     passes.clear()
-    infer.estimate_diameter(frames, net=net, config=config, thresholds=thresholds,
-                            device=torch.device("cpu"))
+    infer.estimate_diameter(frames, net=net, config=config, thresholds=thresholds, device=torch.device("cpu"))
     assert n_given == 2
     assert n_estimate == sum(passes)  # the final segmentation added no network pass
     np.testing.assert_array_equal(estimated, given)
@@ -420,8 +429,10 @@ def test_cli_segment_unet_workers_and_diameter(tmp_path, synth):
     path = tmp_path / "img.tif"
     io.write_image(path, frames[:, None], channel_names=["DNA"])
     out = tmp_path / "labels.tif"
-    assert main(["segment", str(path), "-o", str(out), "--diameter", "14", "--workers", "2",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["segment", str(path), "-o", str(out), "--diameter", "14", "--workers", "2", "--device", "cpu"])
+        == 0
+    )
     assert np.array_equal(io.read_labels(out), segment(frames, device="cpu", diameter=14.0))
 
 

@@ -105,11 +105,18 @@ def test_bad_input_names_the_problem(synth):
 
 
 def test_quantify_with_whole_cells_equals_the_ring_it_replaces(synth):
-    ring = quantify(synth.labels, synth.image, channel_names=synth.channel_names,
-                    cytoplasm_um=3.0, morphology=False)
+    ring = quantify(
+        synth.labels, synth.image, channel_names=synth.channel_names, cytoplasm_um=3.0, morphology=False
+    )
     grown = np.stack([expand_labels(lab, 3) for lab in synth.labels])
-    given = quantify(synth.labels, synth.image, channel_names=synth.channel_names,
-                     cytoplasm_um=0.5, morphology=False, cells=grown)
+    given = quantify(
+        synth.labels,
+        synth.image,
+        channel_names=synth.channel_names,
+        cytoplasm_um=0.5,
+        morphology=False,
+        cells=grown,
+    )
     assert given.columns.tolist() == ring.columns.tolist()
     np.testing.assert_allclose(given.to_numpy(float), ring.to_numpy(float), rtol=1e-12)
 
@@ -120,8 +127,15 @@ def test_quantify_cell_compartment_is_the_mask(synth):
     cells[0][lab[0] > 0] = 0  # cell masks with holes where their nuclei are
     stray = int(lab.max()) + 7
     cells[0, :3, :3] = stray  # a cell with no nucleus is ignored
-    table = quantify(lab, img, channel_names=synth.channel_names, markers=["CD3"],
-                     statistics=["sum"], morphology=False, cells=cells)
+    table = quantify(
+        lab,
+        img,
+        channel_names=synth.channel_names,
+        markers=["CD3"],
+        statistics=["sum"],
+        morphology=False,
+        cells=cells,
+    )
     # nucleus pixels are always in their cell; the stray label's pixels are not counted
     expected = ndi.sum_labels(img[0, 1].astype(float), synth.cells[0], table["label"].to_numpy())
     np.testing.assert_allclose(table["CD3_cell_sum"].to_numpy(), expected)
@@ -135,17 +149,20 @@ def test_cli_segment_cells_then_quantify(synth, tmp_path, capsys):
     nuclei = str(tmp_path / "truth" / "s_labels.tif")
     assert (io.read_labels(tmp_path / "truth" / "s_cells.tif") == synth.cells).all()
     out = tmp_path / "cells.tif"
-    assert main(["-q", "segment-cells", image, nuclei, "-o", str(out), "--channels", *MARKERS,
-                 "--max-um", "10"]) == 0
+    assert (
+        main(["-q", "segment-cells", image, nuclei, "-o", str(out), "--channels", *MARKERS, "--max-um", "10"])
+        == 0
+    )
     cells = io.read_labels(out)
     assert f1_score(synth.cells, cells) >= 0.9
-    assert main(["-q", "quantify", image, nuclei, "-o", str(tmp_path / "c.csv"),
-                 "--cells", str(out)]) == 0
+    assert main(["-q", "quantify", image, nuclei, "-o", str(tmp_path / "c.csv"), "--cells", str(out)]) == 0
     table = io.read_table(tmp_path / "c.csv")
     assert len(table) == len(synth.tracks) and "CD3_cell_mean" in table
     # a channel that is not in the image: one line naming it, no output
-    assert main(["-q", "segment-cells", image, nuclei, "-o", str(tmp_path / "x.tif"),
-                 "--channels", "NaKATPase"]) != 0
+    assert (
+        main(["-q", "segment-cells", image, nuclei, "-o", str(tmp_path / "x.tif"), "--channels", "NaKATPase"])
+        != 0
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and "NaKATPase" in err[-1]
     assert not (tmp_path / "x.tif").exists()
@@ -153,8 +170,8 @@ def test_cli_segment_cells_then_quantify(synth, tmp_path, capsys):
 
 def test_schema_default_is_the_package_default():
     import yaml
-
     from conftest import ROOT
+
     from cytotrail.segment.cells import MAX_UM, MIN_UM
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -202,6 +219,7 @@ def test_workflow_quantifies_the_grown_cells(tmp_path):
     assert (cells[nuclei > 0] == nuclei[nuclei > 0]).all() and (cells > 0).sum() > (nuclei > 0).sum()
     table = io.read_table(tmp_path / "results" / "s1" / "cells.parquet")
     image, names = io.read_image(tmp_path / "resources" / "demo" / "s1.ome.tif")
-    expected = quantify(nuclei, image, channel_names=names, markers=["CD3"], morphology=False,
-                        cells=cells, background="local")
+    expected = quantify(
+        nuclei, image, channel_names=names, markers=["CD3"], morphology=False, cells=cells, background="local"
+    )
     np.testing.assert_allclose(table["CD3_cell_mean"], expected["CD3_cell_mean"])

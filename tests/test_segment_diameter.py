@@ -15,7 +15,7 @@ def tissue_frame(seed=0, shape=(384, 384), n_nuclei=70, diameter=33.0, n_specks=
     outlines, uneven brightness) and ``n_specks`` bright specks of 2-5 px, as in a histone channel
     of a multiplexed tissue image."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     labels = np.zeros(shape, np.int32)
     img = np.zeros(shape, np.float32)
     k = 0
@@ -83,7 +83,9 @@ def test_unet_diameter_estimate_holds_on_tissue(tissue):
 
     image, _, truth = tissue
     net, config, thresholds = load_model(None, device="cpu")
-    d = estimate_diameter(image[None], net=net, config=config, thresholds=thresholds, device=torch.device("cpu"))
+    d = estimate_diameter(
+        image[None], net=net, config=config, thresholds=thresholds, device=torch.device("cpu")
+    )
     # 5.6 px (the specks' size) with a plain median over the network's objects and the
     # whole-mask Otsu start; the network still splits some irregular nuclei, hence the margin
     assert 0.75 * truth < d < 1.2 * truth

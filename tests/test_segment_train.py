@@ -54,7 +54,7 @@ def pairs(tmp_path_factory):
     root = tmp_path_factory.mktemp("pairs")
     data = make_timelapse(n_frames=4, shape=(96, 96), n_cells=10, seed=42)
     for t in range(4):
-        io.write_image(root / "images" / f"f{t}.tif", data.image[t:t + 1, :1], channel_names=["DNA"])
+        io.write_image(root / "images" / f"f{t}.tif", data.image[t : t + 1, :1], channel_names=["DNA"])
         io.write_labels(root / "masks" / f"f{t}.tif", data.labels[t])
     return root
 
@@ -69,7 +69,9 @@ def test_folder_samples_split(pairs):
     expected = sum(split_of(f"f{t}", 0.5) == "val" for t in range(4))
     assert len(folder_samples(pairs / "images", pairs / "masks", split="all")) == 4
     if expected:
-        assert len(folder_samples(pairs / "images", pairs / "masks", split="val", val_fraction=0.5)) == expected
+        assert (
+            len(folder_samples(pairs / "images", pairs / "masks", split="val", val_fraction=0.5)) == expected
+        )
     with pytest.raises(InputError, match="not found"):
         folder_samples(pairs / "nope", pairs / "masks")
 
@@ -80,9 +82,33 @@ def test_train_cli_writes_a_model_that_segment_accepts(pairs, tmp_path):
     from cytotrail.segment import segment
 
     out = tmp_path / "model"
-    args = ["train", "-o", str(out), "--images", str(pairs / "images"), "--labels", str(pairs / "masks"),
-            "--val-fraction", "0.5", "--synthetic", "1", "--synthetic-val", "0", "--steps", "3",
-            "--crop", "64", "--batch-size", "2", "--base", "8", "--depth", "3", "--seed", "1"]
+    args = [
+        "train",
+        "-o",
+        str(out),
+        "--images",
+        str(pairs / "images"),
+        "--labels",
+        str(pairs / "masks"),
+        "--val-fraction",
+        "0.5",
+        "--synthetic",
+        "1",
+        "--synthetic-val",
+        "0",
+        "--steps",
+        "3",
+        "--crop",
+        "64",
+        "--batch-size",
+        "2",
+        "--base",
+        "8",
+        "--depth",
+        "3",
+        "--seed",
+        "1",
+    ]
     assert main(args) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == {"in_channels": 1, "out_channels": 2, "base": 8, "depth": 3}
@@ -94,8 +120,30 @@ def test_train_cli_writes_a_model_that_segment_accepts(pairs, tmp_path):
     assert labels.shape == frames.shape and labels.dtype == np.uint32
     # fine-tuning keeps the architecture of the model it starts from
     tuned = tmp_path / "tuned"
-    assert main(["train", "-o", str(tuned), "--init", str(out), "--synthetic", "1", "--synthetic-val", "1",
-                 "--steps", "2", "--crop", "64", "--batch-size", "2", "--base", "32"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "-o",
+                str(tuned),
+                "--init",
+                str(out),
+                "--synthetic",
+                "1",
+                "--synthetic-val",
+                "1",
+                "--steps",
+                "2",
+                "--crop",
+                "64",
+                "--batch-size",
+                "2",
+                "--base",
+                "32",
+            ]
+        )
+        == 0
+    )
     config = json.loads((tuned / "config.json").read_text())
     assert config["architecture"]["base"] == 8
     assert config["training"]["init"] == str(out)
@@ -197,8 +245,21 @@ def test_binary_masks_are_refused_naming_the_file(pairs, tmp_path):
 def test_train_cli_empty_training_set_after_the_split(pairs, tmp_path, capsys):
     from cytotrail.cli import main
 
-    args = ["train", "-o", str(tmp_path / "m"), "--images", str(pairs / "images"), "--labels",
-            str(pairs / "masks"), "--val-fraction", "1.0", "--synthetic", "0", "--steps", "1"]
+    args = [
+        "train",
+        "-o",
+        str(tmp_path / "m"),
+        "--images",
+        str(pairs / "images"),
+        "--labels",
+        str(pairs / "masks"),
+        "--val-fraction",
+        "1.0",
+        "--synthetic",
+        "0",
+        "--steps",
+        "1",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no training pairs left in" in err and str(pairs / "images") in err
@@ -259,8 +320,14 @@ def test_resume_continues_a_run_exactly(tiny_samples, tmp_path):
     assert ckpt["step"] == 2 and ckpt["scheduler"]["last_epoch"] == 2 and ckpt["optimizer"]["state"]
     assert not torch.equal(ckpt["net"]["head.weight"], _weights(tmp_path / "whole")["head.weight"])
     # the second sitting: the recipe comes from the checkpoint, and two worker processes draw the crops
-    config = train_model(tiny_samples, output=tmp_path / "split", resume=tmp_path / "split", workers=2,
-                         device="cpu", log_every=1)
+    config = train_model(
+        tiny_samples,
+        output=tmp_path / "split",
+        resume=tmp_path / "split",
+        workers=2,
+        device="cpu",
+        log_every=1,
+    )
     assert config["training"]["steps_done"] == 4 and config["architecture"]["base"] == 4
     whole, split = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
     assert whole.keys() == split.keys()
@@ -349,7 +416,8 @@ def test_training_on_cuda_with_autocast(tiny_samples, tmp_path):
         pytest.skip("needs CUDA")
     from cytotrail.segment.train import train_model
 
-    config = train_model(tiny_samples, output=tmp_path / "m", workers=2,
-                         **dict(_TINY, device="cuda", batch_size=None))
+    config = train_model(
+        tiny_samples, output=tmp_path / "m", workers=2, **dict(_TINY, device="cuda", batch_size=None)
+    )
     assert config["training"]["device"].startswith("cuda") and config["training"]["batch_size"] >= 8
     assert np.isfinite(config["training"]["seconds"])

@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, prepare_demo, snakemake
 from test_faults import _assert_same_results
 
@@ -31,19 +30,32 @@ def _slurm_node_state():
 def slurm():
     state = _slurm_node_state()
     if state not in ("idle", "mixed", "allocated", "completing"):
-        pytest.skip("no SLURM cluster answers here: start one with "
-                    "`bash profiles/slurm/local-slurm.sh start` (needs root and apt)")
+        pytest.skip(
+            "no SLURM cluster answers here: start one with "
+            "`bash profiles/slurm/local-slurm.sh start` (needs root and apt)"
+        )
 
 
 def test_demo_runs_as_slurm_jobs_and_matches_the_local_run(slurm, demo_run, tmp_path):
     workdir = prepare_demo(tmp_path)
     proc = snakemake(
-        workdir, "--profile", str(ROOT / "profiles" / "slurm"), "--jobs", "4",
-        "--default-resources", "slurm_partition=debug", "mem_mb=1500", "runtime=30",
+        workdir,
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--jobs",
+        "4",
+        "--default-resources",
+        "slurm_partition=debug",
+        "mem_mb=1500",
+        "runtime=30",
         # the one local node has no GPU: ask for none
-        "--set-resources", "segment_nuclei:gpu=0",
-        "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1",
-        "--seconds-between-status-checks", "2",
+        "--set-resources",
+        "segment_nuclei:gpu=0",
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "2",
         timeout=1500,
     )
     out = proc.stdout + proc.stderr

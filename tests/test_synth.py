@@ -45,12 +45,20 @@ def test_divisions_link_two_daughters_to_a_mother_that_ended(data):
 def test_cells_touch_enter_and_leave(data):
     from skimage.segmentation import find_boundaries
 
-    touching = sum(np.any(find_boundaries(f, mode="inner") & (f > 0) &
-                          (np.pad(f, 1, mode="edge")[2:, 1:-1] != f) & (np.pad(f, 1, mode="edge")[2:, 1:-1] > 0))
-                   for f in data.labels)
+    touching = sum(
+        np.any(
+            find_boundaries(f, mode="inner")
+            & (f > 0)
+            & (np.pad(f, 1, mode="edge")[2:, 1:-1] != f)
+            & (np.pad(f, 1, mode="edge")[2:, 1:-1] > 0)
+        )
+        for f in data.labels
+    )
     assert touching > 0
     first = data.tracks.groupby("track_id")["frame"].min()
-    new_without_parent = data.tracks.drop_duplicates("track_id").set_index("track_id")["parent_track_id"].isna()
+    new_without_parent = (
+        data.tracks.drop_duplicates("track_id").set_index("track_id")["parent_track_id"].isna()
+    )
     assert ((first > 0) & new_without_parent).any()  # cells wander in
 
 

@@ -55,7 +55,8 @@ def test_detections_from_labels_matches_truth(synth):
     det = detections_from_labels(synth.labels, intensity=synth.image[:, 0])
     truth = synth.tracks.sort_values(["frame", "label"]).reset_index(drop=True)
     assert list(det[["frame", "label"]].itertuples(index=False)) == list(
-        truth[["frame", "label"]].itertuples(index=False))
+        truth[["frame", "label"]].itertuples(index=False)
+    )
     np.testing.assert_allclose(det[["y", "x"]], truth[["y", "x"]], atol=1e-9)
     np.testing.assert_array_equal(det["area"], truth["area"])
     t = 3
@@ -63,8 +64,9 @@ def test_detections_from_labels_matches_truth(synth):
     expected = ndi.mean(synth.image[t, 0].astype(float), synth.labels[t], rows["label"].to_numpy())
     np.testing.assert_allclose(rows["mean_intensity"], expected)
     assert det.attrs["image_shape"] == (160, 160)
-    edge_labels = np.unique(np.r_[synth.labels[t, 0], synth.labels[t, -1],
-                                  synth.labels[t, :, 0], synth.labels[t, :, -1]])
+    edge_labels = np.unique(
+        np.r_[synth.labels[t, 0], synth.labels[t, -1], synth.labels[t, :, 0], synth.labels[t, :, -1]]
+    )
     assert set(rows.loc[rows["touches_border"], "label"]) == set(edge_labels) - {0}
 
 
@@ -150,8 +152,9 @@ def test_row_order_does_not_matter(synth, tracked):
     out = track(shuffled)
     assert out.index.equals(shuffled.index)
     pd.testing.assert_series_equal(out["track_id"].sort_index(), tracked["track_id"].sort_index())
-    pd.testing.assert_series_equal(out["parent_track_id"].sort_index(),
-                                   tracked["parent_track_id"].sort_index())
+    pd.testing.assert_series_equal(
+        out["parent_track_id"].sort_index(), tracked["parent_track_id"].sort_index()
+    )
 
 
 def test_translation_does_not_matter(synth, tracked):
@@ -222,7 +225,8 @@ def test_min_length_and_border_flag(synth):
     assert out["border_track"].any() and not out["border_track"].all()
     lengths = out.groupby("track_id").size()
     in_division = set(out["parent_track_id"].dropna().astype(int)) | set(
-        out.loc[out["parent_track_id"].notna(), "track_id"])
+        out.loc[out["parent_track_id"].notna(), "track_id"]
+    )
     short = lengths[lengths < 4].index
     assert set(short) <= in_division
     assert len(out) < len(det)
@@ -243,11 +247,13 @@ def test_search_range_in_um(synth):
 def test_crowded_subnets_never_crash():
     rng = np.random.default_rng(4)
     n = 300
-    det = pd.DataFrame({
-        "frame": np.repeat(np.arange(3), n),
-        "y": rng.uniform(0, 60, 3 * n),
-        "x": rng.uniform(0, 60, 3 * n),
-    })
+    det = pd.DataFrame(
+        {
+            "frame": np.repeat(np.arange(3), n),
+            "y": rng.uniform(0, 60, 3 * n),
+            "x": rng.uniform(0, 60, 3 * n),
+        }
+    )
     out = track(det, search_range=25.0)  # huge subnetworks for trackpy
     assert len(out) == len(det) and (out["track_id"] >= 1).all()
     assert out.groupby("track_id")["frame"].apply(lambda f: f.is_unique).all()
@@ -258,8 +264,9 @@ def test_crowded_subnets_never_crash():
 
 
 def test_empty_and_single_frame():
-    empty = pd.DataFrame({"frame": pd.Series(dtype=int), "y": pd.Series(dtype=float),
-                          "x": pd.Series(dtype=float)})
+    empty = pd.DataFrame(
+        {"frame": pd.Series(dtype=int), "y": pd.Series(dtype=float), "x": pd.Series(dtype=float)}
+    )
     out = track(empty)
     assert len(out) == 0 and {"track_id", "parent_track_id", "lineage_id", "generation"} <= set(out)
     single = pd.DataFrame({"frame": [4, 4, 4], "y": [1.0, 20.0, 40.0], "x": [5.0, 5.0, 5.0]})
@@ -270,8 +277,9 @@ def test_empty_and_single_frame():
 
 def test_missing_frame_number_is_bridged():
     y = np.array([10.0, 30.0, 50.0])
-    det = pd.DataFrame({"frame": np.repeat([0, 1, 3, 4], 3), "y": np.tile(y, 4),
-                        "x": np.repeat([10.0, 11.0, 13.0, 14.0], 3)})
+    det = pd.DataFrame(
+        {"frame": np.repeat([0, 1, 3, 4], 3), "y": np.tile(y, 4), "x": np.repeat([10.0, 11.0, 13.0, 14.0], 3)}
+    )
     out = track(det, memory=1)
     assert out["track_id"].nunique() == 3
     assert track(det, memory=0)["track_id"].nunique() == 6
@@ -295,9 +303,17 @@ def test_bad_detections_raise_input_error(table, message):
         track(table)
 
 
-@pytest.mark.parametrize("kwargs", [{"memory": -1}, {"memory": 1.5}, {"min_length": 0},
-                                    {"search_range": 0}, {"search_range": np.nan},
-                                    {"pixel_size_um": -1.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"memory": -1},
+        {"memory": 1.5},
+        {"min_length": 0},
+        {"search_range": 0},
+        {"search_range": np.nan},
+        {"pixel_size_um": -1.0},
+    ],
+)
 def test_bad_options_raise_input_error(kwargs):
     det = pd.DataFrame({"frame": [0, 1], "y": [1.0, 2.0], "x": [1.0, 2.0]})
     with pytest.raises(InputError):
@@ -424,8 +440,13 @@ def scores_ok(truth, out):
 
 def test_far_apart_frame_numbers():
     # frame numbers are labels of time points: a huge jump must not allocate per missing frame
-    det = pd.DataFrame({"frame": [0, 0, 1, 1, 10**9, 10**9, 10**9 + 1, 10**9 + 1],
-                        "y": [5.0, 40.0] * 4, "x": [5.0, 5.0, 6.0, 6.0, 7.0, 7.0, 8.0, 8.0]})
+    det = pd.DataFrame(
+        {
+            "frame": [0, 0, 1, 1, 10**9, 10**9, 10**9 + 1, 10**9 + 1],
+            "y": [5.0, 40.0] * 4,
+            "x": [5.0, 5.0, 6.0, 6.0, 7.0, 7.0, 8.0, 8.0],
+        }
+    )
     out = track(det)
     assert out["track_id"].nunique() == 4
     assert out["track_id"].tolist()[:4] == [1, 2, 1, 2]
@@ -453,8 +474,11 @@ def test_contract_holds_for_every_trackpy_strategy(synth, tracked, strategy):
 
 
 def test_track_features_trivial_tables():
-    empty = track(pd.DataFrame({"frame": pd.Series(dtype=float), "y": pd.Series(dtype=float),
-                                "x": pd.Series(dtype=float)}))
+    empty = track(
+        pd.DataFrame(
+            {"frame": pd.Series(dtype=float), "y": pd.Series(dtype=float), "x": pd.Series(dtype=float)}
+        )
+    )
     feats = track_features(empty)
     assert len(feats) == 0 and {"track_id", "speed_px_per_frame", "divides"} <= set(feats)
     one = track_features(track(pd.DataFrame({"frame": [3], "y": [1.0], "x": [2.0]})))
@@ -474,7 +498,9 @@ def test_benchmark_scenario_accuracy():
     out = track(det.loc[keep])
     scores = tracking_scores(data.tracks, out)
     assert scores["link"]["f1"] >= 0.985, scores["link"]  # 0.991 when written
-    assert scores["division"]["f1"] >= 0.89, scores["division"]  # 0.916 when written (0.864 before sister cues)
+    assert scores["division"]["f1"] >= 0.89, scores[
+        "division"
+    ]  # 0.916 when written (0.864 before sister cues)
     plain = track(det.loc[keep], divisions=False)
     assert tracking_scores(data.tracks, plain)["link"]["f1"] < scores["link"]["f1"]
 
@@ -487,16 +513,28 @@ def test_division_cost_prefers_touching_sisters():
     frame = np.array([0, 1, 1, 1, 1])
     pos = np.array([[50.0, 50.0], [50.0, 44.5], [50.0, 55.5], [50.0, 40.0], [50.0, 60.0]])
     area = np.array([200.0, 100.0, 100.0, 100.0, 100.0])
-    model = CostModel(frame, pos, area, None, search_range=8.0, sigma=1.5,
-                      succ=np.full(5, -1), persistence=False)
+    model = CostModel(
+        frame, pos, area, None, search_range=8.0, sigma=1.5, succ=np.full(5, -1), persistence=False
+    )
     touching = model.division(np.array([0]), np.array([1]), np.array([2]))[0]
     apart = model.division(np.array([0]), np.array([3]), np.array([4]))[0]
     assert apart > touching + 5.0
     # cut by the frame's edge, the radii are unreliable: the term counts less
-    edge = CostModel(frame, pos, area, None, search_range=8.0, sigma=1.5, succ=np.full(5, -1),
-                     persistence=False, border=np.array([True, False, False, False, False]))
-    gap_edge = (edge.division(np.array([0]), np.array([3]), np.array([4]))
-                - edge.division(np.array([0]), np.array([1]), np.array([2])))[0]
+    edge = CostModel(
+        frame,
+        pos,
+        area,
+        None,
+        search_range=8.0,
+        sigma=1.5,
+        succ=np.full(5, -1),
+        persistence=False,
+        border=np.array([True, False, False, False, False]),
+    )
+    gap_edge = (
+        edge.division(np.array([0]), np.array([3]), np.array([4]))
+        - edge.division(np.array([0]), np.array([1]), np.array([2]))
+    )[0]
     assert 0 < gap_edge < apart - touching
 
 
@@ -529,8 +567,17 @@ def test_border_births_are_cheap_only_for_cut_objects():
     frame = np.zeros(4, np.int64)
     pos = np.array([[0.0, 10.0], [0.0, 40.0], [30.0, 30.0], [0.0, 70.0]])
     area = np.array([20.0, 100.0, 100.0, 100.0])
-    model = CostModel(frame, pos, area, None, search_range=8.0, sigma=1.5, succ=np.full(4, -1),
-                      border=np.array([True, True, False, True]), persistence=False)
+    model = CostModel(
+        frame,
+        pos,
+        area,
+        None,
+        search_range=8.0,
+        sigma=1.5,
+        succ=np.full(4, -1),
+        border=np.array([True, True, False, True]),
+        persistence=False,
+    )
     birth = model.birth_of(np.arange(4))
     assert birth[0] < birth[1] == pytest.approx(birth[2]) == pytest.approx(model.birth)
     assert np.array_equal(model.death_of(np.arange(4)), birth)
@@ -547,8 +594,9 @@ def test_sisters_along_the_mothers_long_axis():
     kw = dict(search_range=8.0, sigma=1.5, succ=np.full(5, -1), persistence=False)
 
     def costs(elongation):
-        model = CostModel(frame, pos, area, None, orientation=np.full(5, np.pi / 2),
-                          elongation=np.full(5, elongation), **kw)
+        model = CostModel(
+            frame, pos, area, None, orientation=np.full(5, np.pi / 2), elongation=np.full(5, elongation), **kw
+        )
         return [model.division(np.array([0]), np.array([a]), np.array([b]))[0] for a, b in ((1, 2), (3, 4))]
 
     along, across = costs(0.6)

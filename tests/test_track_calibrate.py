@@ -70,9 +70,23 @@ def test_miss_rate_and_gap_cost_follow_the_movie():
     assert rates[0] < 0.005 and 0.025 < rates[1] < 0.08
     assert closed[0] == 0 and closed[1] >= 90
     assert gap_cost(0.0) > gap_cost(0.001) > gap_cost(0.05) == gap_cost(0.5)
-    assert estimate_miss_rate(CostModel(np.zeros(0, int), np.zeros((0, 2)), None, None, search_range=5.0,
-                                        sigma=1.0, succ=np.zeros(0, int)),
-                              np.zeros(0, int), np.zeros(0, int), {}) == 0.0
+    assert (
+        estimate_miss_rate(
+            CostModel(
+                np.zeros(0, int),
+                np.zeros((0, 2)),
+                None,
+                None,
+                search_range=5.0,
+                sigma=1.0,
+                succ=np.zeros(0, int),
+            ),
+            np.zeros(0, int),
+            np.zeros(0, int),
+            {},
+        )
+        == 0.0
+    )
 
 
 @pytest.mark.slow
@@ -126,8 +140,9 @@ def test_divisions_of_cells_that_round_up_and_shrink():
 
 
 def test_all_frames_empty_but_one():
-    det = pd.DataFrame({"frame": [3] * 5, "y": [5.0, 30, 55, 80, 105], "x": [9.0, 2, 40, 70, 12],
-                        "area": 50.0})
+    det = pd.DataFrame(
+        {"frame": [3] * 5, "y": [5.0, 30, 55, 80, 105], "x": [9.0, 2, 40, 70, 12], "area": 50.0}
+    )
     out = track(det)
     assert sorted(out["track_id"]) == [1, 2, 3, 4, 5]
     assert out["parent_track_id"].isna().all()
@@ -155,8 +170,9 @@ def test_all_detections_at_one_position():
 
 def test_motion_far_larger_than_the_field_is_one_clear_message():
     rng = np.random.default_rng(4)
-    det = pd.DataFrame({"frame": np.repeat(np.arange(10), 50), "y": rng.uniform(0, 200, 500),
-                        "x": rng.uniform(0, 200, 500)})
+    det = pd.DataFrame(
+        {"frame": np.repeat(np.arange(10), 50), "y": rng.uniform(0, 200, 500), "x": rng.uniform(0, 200, 500)}
+    )
     with pytest.raises(InputError, match="move about as far between frames as they are apart"):
         track(det)
     with pytest.raises(InputError, match="sample b: cells move"):
@@ -182,8 +198,9 @@ def test_frames_out_of_order_give_the_same_tracks():
 @pytest.fixture(scope="module")
 def epidermis():
     raw = pd.read_csv(shared_data("tracking", "epidermis-lineages", "W-R1.csv"))
-    truth = raw.assign(track_id=raw["cell_id"],
-                       parent_track_id=raw["parent_id"].where(raw["parent_id"] > 0).astype("Int64"))
+    truth = raw.assign(
+        track_id=raw["cell_id"], parent_track_id=raw["parent_id"].where(raw["parent_id"] > 0).astype("Int64")
+    )
     return truth, raw[["frame", "y", "x", "area"]].sample(frac=1.0, random_state=0)
 
 
@@ -212,9 +229,8 @@ def test_real_epidermis_lineages_from_positions_alone(epidermis):
     # measured: link F1 0.9708, division F1 0.753 (0.712 without the sisters' contact term)
     assert s["link"]["f1"] >= 0.965 and s["division"]["f1"] >= 0.73
     assert out.attrs["track"]["division_scales"]["contact_distance_px"] == pytest.approx(
-        out.attrs["track"]["nn_distance_px"])
-
-
+        out.attrs["track"]["nn_distance_px"]
+    )
 
 
 def test_a_table_concatenated_twice_is_flagged_not_silently_doubled():

@@ -7,9 +7,7 @@ import os
 import numpy as np
 import pytest
 import yaml
-
-from conftest import (ROOT, SAMPLES, planned_jobs, prepare_demo, snakemake, write_config,
-                      write_samples)
+from conftest import ROOT, SAMPLES, planned_jobs, prepare_demo, snakemake, write_config, write_samples
 
 pytestmark = pytest.mark.workflow
 
@@ -19,8 +17,11 @@ JOINT = {"cluster_cells": 1, "report_summary": 1, "report_html": 1, "all": 1}
 
 
 def mtimes(workdir):
-    return {p.relative_to(workdir): p.stat().st_mtime_ns
-            for p in (workdir / "results").rglob("*") if p.is_file() and "logs" not in p.parts}
+    return {
+        p.relative_to(workdir): p.stat().st_mtime_ns
+        for p in (workdir / "results").rglob("*")
+        if p.is_file() and "logs" not in p.parts
+    }
 
 
 def test_dry_run_plans_every_stage_for_every_sample(tmp_path):
@@ -48,8 +49,10 @@ def test_run_produces_every_output(demo_run):
     assert {"sample", "frame", "label", "track_id", "leiden", "cell_type"} <= set(adata.obs)
     assert adata.obsm["spatial"].shape == (adata.n_obs, 2)
     assert set(adata.obs["sample"]) == set(SAMPLES)
-    assert list(adata.var_names) == yaml.safe_load((ROOT / "config" / "config.yaml").read_text())[
-        "cluster"]["markers"]
+    assert (
+        list(adata.var_names)
+        == yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["cluster"]["markers"]
+    )
     summary = io.read_table(demo_run / "results" / "report" / "summary.tsv")
     assert list(summary["sample"]) == SAMPLES
 
@@ -90,8 +93,7 @@ def test_changed_image_reruns_that_sample_only(demo_copy):
     pixels[0, 0, 0, 0] += 1
     io.write_image(image, pixels, channel_names=names)
     jobs = planned_jobs(demo_run)
-    assert jobs == {"segment_nuclei": 1, "quantify_cells": 1, "track_cells": 1, "report_sample": 1,
-                    **JOINT}
+    assert jobs == {"segment_nuclei": 1, "quantify_cells": 1, "track_cells": 1, "report_sample": 1, **JOINT}
     before = mtimes(demo_run)
     snakemake(demo_run)
     after = mtimes(demo_run)
@@ -211,8 +213,14 @@ def test_new_package_version_reruns_everything(demo_copy, tmp_path):
 
 
 def test_segmentation_model_from_train_model_is_trained_first(tmp_path):
-    prepare_demo(tmp_path, **{"segment.backend": "unet", "segment.model": "resources/models/mine",
-                              "train.output": "resources/models/mine"})
+    prepare_demo(
+        tmp_path,
+        **{
+            "segment.backend": "unet",
+            "segment.model": "resources/models/mine",
+            "train.output": "resources/models/mine",
+        },
+    )
     jobs = planned_jobs(tmp_path)
     assert jobs["train_model"] == 1 and jobs["segment_nuclei"] == 2
 

@@ -20,8 +20,11 @@ log = logging.getLogger("cytotrail")
 
 
 def _add_sample(p):
-    p.add_argument("--sample", default=None,
-                   help="sample name written to the `sample` column (default: the input file's stem)")
+    p.add_argument(
+        "--sample",
+        default=None,
+        help="sample name written to the `sample` column (default: the input file's stem)",
+    )
 
 
 def _sample_name(args, path):
@@ -52,10 +55,18 @@ def _nuclear_frames(args):
 
 
 def _add_image_options(p):
-    p.add_argument("--axes", default=None,
-                   help="axes of the stored image when the file does not record them: TCYX, CYX, TYX or YX")
-    p.add_argument("--channel-names", nargs="+", default=None, metavar="NAME",
-                   help="channel names, overriding the OME metadata")
+    p.add_argument(
+        "--axes",
+        default=None,
+        help="axes of the stored image when the file does not record them: TCYX, CYX, TYX or YX",
+    )
+    p.add_argument(
+        "--channel-names",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="channel names, overriding the OME metadata",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -72,21 +83,37 @@ def _parser_segment(sub):
     p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX")
     p.add_argument("-o", "--output", required=True, help="output label stack (.tif)")
     p.add_argument("--channel", default=None, help="nuclear channel name or index (default: the first)")
-    p.add_argument("--backend", default="unet", choices=["unet", "watershed", "labels", "cellpose"],
-                   help="segmentation method (default: unet, the model shipped with cytotrail)")
-    p.add_argument("--labels", default=None,
-                   help="with --backend labels: your own masks (TIFF, (T, Y, X) or (Y, X))")
+    p.add_argument(
+        "--backend",
+        default="unet",
+        choices=["unet", "watershed", "labels", "cellpose"],
+        help="segmentation method (default: unet, the model shipped with cytotrail)",
+    )
+    p.add_argument(
+        "--labels", default=None, help="with --backend labels: your own masks (TIFF, (T, Y, X) or (Y, X))"
+    )
     p.add_argument("--model", default=None, help="model folder written by `cytotrail train` (unet backend)")
-    p.add_argument("--diameter", type=float, default=None,
-                   help="typical nucleus diameter in pixels (default: estimated from the image)")
+    p.add_argument(
+        "--diameter",
+        type=float,
+        default=None,
+        help="typical nucleus diameter in pixels (default: estimated from the image)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
     p.add_argument("--batch-size", type=int, default=4, help="frames per network batch")
-    p.add_argument("--workers", type=int, default=None,
-                   help="unet: threads that turn network maps into labels beside the network "
-                   "(default: 1 on the CPU, up to 8 cores beside a GPU; labels do not depend on it)")
-    p.add_argument("--tta", action="store_true",
-                   help="unet: average the network's maps over the image's flips (test-time "
-                   "augmentation; about 4x the network's time)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="unet: threads that turn network maps into labels beside the network "
+        "(default: 1 on the CPU, up to 8 cores beside a GPU; labels do not depend on it)",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="unet: average the network's maps over the image's flips (test-time "
+        "augmentation; about 4x the network's time)",
+    )
     _add_image_options(p)
     p.set_defaults(func=_cmd_segment)
 
@@ -96,16 +123,25 @@ def _cmd_segment(args):
     from cytotrail.segment import segment
 
     frames, _ = _nuclear_frames(args)
-    options = dict(backend=args.backend, diameter=args.diameter, device=args.device,
-                   model=args.model, batch_size=args.batch_size, workers=args.workers, progress=True,
-                   tta=args.tta)
+    options = dict(
+        backend=args.backend,
+        diameter=args.diameter,
+        device=args.device,
+        model=args.model,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=True,
+        tta=args.tta,
+    )
     if args.backend == "labels":
         if args.labels is None:
             raise InputError("--backend labels needs --labels MASKS.tif")
         options["labels"] = io.read_labels(args.labels)
         if options["labels"].shape != frames.shape:
-            raise InputError(f"labels {args.labels} have shape {options['labels'].shape} but image "
-                             f"{args.image} has frames of shape {frames.shape}")
+            raise InputError(
+                f"labels {args.labels} have shape {options['labels'].shape} but image "
+                f"{args.image} has frames of shape {frames.shape}"
+            )
     labels = segment(frames, **options)
     io.write_labels(args.output, labels)
     log.info("wrote %s: %d frame(s), largest label %d", args.output, len(labels), labels.max(initial=0))
@@ -129,21 +165,39 @@ def _parser_track(sub):
     )
     p.add_argument("input", help="label stack (.tif), detections table (.csv/.parquet) or CTC folder")
     p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
-    p.add_argument("--search-range", type=float, default=None,
-                   help="largest displacement between frames, in px (default: adapted to the data)")
+    p.add_argument(
+        "--search-range",
+        type=float,
+        default=None,
+        help="largest displacement between frames, in px (default: adapted to the data)",
+    )
     p.add_argument("--memory", type=int, default=2, help="frames a cell may vanish and still be linked")
     p.add_argument("--no-divisions", action="store_true", help="do not detect cell divisions")
-    p.add_argument("--min-length", type=int, default=1,
-                   help="drop tracks with fewer detections, unless they take part in a division")
-    p.add_argument("--ctc", default=None, metavar="DIR",
-                   help="also write Cell Tracking Challenge files (res_track.txt + mask###.tif) to DIR "
-                   "(needs a label stack or CTC folder as INPUT)")
-    p.add_argument("--fill-gaps", action="store_true",
-                   help="with --ctc: give the frames a track skips an interpolated mask instead of "
-                   "splitting the track")
-    p.add_argument("--geff", default=None, metavar="OUT.geff",
-                   help="also write the lineages as a GEFF graph (zarr folder: one node per detection "
-                   "with t, y, x, track_id, seg_id; edges along tracks and from mothers to daughters)")
+    p.add_argument(
+        "--min-length",
+        type=int,
+        default=1,
+        help="drop tracks with fewer detections, unless they take part in a division",
+    )
+    p.add_argument(
+        "--ctc",
+        default=None,
+        metavar="DIR",
+        help="also write Cell Tracking Challenge files (res_track.txt + mask###.tif) to DIR "
+        "(needs a label stack or CTC folder as INPUT)",
+    )
+    p.add_argument(
+        "--fill-gaps",
+        action="store_true",
+        help="with --ctc: give the frames a track skips an interpolated mask instead of splitting the track",
+    )
+    p.add_argument(
+        "--geff",
+        default=None,
+        metavar="OUT.geff",
+        help="also write the lineages as a GEFF graph (zarr folder: one node per detection "
+        "with t, y, x, track_id, seg_id; edges along tracks and from mothers to daughters)",
+    )
     _add_sample(p)
     p.set_defaults(func=_cmd_track)
 
@@ -172,8 +226,13 @@ def _cmd_track(args):
         if args.ctc:
             raise InputError(f"--ctc needs masks: {args.input} is a table, give a label stack or CTC folder")
         detections = io.read_table(args.input)
-    tracks = track(detections, search_range=args.search_range, memory=args.memory,
-                   divisions=not args.no_divisions, min_length=args.min_length)
+    tracks = track(
+        detections,
+        search_range=args.search_range,
+        memory=args.memory,
+        divisions=not args.no_divisions,
+        min_length=args.min_length,
+    )
     if args.geff:
         from cytotrail.export.geff import write_geff
 
@@ -184,10 +243,10 @@ def _cmd_track(args):
         from cytotrail.track.ctc import write_ctc
 
         written = write_ctc(args.ctc, labels, tracks, fill_gaps=args.fill_gaps)
-        log.info("wrote %s: %d CTC tracks (%d gap fills)", args.ctc, len(written),
-                 written.attrs.get("n_filled", 0))
-    log.info("wrote %s: %d detections in %d tracks", args.output, len(tracks),
-             tracks["track_id"].nunique())
+        log.info(
+            "wrote %s: %d CTC tracks (%d gap fills)", args.ctc, len(written), written.attrs.get("n_filled", 0)
+        )
+    log.info("wrote %s: %d detections in %d tracks", args.output, len(tracks), tracks["track_id"].nunique())
 
 
 # --------------------------------------------------------------------------------------
@@ -205,27 +264,55 @@ def _parser_quantify(sub):
     p.add_argument("labels", help="label stack (.tif), (T, Y, X) or (Y, X)")
     p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
     p.add_argument("--markers", nargs="+", default=None, help="channels to measure (default: all)")
-    p.add_argument("--statistics", nargs="+", default=["mean"],
-                   help="per-channel statistics: mean, median, std, sum, min, max, pNN (percentile)")
-    p.add_argument("--compartments", nargs="+", default=["nucleus", "cytoplasm", "cell"],
-                   help="nucleus (the label), cytoplasm (a ring around it) and/or cell (both)")
-    p.add_argument("--cytoplasm-um", type=float, default=3.0,
-                   help="width of the cytoplasm ring grown from the nucleus, in µm")
+    p.add_argument(
+        "--statistics",
+        nargs="+",
+        default=["mean"],
+        help="per-channel statistics: mean, median, std, sum, min, max, pNN (percentile)",
+    )
+    p.add_argument(
+        "--compartments",
+        nargs="+",
+        default=["nucleus", "cytoplasm", "cell"],
+        help="nucleus (the label), cytoplasm (a ring around it) and/or cell (both)",
+    )
+    p.add_argument(
+        "--cytoplasm-um",
+        type=float,
+        default=3.0,
+        help="width of the cytoplasm ring grown from the nucleus, in µm",
+    )
     p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
-    p.add_argument("--background", nargs="+", default=None, metavar="VALUE",
-                   help="subtract a background per channel: 'local' (block medians of the pixels outside "
-                   "cells, at each cell's centroid), 'auto' (median of the pixels outside "
-                   "all cells, per frame) or MARKER=VALUE pairs")
-    p.add_argument("--neighbour-radius-um", type=float, default=30.0,
-                   help="radius for the n_neighbours column, in µm")
-    p.add_argument("--no-morphology", action="store_true",
-                   help="skip the shape columns (area, perimeter, solidity, ...)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads for the per-channel statistics (results do not depend on it)")
-    p.add_argument("--cells", dest="cell_labels", default=None, metavar="CELLS.tif",
-                   help="whole-cell label stack (e.g. from `cytotrail segment-cells`), each cell "
-                   "labelled like its nucleus: the cell and cytoplasm compartments come from it "
-                   "instead of the ring")
+    p.add_argument(
+        "--background",
+        nargs="+",
+        default=None,
+        metavar="VALUE",
+        help="subtract a background per channel: 'local' (block medians of the pixels outside "
+        "cells, at each cell's centroid), 'auto' (median of the pixels outside "
+        "all cells, per frame) or MARKER=VALUE pairs",
+    )
+    p.add_argument(
+        "--neighbour-radius-um", type=float, default=30.0, help="radius for the n_neighbours column, in µm"
+    )
+    p.add_argument(
+        "--no-morphology", action="store_true", help="skip the shape columns (area, perimeter, solidity, ...)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for the per-channel statistics (results do not depend on it)",
+    )
+    p.add_argument(
+        "--cells",
+        dest="cell_labels",
+        default=None,
+        metavar="CELLS.tif",
+        help="whole-cell label stack (e.g. from `cytotrail segment-cells`), each cell "
+        "labelled like its nucleus: the cell and cytoplasm compartments come from it "
+        "instead of the ring",
+    )
     _add_image_options(p)
     _add_sample(p)
     p.set_defaults(func=_cmd_quantify)
@@ -251,20 +338,33 @@ def _cmd_quantify(args):
     image, names = io.read_image(args.image, axes=args.axes, channel_names=args.channel_names)
     labels = io.read_labels(args.labels)
     if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
-        raise InputError(f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
-                         f"{image.shape[0]} frame(s) of {image.shape[2:]}")
+        raise InputError(
+            f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
+            f"{image.shape[0]} frame(s) of {image.shape[2:]}"
+        )
     whole = None
     if args.cell_labels is not None:
         whole = io.read_labels(args.cell_labels)
         if whole.shape != labels.shape:
-            raise InputError(f"cell labels {args.cell_labels} have shape {whole.shape} but nucleus "
-                             f"labels {args.labels} have shape {labels.shape}")
-    cells = quantify(labels, image, channel_names=names, markers=args.markers,
-                     statistics=args.statistics, compartments=args.compartments,
-                     cytoplasm_um=args.cytoplasm_um, pixel_size_um=args.pixel_size_um,
-                     background=background,
-                     neighbour_radius_um=args.neighbour_radius_um,
-                     morphology=not args.no_morphology, threads=args.threads, cells=whole)
+            raise InputError(
+                f"cell labels {args.cell_labels} have shape {whole.shape} but nucleus "
+                f"labels {args.labels} have shape {labels.shape}"
+            )
+    cells = quantify(
+        labels,
+        image,
+        channel_names=names,
+        markers=args.markers,
+        statistics=args.statistics,
+        compartments=args.compartments,
+        cytoplasm_um=args.cytoplasm_um,
+        pixel_size_um=args.pixel_size_um,
+        background=background,
+        neighbour_radius_um=args.neighbour_radius_um,
+        morphology=not args.no_morphology,
+        threads=args.threads,
+        cells=whole,
+    )
     cells.insert(0, "sample", _sample_name(args, args.image))
     io.write_table(args.output, cells)
     log.info("wrote %s: %d cells", args.output, len(cells))
@@ -283,13 +383,20 @@ def _parser_segment_cells(sub):
     p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX")
     p.add_argument("labels", help="nucleus label stack (.tif), (T, Y, X) or (Y, X)")
     p.add_argument("-o", "--output", required=True, help="output cell label stack (.tif)")
-    p.add_argument("--channels", nargs="+", required=True,
-                   help="membrane and/or cytoplasm channels, summed")
-    p.add_argument("--max-um", type=float, default=MAX_UM,
-                   help=f"farthest a cell reaches from its nucleus, in µm (default {MAX_UM:g})")
-    p.add_argument("--min-um", type=float, default=MIN_UM,
-                   help="every cell covers the pixels this close to its nucleus whatever the signal, "
-                   f"in µm (default {MIN_UM:g}; 0: unstained cells stay at their nucleus)")
+    p.add_argument("--channels", nargs="+", required=True, help="membrane and/or cytoplasm channels, summed")
+    p.add_argument(
+        "--max-um",
+        type=float,
+        default=MAX_UM,
+        help=f"farthest a cell reaches from its nucleus, in µm (default {MAX_UM:g})",
+    )
+    p.add_argument(
+        "--min-um",
+        type=float,
+        default=MIN_UM,
+        help="every cell covers the pixels this close to its nucleus whatever the signal, "
+        f"in µm (default {MIN_UM:g}; 0: unstained cells stay at their nucleus)",
+    )
     p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
     _add_image_options(p)
     p.set_defaults(func=_cmd_segment_cells)
@@ -303,13 +410,20 @@ def _cmd_segment_cells(args):
     channels = membrane_channels(image, names, args.channels)  # checked before the labels are read
     labels = io.read_labels(args.labels)
     if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
-        raise InputError(f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
-                         f"{image.shape[0]} frame(s) of {image.shape[2:]}")
-    cells = grow_cells(labels, channels, max_um=args.max_um, min_um=args.min_um,
-                       pixel_size_um=args.pixel_size_um)
+        raise InputError(
+            f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
+            f"{image.shape[0]} frame(s) of {image.shape[2:]}"
+        )
+    cells = grow_cells(
+        labels, channels, max_um=args.max_um, min_um=args.min_um, pixel_size_um=args.pixel_size_um
+    )
     io.write_labels(args.output, cells)
-    log.info("wrote %s: whole cells of %d frame(s) grown over %s", args.output, len(cells),
-             ", ".join(args.channels))
+    log.info(
+        "wrote %s: whole cells of %d frame(s) grown over %s",
+        args.output,
+        len(cells),
+        ", ".join(args.channels),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -328,45 +442,84 @@ def _parser_cluster(sub):
     )
     p.add_argument("tables", nargs="+", help="per-cell tables (.csv/.tsv/.parquet/.h5ad)")
     p.add_argument("-o", "--output", required=True, help="output AnnData (.h5ad)")
-    p.add_argument("--markers", nargs="*", default=None,
-                   help="markers to cluster on; none: the table is written without clustering")
-    p.add_argument("--tracks", nargs="+", default=None,
-                   help="track tables joined to the cells on (sample, frame, label)")
-    p.add_argument("--feature", default=None,
-                   help="column suffix of the marker features: <marker>_<feature>, e.g. cell_mean; "
-                   "'' takes columns named exactly like the markers (default: cell_mean when every "
-                   "marker has such a column, else the columns named like the markers)")
-    p.add_argument("--cell-types", default=None,
-                   help="cell-type signatures: a YAML/JSON file, the same inline (e.g. "
-                   "'{T_cell: {pos: [CD3], neg: [CD20]}, CD8_T: {pos: [CD8], parent: T_cell}}'), or "
-                   "a scimap phenotype workflow (.csv: parent, child, then pos/neg/anypos/anyneg/"
-                   "allpos/allneg per marker)")
-    p.add_argument("--gates", default="auto",
-                   help="how signatures type cells: 'auto' (default: gating, a threshold estimated "
-                   "per marker), 'none' (percentile signature scores, see --min-score), a gates table "
-                   "(.csv, as scimap's manual_gates.csv: markers, gate) or a mapping "
-                   "'{CD3: 1.2, CD20: 0.8}', on the transformed scale "
-                   "(scimap's gates are log1p: use --transform log1p); markers without a gate get "
-                   "an estimated one")
-    p.add_argument("--background", nargs="+", default=None, metavar="CHANNEL",
-                   help="background channel(s): cells where it is high are flagged "
-                   "(obs background_high) and typed unknown")
-    p.add_argument("--drop-na", action="store_true",
-                   help="leave out rows with NaN or infinite marker values instead of failing")
+    p.add_argument(
+        "--markers",
+        nargs="*",
+        default=None,
+        help="markers to cluster on; none: the table is written without clustering",
+    )
+    p.add_argument(
+        "--tracks", nargs="+", default=None, help="track tables joined to the cells on (sample, frame, label)"
+    )
+    p.add_argument(
+        "--feature",
+        default=None,
+        help="column suffix of the marker features: <marker>_<feature>, e.g. cell_mean; "
+        "'' takes columns named exactly like the markers (default: cell_mean when every "
+        "marker has such a column, else the columns named like the markers)",
+    )
+    p.add_argument(
+        "--cell-types",
+        default=None,
+        help="cell-type signatures: a YAML/JSON file, the same inline (e.g. "
+        "'{T_cell: {pos: [CD3], neg: [CD20]}, CD8_T: {pos: [CD8], parent: T_cell}}'), or "
+        "a scimap phenotype workflow (.csv: parent, child, then pos/neg/anypos/anyneg/"
+        "allpos/allneg per marker)",
+    )
+    p.add_argument(
+        "--gates",
+        default="auto",
+        help="how signatures type cells: 'auto' (default: gating, a threshold estimated "
+        "per marker), 'none' (percentile signature scores, see --min-score), a gates table "
+        "(.csv, as scimap's manual_gates.csv: markers, gate) or a mapping "
+        "'{CD3: 1.2, CD20: 0.8}', on the transformed scale "
+        "(scimap's gates are log1p: use --transform log1p); markers without a gate get "
+        "an estimated one",
+    )
+    p.add_argument(
+        "--background",
+        nargs="+",
+        default=None,
+        metavar="CHANNEL",
+        help="background channel(s): cells where it is high are flagged "
+        "(obs background_high) and typed unknown",
+    )
+    p.add_argument(
+        "--drop-na",
+        action="store_true",
+        help="leave out rows with NaN or infinite marker values instead of failing",
+    )
     p.add_argument("--transform", default="arcsinh", choices=["arcsinh", "percentile", "log1p", "none"])
     p.add_argument("--cofactor", type=float, default=None, help="arcsinh cofactor (default: per marker)")
-    p.add_argument("--resolution", type=float, default=None,
-                   help="Leiden resolution (default: chosen from the data, the most stable across seeds)")
+    p.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="Leiden resolution (default: chosen from the data, the most stable across seeds)",
+    )
     p.add_argument("--n-neighbors", type=int, default=15, help="neighbours in the kNN graph")
-    p.add_argument("--level", default="cell", choices=["cell", "track"],
-                   help="cluster cell-frames or whole tracks")
-    p.add_argument("--annotate", default="cell", choices=["cell", "cluster"],
-                   help="cell types from each cell's own signature scores or its cluster's")
-    p.add_argument("--min-score", type=float, default=0.2,
-                   help="with --gates none: signature score below which a cell is 'unknown'")
-    p.add_argument("--unmatched", default="error", choices=["error", "keep", "drop"],
-                   help="cells without a track row (and track rows without a cell): fail, keep "
-                   "them without track_id, or drop them")
+    p.add_argument(
+        "--level", default="cell", choices=["cell", "track"], help="cluster cell-frames or whole tracks"
+    )
+    p.add_argument(
+        "--annotate",
+        default="cell",
+        choices=["cell", "cluster"],
+        help="cell types from each cell's own signature scores or its cluster's",
+    )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=0.2,
+        help="with --gates none: signature score below which a cell is 'unknown'",
+    )
+    p.add_argument(
+        "--unmatched",
+        default="error",
+        choices=["error", "keep", "drop"],
+        help="cells without a track row (and track rows without a cell): fail, keep "
+        "them without track_id, or drop them",
+    )
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP embedding")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=_cmd_cluster)
@@ -402,12 +555,24 @@ def _cmd_cluster(args):
             raise InputError("--cell-types and --background need --markers")
         adata = without_clustering(table)
     else:
-        adata = cluster(table, markers=markers, feature=args.feature, signatures=signatures,
-                        transform=args.transform, cofactor=args.cofactor,
-                        resolution=args.resolution, n_neighbors=args.n_neighbors,
-                        level=args.level, umap=not args.no_umap, seed=args.seed,
-                        annotate=args.annotate, min_score=args.min_score, gates=gates,
-                        background=extra or None, drop_na=args.drop_na)
+        adata = cluster(
+            table,
+            markers=markers,
+            feature=args.feature,
+            signatures=signatures,
+            transform=args.transform,
+            cofactor=args.cofactor,
+            resolution=args.resolution,
+            n_neighbors=args.n_neighbors,
+            level=args.level,
+            umap=not args.no_umap,
+            seed=args.seed,
+            annotate=args.annotate,
+            min_score=args.min_score,
+            gates=gates,
+            background=extra or None,
+            drop_na=args.drop_na,
+        )
     write_anndata(args.output, adata)
     log.info("wrote %s: %d observations x %d markers", args.output, adata.n_obs, adata.n_vars)
 
@@ -426,8 +591,9 @@ def _read_gates(text):
     except yaml.YAMLError as err:
         raise InputError(f"--gates: not 'auto', a .csv table or a YAML/JSON mapping ({err})") from err
     if not isinstance(gates, dict):
-        raise InputError(f"--gates: expected 'auto', a .csv gates table or a mapping {{marker: gate}}, "
-                         f"got {text!r}")
+        raise InputError(
+            f"--gates: expected 'auto', a .csv gates table or a mapping {{marker: gate}}, got {text!r}"
+        )
     return gates
 
 
@@ -494,8 +660,12 @@ def _parser_report(sub):
     summary = kinds.add_parser("summary", help="figures and table of all samples")
     summary.add_argument("adata", help="clustered AnnData (.h5ad) written by `cytotrail cluster`")
     summary.add_argument("-o", "--outdir", required=True, help="output folder")
-    summary.add_argument("--samples", nargs="+", default=None,
-                         help="every sample of the run: one without cells gets a row of zeros")
+    summary.add_argument(
+        "--samples",
+        nargs="+",
+        default=None,
+        help="every sample of the run: one without cells gets a row of zeros",
+    )
     summary.set_defaults(func=_cmd_report_summary)
     prov = kinds.add_parser("provenance", help="the configuration and software versions of a run")
     prov.add_argument("-o", "--outdir", required=True, help="output folder")
@@ -512,10 +682,14 @@ def _cmd_report_sample(args):
     tracks = io.read_table(args.tracks)
     sample = _sample_name(args, args.image)
     out = Path(args.outdir)
-    io.save_figure(out / "segmentation.png",
-                   report.segmentation_figure(frames, labels, n_frames=args.frames, title=sample))
-    io.save_figure(out / "worst_frames.png",
-                   report.worst_frames_figure(frames, labels, n_frames=args.frames, title=sample))
+    io.save_figure(
+        out / "segmentation.png",
+        report.segmentation_figure(frames, labels, n_frames=args.frames, title=sample),
+    )
+    io.save_figure(
+        out / "worst_frames.png",
+        report.worst_frames_figure(frames, labels, n_frames=args.frames, title=sample),
+    )
     io.save_figure(out / "tracks.png", report.tracks_figure(tracks, title=sample))
     io.save_figure(out / "lineages.png", report.lineage_figure(tracks, title=sample))
     napari_data, graph = report.napari_tracks(tracks)
@@ -568,8 +742,11 @@ def _parser_init(sub):
     )
     p.add_argument("images", nargs="+", help="TIFF/OME-TIFF images, one sample each")
     p.add_argument("-o", "--outdir", required=True, help="project folder (created)")
-    p.add_argument("--nuclear-channel", default=None,
-                   help="the nuclear channel's name (default: guessed from the channel names)")
+    p.add_argument(
+        "--nuclear-channel",
+        default=None,
+        help="the nuclear channel's name (default: guessed from the channel names)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing config and sample sheet")
     _add_image_options(p)
     p.set_defaults(func=_cmd_init)
@@ -587,32 +764,50 @@ def _cmd_init(args):
     existing = [str(p) for p in (config, sheet) if p.exists()]
     if existing and not args.force:
         raise InputError(f"{existing[0]} exists; use --force to overwrite it")
-    metadata = [io.image_metadata(path, axes=args.axes, channel_names=args.channel_names)
-                for path in args.images]
-    nuclear = [project.guess_nuclear_channel(meta["channel_names"], given=args.nuclear_channel,
-                                             source=f"image {path}")
-               for path, meta in zip(args.images, metadata)]
+    metadata = [
+        io.image_metadata(path, axes=args.axes, channel_names=args.channel_names) for path in args.images
+    ]
+    nuclear = [
+        project.guess_nuclear_channel(
+            meta["channel_names"], given=args.nuclear_channel, source=f"image {path}"
+        )
+        for path, meta in zip(args.images, metadata)
+    ]
     text = project.config_text(metadata, nuclear, images=args.images)
     images = []
     for path in args.images:  # relative to the project folder, where the workflow runs
         full = Path(path).resolve()
         inside = full.is_relative_to(out.resolve())
         images.append(os.path.relpath(full, out.resolve()) if inside else str(full))
-    header, rows = project.sample_sheet(images, metadata, nuclear=nuclear, axes=args.axes,
-                                        channel_names=args.channel_names)
+    header, rows = project.sample_sheet(
+        images, metadata, nuclear=nuclear, axes=args.axes, channel_names=args.channel_names
+    )
     io.write_table(sheet, pd.DataFrame(rows, columns=header))
     io.write_yaml(config, text)
     for path, meta in zip(args.images, metadata):
-        log.info("%s: %s (T, C, Y, X), channels %s, nuclear %s, pixel size %s", path, meta["shape"],
-                 meta["channel_names"], nuclear[args.images.index(path)],
-                 f"{meta['pixel_size_um']:g} µm" if meta["pixel_size_um"] else "not recorded")
+        log.info(
+            "%s: %s (T, C, Y, X), channels %s, nuclear %s, pixel size %s",
+            path,
+            meta["shape"],
+            meta["channel_names"],
+            nuclear[args.images.index(path)],
+            f"{meta['pixel_size_um']:g} µm" if meta["pixel_size_um"] else "not recorded",
+        )
         if not meta["named"] and meta["shape"][1] > 1:
-            log.warning("%s records no channel names: set them with --channel-names (or the sheet's "
-                        "channel_names column)", path)
+            log.warning(
+                "%s records no channel names: set them with --channel-names (or the sheet's "
+                "channel_names column)",
+                path,
+            )
     snakefile = Path(__file__).resolve().parents[2] / "Snakefile"
     snakefile = snakefile if snakefile.is_file() else "PATH/TO/cytotrail/Snakefile"
-    log.info("wrote %s and %s; check them, then run:\n  snakemake --snakefile %s --directory %s "
-             "--cores all", config, sheet, snakefile, out)
+    log.info(
+        "wrote %s and %s; check them, then run:\n  snakemake --snakefile %s --directory %s --cores all",
+        config,
+        sheet,
+        snakefile,
+        out,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -640,8 +835,9 @@ def _cmd_demo(args):
     from cytotrail.synth import make_timelapse, write_dataset
 
     for i, sample in enumerate(args.samples):
-        data = make_timelapse(n_frames=args.frames, shape=(args.size, args.size),
-                              n_cells=args.cells, seed=args.seed + i)
+        data = make_timelapse(
+            n_frames=args.frames, shape=(args.size, args.size), n_cells=args.cells, seed=args.seed + i
+        )
         write_dataset(args.outdir, data, sample=sample)
         log.info("wrote demo sample %s to %s", sample, args.outdir)
 
@@ -659,11 +855,17 @@ def _parser_export_model(sub):
         "bioimageio.core: rdf.yaml, TorchScript and state-dict weights, test tensors, README.md. "
         "Check it with `bioimageio test DIR/rdf.yaml` (pip install 'cytotrail[export]').",
     )
-    p.add_argument("model", nargs="?", default=None,
-                   help="shipped model name or model folder (default: nuclei_unet)")
+    p.add_argument(
+        "model", nargs="?", default=None, help="shipped model name or model folder (default: nuclei_unet)"
+    )
     p.add_argument("-o", "--output", required=True, help="output folder (replaced if it exists)")
-    p.add_argument("--author", action="append", default=None, metavar="NAME",
-                   help="an author of the package (repeat for several; default: cytotrail contributors)")
+    p.add_argument(
+        "--author",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="an author of the package (repeat for several; default: cytotrail contributors)",
+    )
     p.set_defaults(func=_cmd_export_model)
 
 
@@ -688,11 +890,19 @@ def _parser_export(sub):
     sd = kinds.add_parser("spatialdata", help="images, labels and the cell table as SpatialData")
     sd.add_argument("results", help="results folder: RESULTS/<sample>/labels.tif (and cells.h5ad)")
     sd.add_argument("-o", "--output", required=True, help="output zarr store (replaced if it exists)")
-    sd.add_argument("--samples", dest="sample_sheet", default="config/samples.tsv", metavar="SHEET",
-                    help="sample sheet naming each sample's image (columns sample, image, optional "
-                    "axes and channel_names; default config/samples.tsv)")
-    sd.add_argument("--table", default=None,
-                    help="cell table (.h5ad, one row per cell per frame; default RESULTS/cells.h5ad)")
+    sd.add_argument(
+        "--samples",
+        dest="sample_sheet",
+        default="config/samples.tsv",
+        metavar="SHEET",
+        help="sample sheet naming each sample's image (columns sample, image, optional "
+        "axes and channel_names; default config/samples.tsv)",
+    )
+    sd.add_argument(
+        "--table",
+        default=None,
+        help="cell table (.h5ad, one row per cell per frame; default RESULTS/cells.h5ad)",
+    )
     sd.add_argument("--no-table", action="store_true", help="images and labels only")
     sd.set_defaults(func=_cmd_export_spatialdata)
     geff = kinds.add_parser("geff", help="one sample's tracks as a GEFF graph")
@@ -707,10 +917,19 @@ def _cmd_export_geff(args):
     from cytotrail import io
     from cytotrail.export.geff import write_geff
 
-    graph = write_geff(args.output, io.read_table(args.tracks), pixel_size_um=args.pixel_size_um,
-                       frame_interval_s=args.frame_interval_s)
-    log.info("wrote %s: %d nodes, %d edges (%d divisions)", args.output, len(graph["node_ids"]),
-             len(graph["edge_ids"]), int(graph["edge_props"]["division"].sum()))
+    graph = write_geff(
+        args.output,
+        io.read_table(args.tracks),
+        pixel_size_um=args.pixel_size_um,
+        frame_interval_s=args.frame_interval_s,
+    )
+    log.info(
+        "wrote %s: %d nodes, %d edges (%d divisions)",
+        args.output,
+        len(graph["node_ids"]),
+        len(graph["edge_ids"]),
+        int(graph["edge_props"]["division"].sum()),
+    )
 
 
 def _export_plan(args):
@@ -756,8 +975,10 @@ def _cmd_export_spatialdata(args):
     for sample, (image_path, axes, channels, labels_path, shape) in plan.items():
         labels = io.read_labels(labels_path)
         if labels.shape[0] != shape[0] or labels.shape[1:] != tuple(shape[2:]):
-            raise InputError(f"sample {sample!r}: labels {labels_path} have shape {labels.shape} but "
-                             f"image {image_path} has {shape[0]} frame(s) of {tuple(shape[2:])}")
+            raise InputError(
+                f"sample {sample!r}: labels {labels_path} have shape {labels.shape} but "
+                f"image {image_path} has {shape[0]} frame(s) of {tuple(shape[2:])}"
+            )
         image, names = io.read_image(image_path, axes=axes, channel_names=channels)
         samples[sample] = (image, labels, names)
     adata = None
@@ -766,14 +987,26 @@ def _cmd_export_spatialdata(args):
 
         adata = anndata.read_h5ad(table)
     write_spatialdata(args.output, to_spatialdata(samples, adata))
-    log.info("wrote %s: %d sample(s)%s", args.output, len(samples),
-             f", table of {adata.n_obs} cells" if adata is not None else "")
+    log.info(
+        "wrote %s: %d sample(s)%s",
+        args.output,
+        len(samples),
+        f", table of {adata.n_obs} cells" if adata is not None else "",
+    )
 
 
-_PARSERS = [_parser_init,
-            _parser_segment, _parser_segment_cells, _parser_track, _parser_quantify,
-            _parser_cluster, _parser_report,
-            _parser_demo, _parser_export_model, _parser_export]
+_PARSERS = [
+    _parser_init,
+    _parser_segment,
+    _parser_segment_cells,
+    _parser_track,
+    _parser_quantify,
+    _parser_cluster,
+    _parser_report,
+    _parser_demo,
+    _parser_export_model,
+    _parser_export,
+]
 
 
 def build_parser():
@@ -804,8 +1037,19 @@ def _extra_parsers():
 
 
 # the arguments of any subcommand that name files it reads, and those that name what it writes
-_INPUT_ARGS = ("image", "labels", "input", "tables", "tracks", "adata", "results", "model",
-               "sample_sheet", "table", "cell_labels")
+_INPUT_ARGS = (
+    "image",
+    "labels",
+    "input",
+    "tables",
+    "tracks",
+    "adata",
+    "results",
+    "model",
+    "sample_sheet",
+    "table",
+    "cell_labels",
+)
 _OUTPUT_ARGS = ("output", "ctc", "geff")
 
 
@@ -825,8 +1069,10 @@ def _refuse_overwriting_inputs(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
     try:
         _refuse_overwriting_inputs(args)
         args.func(args)
@@ -835,8 +1081,7 @@ def main(argv=None):
         return 2
     except OSError as err:  # disk full, read-only or missing output folder, ...
         where = f" {err.filename}" if err.filename else ""
-        print(f"cytotrail {args.command}: error: cannot write{where}: {err.strerror or err}",
-              file=sys.stderr)
+        print(f"cytotrail {args.command}: error: cannot write{where}: {err.strerror or err}", file=sys.stderr)
         return 1
     return 0
 

@@ -225,8 +225,9 @@ def _expected_pages(tif):
             root = ET.fromstring(tif.ome_metadata)
             pixels = next(el for el in root.iter() if el.tag.endswith("}Pixels"))
             size = [int(pixels.get(f"Size{ax}", 1)) for ax in "ZCT"]
-            samples = max(1, int(next((c.get("SamplesPerPixel") for c in pixels
-                                        if c.tag.endswith("}Channel")), 1) or 1))
+            samples = max(
+                1, int(next((c.get("SamplesPerPixel") for c in pixels if c.tag.endswith("}Channel")), 1) or 1)
+            )
             return size[0] * size[1] * size[2] // samples
     return None
 
@@ -235,8 +236,10 @@ def _truncated_message(tif, path, reason):
     readable, listed = _readable_pages(tif)
     expected = _expected_pages(tif)
     of = f" of {expected}" if expected and expected > readable else ""
-    return (f"image {path} is truncated or corrupt (an interrupted copy?): only {readable}{of} "
-            f"page(s) readable ({listed} listed; {reason})")
+    return (
+        f"image {path} is truncated or corrupt (an interrupted copy?): only {readable}{of} "
+        f"page(s) readable ({listed} listed; {reason})"
+    )
 
 
 def _check_complete(tif, path, warnings):
@@ -287,9 +290,7 @@ def _guess_axes(stored_axes, ndim, path):
         raise InputError(
             f"image {path} is 3-D without axes metadata: set `axes` (CYX or TYX) for this sample"
         )
-    raise InputError(
-        f"image {path} has {ndim} dimensions; expected TCYX, CYX, TYX or YX (2 to 4 dimensions)"
-    )
+    raise InputError(f"image {path} has {ndim} dimensions; expected TCYX, CYX, TYX or YX (2 to 4 dimensions)")
 
 
 def write_image(path, image, *, channel_names, pixel_size_um=None):
@@ -357,9 +358,11 @@ def read_labels(path):
         raise InputError(f"labels {path} contain negative values")
     top = labels.max(initial=0)
     if top > np.iinfo(np.uint32).max:  # would wrap around (to 0: no cells) as uint32
-        raise InputError(f"labels {path} hold ids up to {int(top)}, beyond uint32 (4294967295); "
-                         "number each frame's labels from 1 (e.g. skimage.segmentation."
-                         "relabel_sequential) and save them as uint32")
+        raise InputError(
+            f"labels {path} hold ids up to {int(top)}, beyond uint32 (4294967295); "
+            "number each frame's labels from 1 (e.g. skimage.segmentation."
+            "relabel_sequential) and save them as uint32"
+        )
     return labels.astype(np.uint32, copy=False)
 
 
@@ -432,8 +435,11 @@ def image_channels(path, *, axes=None, channel_names=None):
                 full, ome_names = _ome_shape_and_channels(tif.ome_metadata, path)
             else:
                 stored_axes, ome_names = _tiff_axes_and_channels(tif)
-                full = _tcyx_shape(tif.series[0].shape, axes or _guess_axes(
-                    stored_axes, len(tif.series[0].shape), path), path)
+                full = _tcyx_shape(
+                    tif.series[0].shape,
+                    axes or _guess_axes(stored_axes, len(tif.series[0].shape), path),
+                    path,
+                )
     except InputError:
         raise
     except Exception as err:
@@ -441,9 +447,22 @@ def image_channels(path, *, axes=None, channel_names=None):
     return _channel_names(path, full[1], channel_names, ome_names), full
 
 
-_UM_PER_UNIT = {"µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "micrometer": 1.0, "\\u00B5m": 1.0,
-                "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3, "cm": 1e4,
-                "centimeter": 1e4, "m": 1e6, "meter": 1e6}
+_UM_PER_UNIT = {
+    "µm": 1.0,
+    "μm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "micrometer": 1.0,
+    "\\u00B5m": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+}
 
 
 def image_metadata(path, *, axes=None, channel_names=None):
@@ -470,8 +489,7 @@ def image_metadata(path, *, axes=None, channel_names=None):
     with tifffile.TiffFile(path) as tif:
         named = channel_names is not None or (tif.is_ome and _tiff_axes_and_channels(tif)[1] is not None)
         pixel_size = _pixel_size_um(tif)
-    return {"channel_names": names, "shape": shape, "named": bool(named),
-            "pixel_size_um": pixel_size}
+    return {"channel_names": names, "shape": shape, "named": bool(named), "pixel_size_um": pixel_size}
 
 
 def _pixel_size_um(tif):
@@ -516,8 +534,10 @@ def _check_axes(axes, shape, path):
             "expected TCYX, CYX, TYX or YX"
         )
     if set(axes) - set("TCYX") or len(set(axes)) != len(axes) or not {"Y", "X"} <= set(axes):
-        raise InputError(f"image {path}: unsupported axes {axes!r}; expected TCYX, CYX, TYX or YX "
-                         "(in any order, e.g. TYXC)")
+        raise InputError(
+            f"image {path}: unsupported axes {axes!r}; expected TCYX, CYX, TYX or YX "
+            "(in any order, e.g. TYXC)"
+        )
 
 
 def _tcyx_shape(shape, axes, path):
@@ -548,6 +568,10 @@ def save_figure(path, figure, *, dpi=110):
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png",
-                       metadata={"Software": None} if path.suffix == ".png" else None)
+        figure.savefig(
+            tmp,
+            dpi=dpi,
+            format=path.suffix.lstrip(".") or "png",
+            metadata={"Software": None} if path.suffix == ".png" else None,
+        )
     plt.close(figure)

@@ -16,8 +16,25 @@ __all__ = ["NUCLEAR_HINTS", "config_text", "guess_nuclear_channel", "sample_name
 
 # Channel names that say "nuclear stain", matched at the start of the lower-cased name
 # without punctuation: DNA1, DAPI, Hoechst 33342, H2B-GFP, H3, SiR-DNA, DRAQ5, NucBlue, ...
-NUCLEAR_HINTS = ("dna", "dapi", "hoechst", "h2b", "h3", "histone", "sirdna", "draq", "nucblue",
-                 "nucspot", "nucred", "nuclei", "nuclear", "sytox", "topro", "ir191", "ir193")
+NUCLEAR_HINTS = (
+    "dna",
+    "dapi",
+    "hoechst",
+    "h2b",
+    "h3",
+    "histone",
+    "sirdna",
+    "draq",
+    "nucblue",
+    "nucspot",
+    "nucred",
+    "nuclei",
+    "nuclear",
+    "sytox",
+    "topro",
+    "ir191",
+    "ir193",
+)
 
 
 def guess_nuclear_channel(names, *, given=None, source="image"):
@@ -51,8 +68,9 @@ def guess_nuclear_channel(names, *, given=None, source="image"):
             return name
     if len(names) == 1:
         return names[0]
-    raise InputError(f"{source}: cannot tell the nuclear channel among {names}; give it with "
-                     "--nuclear-channel NAME")
+    raise InputError(
+        f"{source}: cannot tell the nuclear channel among {names}; give it with --nuclear-channel NAME"
+    )
 
 
 def sample_names(paths):
@@ -103,9 +121,14 @@ def sample_sheet(images, metadata, *, nuclear, axes=None, channel_names=None):
     if len(set(nuclear)) > 1:
         header.append("nuclear_channel")
     rows = []
-    for name, image, meta, nuc in zip(sample_names(images), images, metadata, nuclear):
-        row = {"sample": name, "image": str(image), "axes": axes or "",
-               "channel_names": ",".join(channel_names or []), "nuclear_channel": nuc}
+    for name, image, _meta, nuc in zip(sample_names(images), images, metadata, nuclear):
+        row = {
+            "sample": name,
+            "image": str(image),
+            "axes": axes or "",
+            "channel_names": ",".join(channel_names or []),
+            "nuclear_channel": nuc,
+        }
         bad = [v for v in row.values() if "\t" in v or "\n" in v]
         if bad:
             raise InputError(f"image {image}: a tab or newline in {bad[0]!r} cannot go into a TSV sheet")
@@ -138,12 +161,17 @@ def config_text(metadata, nuclear, *, images):
     sizes = {m["pixel_size_um"] for m in metadata}
     if len(sizes) > 1:
         listed = ", ".join(f"{i}: {m['pixel_size_um']}" for i, m in zip(images, metadata))
-        raise InputError(f"the images record different pixel sizes ({listed}); one config holds one "
-                         "pixel size: run `cytotrail init` once per group of images")
+        raise InputError(
+            f"the images record different pixel sizes ({listed}); one config holds one "
+            "pixel size: run `cytotrail init` once per group of images"
+        )
     pixel_size = sizes.pop()
     # markers: every channel but the nuclear one that every image has, in the first one's order
-    common = [n for n in metadata[0]["channel_names"]
-              if all(n in m["channel_names"] for m in metadata) and n not in nuclear]
+    common = [
+        n
+        for n in metadata[0]["channel_names"]
+        if all(n in m["channel_names"] for m in metadata) and n not in nuclear
+    ]
 
     def dump(value):  # JSON is YAML: strings quoted and escaped, lists in brackets
         return json.dumps(value, ensure_ascii=False)
@@ -184,8 +212,8 @@ def config_text(metadata, nuclear, *, images):
         "  background: local",
         "",
         "cluster:",
-        "  # markers whose intensities are clustered" + ("" if common else
-                                                      " (none: a nuclear-only movie is not clustered)"),
+        "  # markers whose intensities are clustered"
+        + ("" if common else " (none: a nuclear-only movie is not clustered)"),
         f"  markers: {dump(common)}",
         "  feature: cell_mean",
         "  # cell-type signatures, e.g. T_cell: {positive: [CD3], negative: [CD20]};",

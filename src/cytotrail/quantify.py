@@ -50,8 +50,17 @@ __all__ = ["MORPHOLOGY_COLUMNS", "STATISTICS", "quantify"]
 
 STATISTICS = ("mean", "median", "std", "sum", "min", "max")
 COMPARTMENTS = ("nucleus", "cytoplasm", "cell")
-MORPHOLOGY_COLUMNS = ("area", "perimeter", "eccentricity", "solidity", "axis_major_length",
-                      "axis_minor_length", "orientation", "border_distance", "n_neighbours")
+MORPHOLOGY_COLUMNS = (
+    "area",
+    "perimeter",
+    "eccentricity",
+    "solidity",
+    "axis_major_length",
+    "axis_minor_length",
+    "orientation",
+    "border_distance",
+    "n_neighbours",
+)
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 # perimeter weights of skimage.measure.perimeter (4-connectivity border, Benkrid & Crookes)
@@ -145,27 +154,30 @@ def quantify(
     if image.ndim == 3:
         image = image[np.newaxis]
     if labels.ndim != 3 or image.ndim != 4:
-        raise InputError(f"labels must be (T, Y, X) and image (T, C, Y, X); got {labels.shape} "
-                         f"and {image.shape}")
+        raise InputError(
+            f"labels must be (T, Y, X) and image (T, C, Y, X); got {labels.shape} and {image.shape}"
+        )
     if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
-        raise InputError(f"labels {labels.shape} and image {image.shape} do not match: expected "
-                         "the same frames T and frame size (Y, X)")
+        raise InputError(
+            f"labels {labels.shape} and image {image.shape} do not match: expected "
+            "the same frames T and frame size (Y, X)"
+        )
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be integers, got dtype {labels.dtype}")
     if labels.size and labels.min() < 0:
         raise InputError("labels contain negative values")
     names = [str(n) for n in channel_names]
     if len(names) != image.shape[1]:
-        raise InputError(f"image has {image.shape[1]} channel(s) but {len(names)} channel name(s) "
-                         f"were given: {names}")
+        raise InputError(
+            f"image has {image.shape[1]} channel(s) but {len(names)} channel name(s) were given: {names}"
+        )
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise InputError(f"duplicated channel names {duplicated}; channel names must be unique")
     markers = names if markers is None else [str(m) for m in markers]
     missing = [m for m in markers if m not in names]
     if missing:
-        raise InputError(f"markers {missing} are not channels of the image; available channels: "
-                         f"{names}")
+        raise InputError(f"markers {missing} are not channels of the image; available channels: {names}")
     if len(set(markers)) != len(markers):
         raise InputError(f"markers are duplicated: {markers}")
     stats = _parse_statistics(statistics, percentiles)
@@ -183,20 +195,34 @@ def quantify(
         cells = np.asarray(cells)
         cells = cells[np.newaxis] if cells.ndim == 2 else cells
         if cells.shape != labels.shape:
-            raise InputError(f"cell labels {cells.shape} and nucleus labels {labels.shape} do not "
-                             "match: expected the same (T, Y, X)")
+            raise InputError(
+                f"cell labels {cells.shape} and nucleus labels {labels.shape} do not "
+                "match: expected the same (T, Y, X)"
+            )
         if not np.issubdtype(cells.dtype, np.integer):
             raise InputError(f"cell labels must be integers, got dtype {cells.dtype}")
 
     frames = []
     for t in range(labels.shape[0]):
-        frames.append(_quantify_frame(
-            labels[t], image[t], t, markers=markers, channels=channels, stats=stats,
-            compartments=compartments, grow_px=cytoplasm_um / pixel_size_um,
-            pixel_size_um=pixel_size_um, background=bg,
-            neighbour_radius_um=neighbour_radius_um, morphology=morphology,
-            block_px=max(int(round(background_block_um / pixel_size_um)), 2),
-            threads=threads, cells=None if cells is None else cells[t]))
+        frames.append(
+            _quantify_frame(
+                labels[t],
+                image[t],
+                t,
+                markers=markers,
+                channels=channels,
+                stats=stats,
+                compartments=compartments,
+                grow_px=cytoplasm_um / pixel_size_um,
+                pixel_size_um=pixel_size_um,
+                background=bg,
+                neighbour_radius_um=neighbour_radius_um,
+                morphology=morphology,
+                block_px=max(int(round(background_block_um / pixel_size_um)), 2),
+                threads=threads,
+                cells=None if cells is None else cells[t],
+            )
+        )
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
@@ -216,8 +242,10 @@ def _parse_statistics(statistics, percentiles):
             continue
         match = _PERCENTILE.match(s)
         if match is None or not 0 <= float(match.group(1)) <= 100:
-            raise InputError(f"unknown statistic {s!r}; choose from {list(STATISTICS)} or a "
-                             "percentile pNN with 0 <= NN <= 100 (e.g. p90)")
+            raise InputError(
+                f"unknown statistic {s!r}; choose from {list(STATISTICS)} or a "
+                "percentile pNN with 0 <= NN <= 100 (e.g. p90)"
+            )
         q = float(match.group(1))
         name = f"p{_fmt_q(q)}"
         out[name] = (name, "percentile", q)
@@ -237,8 +265,10 @@ def _background_values(background, names, channels):
         return [0.0] * len(channels)
     if isinstance(background, str):
         if background not in ("auto", "local"):
-            raise InputError(f"background must be None, 'auto', 'local', a dict or one value per "
-                             f"channel; got {background!r}")
+            raise InputError(
+                f"background must be None, 'auto', 'local', a dict or one value per "
+                f"channel; got {background!r}"
+            )
         return [None if background == "auto" else "local"] * len(channels)
     if isinstance(background, dict):
         unknown = [k for k in background if k not in names]
@@ -247,8 +277,7 @@ def _background_values(background, names, channels):
         return [float(background.get(names[c], 0.0)) for c in channels]
     values = np.asarray(background, dtype=float).ravel()
     if len(values) != len(names):
-        raise InputError(f"background has {len(values)} value(s) but the image has {len(names)} "
-                         "channel(s)")
+        raise InputError(f"background has {len(values)} value(s) but the image has {len(names)} channel(s)")
     return [float(values[c]) for c in channels]
 
 
@@ -331,9 +360,24 @@ def _label_index(lab):
     return ids, inverse.astype(np.int64), None, None
 
 
-def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow_px,
-                    pixel_size_um, background, neighbour_radius_um, morphology, block_px,
-                    threads, cells=None):
+def _quantify_frame(
+    lab,
+    img,
+    t,
+    *,
+    markers,
+    channels,
+    stats,
+    compartments,
+    grow_px,
+    pixel_size_um,
+    background,
+    neighbour_radius_um,
+    morphology,
+    block_px,
+    threads,
+    cells=None,
+):
     ids, nuc_idx, lut, nuc_counts = _label_index(lab)
     n = len(ids)
     shape = lab.shape
@@ -341,8 +385,9 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
     nucleus = _Index(nuc_idx, n, counts=nuc_counts)
 
     index = {"nucleus": nucleus}
-    needs_ring = (any(c in ("cytoplasm", "cell") for c in compartments) or None in background
-                  or "local" in background)
+    needs_ring = (
+        any(c in ("cytoplasm", "cell") for c in compartments) or None in background or "local" in background
+    )
     if needs_ring:
         if cells is None:
             cell_idx = _grow_index(nuc_idx, lab, ids, lut, grow_px, threads)
@@ -375,34 +420,51 @@ def _quantify_frame(lab, img, t, *, markers, channels, stats, compartments, grow
         # int32), and the nuclei's coordinate sums on the way
         *runs, ysum, xsum = kernels.runs(combo, 2**15, shape[1], n + 1)
         position_sums = (ysum, xsum)
-    cols.update(_morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um,
-                            full=morphology, position_sums=position_sums))
+    cols.update(
+        _morphology(
+            lab,
+            nucleus,
+            shape,
+            pixel_size_um,
+            neighbour_radius_um,
+            full=morphology,
+            position_sums=position_sums,
+        )
+    )
     squares = exact_ints and any(kind == "std" for _, kind, _ in moments)
     chunk = 8 * max(int(threads), 1)  # channels held as accumulators at a time
     accumulated = {}
     for j, (marker, c, bg) in enumerate(zip(markers, channels, background)):
         if moments and kernels is not None and j % chunk == 0:
-            accumulated = dict(zip(range(j, j + chunk), _accumulate_channels(
-                img, channels[j:j + chunk], runs, 2 * n + 1, squares, kernels, threads)))
+            accumulated = dict(
+                zip(
+                    range(j, j + chunk),
+                    _accumulate_channels(
+                        img, channels[j : j + chunk], runs, 2 * n + 1, squares, kernels, threads
+                    ),
+                )
+            )
         values = img[c].ravel()
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             bad = int(np.count_nonzero(~np.isfinite(values)))
-            raise InputError(f"channel {marker!r} of frame {t} has {bad} NaN or infinite "
-                             "pixel(s); fill them (e.g. with 0) before quantifying")
+            raise InputError(
+                f"channel {marker!r} of frame {t} has {bad} NaN or infinite "
+                "pixel(s); fill them (e.g. with 0) before quantifying"
+            )
         if bg is None:
             bg = float(np.median(values[outside])) if outside.any() else 0.0
         elif isinstance(bg, str):  # "local"
             bg = _local_background(values, outside, blocks, cols["y"], cols["x"], block_px)
         results = {comp: {} for comp in compartments}
         if moments and kernels is not None:
-            for comp, out in _moment_stats(values, accumulated.pop(j), combo, index,
-                                           compartments, moments, bg, kernels).items():
+            for comp, out in _moment_stats(
+                values, accumulated.pop(j), combo, index, compartments, moments, bg, kernels
+            ).items():
                 results[comp].update(out)
         for comp in sorted(compartments, key=("nucleus", "cytoplasm", "cell").index):
             todo = [st for st in stats if st[0] not in results[comp]]
             if comp == "cell" and todo and {"nucleus", "cytoplasm"} <= set(compartments):
-                results["cell"].update(_combine_parts(results["nucleus"], results["cytoplasm"],
-                                                      index, todo))
+                results["cell"].update(_combine_parts(results["nucleus"], results["cytoplasm"], index, todo))
                 todo = [st for st in stats if st[0] not in results[comp]]
             if todo:
                 results[comp].update(_channel_stats(values, index[comp], todo, bg))
@@ -448,7 +510,7 @@ def _grow_index(nuc_idx, lab, ids, lut, distance, threads):
         cell_idx[grown == 0] = 0
         return cell_idx
     r = int(np.floor(distance))
-    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
     d2 = (dy * dy + dx * dx).ravel()
     keep = (np.sqrt(d2.astype(np.float64)) <= distance) & (d2 > 0)
     dy, dx, d2 = dy.ravel()[keep], dx.ravel()[keep], d2[keep]
@@ -461,8 +523,12 @@ def _grow_index(nuc_idx, lab, ids, lut, distance, threads):
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda b: kernels.grow(nuc_idx, width, dy, dx, b[0], b[1], out),
-                          zip(bounds[:-1], bounds[1:])))
+            list(
+                pool.map(
+                    lambda b: kernels.grow(nuc_idx, width, dy, dx, b[0], b[1], out),
+                    zip(bounds[:-1], bounds[1:]),
+                )
+            )
     else:
         kernels.grow(nuc_idx, width, dy, dx, 0, height, out)
     return out
@@ -470,9 +536,12 @@ def _grow_index(nuc_idx, lab, ids, lut, distance, threads):
 
 _MOMENT_KINDS = ("mean", "sum", "std", "min", "max")
 _KERNELS = {}
-_Kernels = namedtuple("_Kernels", "accumulate accumulate_int deviations position_sums "
-                      "segment_quantiles hull_pixel_counts count_slots relabel runs int_std grow "
-                      "central_moments border_pixels")
+_Kernels = namedtuple(
+    "_Kernels",
+    "accumulate accumulate_int deviations position_sums "
+    "segment_quantiles hull_pixel_counts count_slots relabel runs int_std grow "
+    "central_moments border_pixels",
+)
 
 
 def _numba_kernels():
@@ -558,7 +627,7 @@ def _numba_kernels():
         s = np.zeros((nc, n_slots), np.int64)
         ss = np.zeros((nc, n_slots), np.int64)
         lo = np.full((nc, n_slots), np.int64(2**40))
-        hi = np.full((nc, n_slots), np.int64(-2**40))
+        hi = np.full((nc, n_slots), np.int64(-(2**40)))
         for r in range(run_start.size):
             k = run_slot[r]
             a = run_start[r]
@@ -573,8 +642,8 @@ def _numba_kernels():
                 q1 = np.int64(0)
                 l0 = np.int32(2**30)
                 l1 = np.int32(2**30)
-                h0 = np.int32(-2**30)
-                h1 = np.int32(-2**30)
+                h0 = np.int32(-(2**30))
+                h1 = np.int32(-(2**30))
                 for i in range(a, b):
                     v0 = np.int32(row0[i])
                     v1 = np.int32(row1[i])
@@ -680,7 +749,7 @@ def _numba_kernels():
             m = counts[i]
             if m == 0:
                 continue
-            seg = np.sort(values[starts[i]:starts[i] + m]).astype(np.float64)
+            seg = np.sort(values[starts[i] : starts[i] + m]).astype(np.float64)
             for j in range(qs.size):
                 pos = qs[j] / 100.0 * (m - 1)
                 lo = int(np.floor(pos))
@@ -695,7 +764,7 @@ def _numba_kernels():
         n = bounds.size - 1
         out = np.zeros(n)
         for j in range(n):
-            p = pts[bounds[j]:bounds[j + 1]]
+            p = pts[bounds[j] : bounds[j + 1]]
             m = p.shape[0]
             key = (p[:, 0] + 2) * (4 * m + 1 << 20) + (p[:, 1] + 2)
             order = np.argsort(key)
@@ -703,17 +772,27 @@ def _numba_kernels():
             hull = np.empty((2 * m + 1, 2), np.int64)
             k = 0
             for i in range(m):  # lower chain
-                while k >= 2 and ((hull[k - 1, 0] - hull[k - 2, 0]) * (q[i, 1] - hull[k - 2, 1])
-                                  - (hull[k - 1, 1] - hull[k - 2, 1])
-                                  * (q[i, 0] - hull[k - 2, 0])) <= 0:
+                while (
+                    k >= 2
+                    and (
+                        (hull[k - 1, 0] - hull[k - 2, 0]) * (q[i, 1] - hull[k - 2, 1])
+                        - (hull[k - 1, 1] - hull[k - 2, 1]) * (q[i, 0] - hull[k - 2, 0])
+                    )
+                    <= 0
+                ):
                     k -= 1
                 hull[k] = q[i]
                 k += 1
             t = k + 1
             for i in range(m - 2, -1, -1):  # upper chain
-                while k >= t and ((hull[k - 1, 0] - hull[k - 2, 0]) * (q[i, 1] - hull[k - 2, 1])
-                                  - (hull[k - 1, 1] - hull[k - 2, 1])
-                                  * (q[i, 0] - hull[k - 2, 0])) <= 0:
+                while (
+                    k >= t
+                    and (
+                        (hull[k - 1, 0] - hull[k - 2, 0]) * (q[i, 1] - hull[k - 2, 1])
+                        - (hull[k - 1, 1] - hull[k - 2, 1]) * (q[i, 0] - hull[k - 2, 0])
+                    )
+                    <= 0
+                ):
                     k -= 1
                 hull[k] = q[i]
                 k += 1
@@ -833,9 +912,16 @@ def _numba_kernels():
             for x in range(width):
                 p = y * width + x
                 v = idx[p]
-                if v != 0 and (x == 0 or idx[p - 1] != v or x == width - 1
-                               or idx[p + 1] != v or y == 0 or idx[p - width] != v
-                               or y == height - 1 or idx[p + width] != v):
+                if v != 0 and (
+                    x == 0
+                    or idx[p - 1] != v
+                    or x == width - 1
+                    or idx[p + 1] != v
+                    or y == 0
+                    or idx[p - width] != v
+                    or y == height - 1
+                    or idx[p + width] != v
+                ):
                     flag[p] = 1
                     ends[v + 1] += 1
         for v in range(n_slots):
@@ -856,8 +942,13 @@ def _numba_kernels():
                     for ox in range(-1, 2):
                         yy = y + oy
                         xx = x + ox
-                        if ((oy != 0 or ox != 0) and 0 <= yy < height and 0 <= xx < width
-                                and flag[yy * width + xx] != 0 and idx[yy * width + xx] == v):
+                        if (
+                            (oy != 0 or ox != 0)
+                            and 0 <= yy < height
+                            and 0 <= xx < width
+                            and flag[yy * width + xx] != 0
+                            and idx[yy * width + xx] == v
+                        ):
                             value += 10 if oy != 0 and ox != 0 else 2
                 perim[v] += weights[value]
                 k = fill[v]
@@ -867,10 +958,21 @@ def _numba_kernels():
                 fill[v] += 1
         return perim, rows, cols, slots
 
-    _KERNELS["accumulate"] = _Kernels(accumulate, accumulate_int, deviations, position_sums,
-                                      segment_quantiles, hull_pixel_counts, count_slots,
-                                      relabel, runs, int_std, grow, central_moments,
-                                      border_pixels)
+    _KERNELS["accumulate"] = _Kernels(
+        accumulate,
+        accumulate_int,
+        deviations,
+        position_sums,
+        segment_quantiles,
+        hull_pixel_counts,
+        count_slots,
+        relabel,
+        runs,
+        int_std,
+        grow,
+        central_moments,
+        border_pixels,
+    )
     return _KERNELS["accumulate"]
 
 
@@ -882,11 +984,11 @@ def _accumulate_channels(img, channels, runs, n_slots, squares, kernels, threads
     """
     exact_ints = img.dtype.kind in "ui" and img.dtype.itemsize <= 2
     accumulate = kernels.accumulate_int if exact_ints else kernels.accumulate
-    blocks = [channels[i:i + 8] for i in range(0, len(channels), 8)]
+    blocks = [channels[i : i + 8] for i in range(0, len(channels), 8)]
 
     def run(block):
         if img.flags.c_contiguous and block == list(range(block[0], block[-1] + 1)):
-            values = img[block[0]:block[-1] + 1].reshape(len(block), -1)
+            values = img[block[0] : block[-1] + 1].reshape(len(block), -1)
         else:
             values = np.stack([img[c].ravel() for c in block])
         return accumulate(values, *runs, n_slots, squares)
@@ -932,7 +1034,7 @@ def _moment_stats(values, acc_channel, combo, index, compartments, stats, bg, ke
             cell = acc.get("cell", acc["nucleus"])
             cell_mean = np.r_[0.0, cell[0] / np.maximum(cell[4], 1)]
         d, dc = deviations(values, combo, n, slot_mean, cell_mean)
-        var = {"nucleus": d[1:n + 1], "cytoplasm": d[n + 1:], "cell": dc[1:]}
+        var = {"nucleus": d[1 : n + 1], "cytoplasm": d[n + 1 :], "cell": dc[1:]}
     out = {}
     for comp in compartments:
         total, squares, low, high, count = acc[comp]
@@ -965,8 +1067,7 @@ def _combine_parts(nucleus, cytoplasm, index, stats):
             if kind == "sum":
                 out[name] = nucleus[name] + cytoplasm[name]
             elif kind == "mean":
-                total = np.nan_to_num(nucleus[name] * n_nuc) + np.nan_to_num(cytoplasm[name]
-                                                                             * n_cyto)
+                total = np.nan_to_num(nucleus[name] * n_nuc) + np.nan_to_num(cytoplasm[name] * n_cyto)
                 out[name] = total / (n_nuc + n_cyto)
             elif kind == "min":
                 out[name] = np.fmin(nucleus[name], cytoplasm[name])
@@ -1042,8 +1143,9 @@ def _channel_stats(values, index, stats, bg):
             var[ok] = np.add.reduceat(dev * dev, starts) / counts[ok]
             del dev
     quantiles = {}
-    order_stats = [(name, {"median": 50.0}.get(kind, q)) for name, kind, q in stats
-                   if kind in ("median", "percentile")]
+    order_stats = [
+        (name, {"median": 50.0}.get(kind, q)) for name, kind, q in stats if kind in ("median", "percentile")
+    ]
     if order_stats:
         kernels = _numba_kernels()
         if kernels is not None:  # sort each cell's pixels on its own (small sorts)
@@ -1089,8 +1191,7 @@ def _sort_segments(v, index):
         key.sort()
         low = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         if v.dtype == np.float32:
-            return np.where(low >> 31, low & np.uint32(0x7FFFFFFF), ~low).view(np.float32) \
-                .astype(np.float64)
+            return np.where(low >> 31, low & np.uint32(0x7FFFFFFF), ~low).view(np.float32).astype(np.float64)
         return (low.astype(np.int64) - 2**31).astype(np.float64)
     order = np.lexsort((v, cell))
     return v[order].astype(np.float64)
@@ -1115,8 +1216,7 @@ def _segment_percentile(ordered, counts, q):
 # morphology
 
 
-def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full,
-                position_sums=None):
+def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full, position_sums=None):
     """Centroid (px) and, when ``full``, the shape columns of every nucleus.
 
     ``position_sums``: the (n + 1,) sums of the row and of the column coordinates of each
@@ -1125,16 +1225,18 @@ def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full
     n, counts = nucleus.n, nucleus.counts
     kernels = _numba_kernels()
     if kernels is not None or position_sums is not None:  # no sort: sums per label
-        ysum, xsum = (position_sums if position_sums is not None
-                      else kernels.position_sums(nucleus.idx, shape[1], n + 1))
+        ysum, xsum = (
+            position_sums
+            if position_sums is not None
+            else kernels.position_sums(nucleus.idx, shape[1], n + 1)
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             yc, xc = ysum[1:] / counts, xsum[1:] / counts
     if not full:
         return {"y": yc, "x": xc}
     if kernels is not None:  # one raster pass over the index image, no per-pixel arrays
         centres = np.r_[0.0, np.nan_to_num(yc)], np.r_[0.0, np.nan_to_num(xc)]
-        mu20, mu02, mu11 = (m[1:] for m in kernels.central_moments(nucleus.idx, shape[1],
-                                                                    n + 1, *centres))
+        mu20, mu02, mu11 = (m[1:] for m in kernels.central_moments(nucleus.idx, shape[1], n + 1, *centres))
     else:
         pos, cell = nucleus.pos, nucleus.cell
         rows, cols_ = np.divmod(pos, shape[1])
@@ -1159,23 +1261,26 @@ def _morphology(lab, nucleus, shape, pixel_size_um, neighbour_radius_um, *, full
     l2 = np.clip(half_trace - root, 0, None)
     with np.errstate(invalid="ignore", divide="ignore"):
         ecc = np.where(l1 == 0, 0.0, np.sqrt(np.clip(1 - l2 / np.where(l1 == 0, 1, l1), 0, None)))
-    orientation = np.where(a - c == 0, np.where(b < 0, np.pi / 4, -np.pi / 4),
-                           0.5 * np.arctan2(-2 * b, c - a))
+    orientation = np.where(
+        a - c == 0, np.where(b < 0, np.pi / 4, -np.pi / 4), 0.5 * np.arctan2(-2 * b, c - a)
+    )
     border, perim = _perimeter(lab, nucleus, shape)
     solidity = counts / _convex_areas(border, nucleus, shape)
     ny, nx = shape
     border_distance = np.minimum.reduce([yc, xc, ny - 1 - yc, nx - 1 - xc]) * s
-    out.update({
-        "area": counts * s * s,
-        "perimeter": perim * s,
-        "eccentricity": ecc,
-        "solidity": solidity,
-        "axis_major_length": 4 * np.sqrt(l1) * s,
-        "axis_minor_length": 4 * np.sqrt(l2) * s,
-        "orientation": orientation,
-        "border_distance": border_distance,
-        "n_neighbours": _count_neighbours(yc, xc, neighbour_radius_um / s),
-    })
+    out.update(
+        {
+            "area": counts * s * s,
+            "perimeter": perim * s,
+            "eccentricity": ecc,
+            "solidity": solidity,
+            "axis_major_length": 4 * np.sqrt(l1) * s,
+            "axis_minor_length": 4 * np.sqrt(l2) * s,
+            "orientation": orientation,
+            "border_distance": border_distance,
+            "n_neighbours": _count_neighbours(yc, xc, neighbour_radius_um / s),
+        }
+    )
     return out
 
 
@@ -1185,8 +1290,7 @@ def _perimeter(lab, nucleus, shape):
     ny, nx = shape
     kernels = _numba_kernels()
     if kernels is not None:
-        perim, rows, cols, slots = kernels.border_pixels(nucleus.idx, nx, nucleus.n + 1,
-                                                         _PERIMETER_WEIGHTS)
+        perim, rows, cols, slots = kernels.border_pixels(nucleus.idx, nx, nucleus.n + 1, _PERIMETER_WEIGHTS)
         return (rows, cols, slots), perim[1:]
     padded = np.pad(lab, 1)
     p_idx = np.pad(nucleus.idx.reshape(shape), 1)
@@ -1204,8 +1308,16 @@ def _perimeter(lab, nucleus, shape):
     border_img = np.zeros(flat.shape, np.int64)
     border_img[bpos] = p_idx.ravel()[bpos]
     value = np.ones(len(bpos), np.int64)
-    for off, weight in ((-1, 2), (1, 2), (-width, 2), (width, 2),
-                        (-width - 1, 10), (-width + 1, 10), (width - 1, 10), (width + 1, 10)):
+    for off, weight in (
+        (-1, 2),
+        (1, 2),
+        (-width, 2),
+        (width, 2),
+        (-width - 1, 10),
+        (-width + 1, 10),
+        (width - 1, 10),
+        (width + 1, 10),
+    ):
         value += weight * (border_img[bpos + off] == bcell)
     perim = np.bincount(bcell, weights=_PERIMETER_WEIGHTS[value], minlength=nucleus.n + 1)[1:]
     # border positions back in unpadded coordinates, grouped by cell
@@ -1248,17 +1360,17 @@ def _convex_areas(border, nucleus, shape):
     kernels = _numba_kernels()
     if kernels is not None:  # exact integer hull and row counts, all labels in one call
         doubled = (2 * local[:, None, :] + diamond).reshape(-1, 2)
-        areas[cells] = kernels.hull_pixel_counts(doubled, bounds.astype(np.int64),
-                                                 height.astype(np.int64))
+        areas[cells] = kernels.hull_pixel_counts(doubled, bounds.astype(np.int64), height.astype(np.int64))
         return areas
     pts = (local[:, None, :] + diamond / 2).reshape(-1, 2)
     for j, i in enumerate(cells.tolist()):
         try:
-            hull = ConvexHull(pts[bounds[j]:bounds[j + 1]])
+            hull = ConvexHull(pts[bounds[j] : bounds[j + 1]])
         except QhullError:
             continue
-        inside = grid_points_in_poly((int(height[j]), int(width[j])), hull.points[hull.vertices],
-                                     binarize=False)
+        inside = grid_points_in_poly(
+            (int(height[j]), int(width[j])), hull.points[hull.vertices], binarize=False
+        )
         areas[i] = np.count_nonzero(inside)
     return areas
 
@@ -1270,5 +1382,4 @@ def _count_neighbours(yc, xc, radius_px):
     from scipy.spatial import cKDTree
 
     pts = np.column_stack([yc, xc])
-    return np.asarray(cKDTree(pts).query_ball_point(pts, radius_px, return_length=True),
-                      np.int64) - 1
+    return np.asarray(cKDTree(pts).query_ball_point(pts, radius_px, return_length=True), np.int64) - 1

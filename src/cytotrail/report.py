@@ -118,7 +118,7 @@ def tracks_figure(tracks, *, title=""):
 
     cmap = matplotlib.colormaps["tab20"]
     lineage = tracks["lineage_id"] if "lineage_id" in tracks else tracks["track_id"]
-    for track_id, track in tracks.sort_values("frame").groupby("track_id", sort=True):
+    for _track_id, track in tracks.sort_values("frame").groupby("track_id", sort=True):
         colour = cmap(int(lineage.loc[track.index[0]]) % 20)
         ax_xy.plot(track["x"], track["y"], "-", color=colour, lw=1)
         ax_xy.plot(track["x"].iloc[-1], track["y"].iloc[-1], ".", color=colour, ms=3)
@@ -129,8 +129,9 @@ def tracks_figure(tracks, *, title=""):
     lengths = tracks.groupby("track_id")["frame"].nunique()
     ax_len.hist(lengths, bins=np.arange(0.5, n_frames + 1.5), color="0.4")
     whole = (lengths == tracks["frame"].nunique()).mean()
-    ax_len.set(xlabel="frames", ylabel="tracks",
-               title=f"track length ({whole:.0%} tracked over the whole movie)")
+    ax_len.set(
+        xlabel="frames", ylabel="tracks", title=f"track length ({whole:.0%} tracked over the whole movie)"
+    )
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -151,8 +152,14 @@ def umap_figure(adata):
         values = adata.obs[key].astype(str)
         for i, value in enumerate(sorted(values.unique())):
             sel = (values == value).to_numpy()
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=3, label=f"{value} ({sel.sum()})",
-                       color=f"C{i % 10}", rasterized=True)
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                s=3,
+                label=f"{value} ({sel.sum()})",
+                color=f"C{i % 10}",
+                rasterized=True,
+            )
         ax.legend(markerscale=4, fontsize=8, frameon=False)
         ax.set(xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2", title=f"by {key}")
     fig.tight_layout()
@@ -235,10 +242,14 @@ def frame_qc(labels):
     out = []
     for t, n, median_area, areas in rows:
         fragments = float(np.mean(areas < typical_area / 4)) if len(areas) else 0.0
-        score = (abs(np.log((n + 1) / (typical_count + 1)))
-                 + abs(np.log((median_area + 1) / (typical_area + 1))) + fragments)
-        out.append({"frame": t, "nuclei": n, "median_area": median_area, "fragments": fragments,
-                    "qc_score": score})
+        score = (
+            abs(np.log((n + 1) / (typical_count + 1)))
+            + abs(np.log((median_area + 1) / (typical_area + 1)))
+            + fragments
+        )
+        out.append(
+            {"frame": t, "nuclei": n, "median_area": median_area, "fragments": fragments, "qc_score": score}
+        )
     return pd.DataFrame(out, columns=["frame", "nuclei", "median_area", "fragments", "qc_score"])
 
 
@@ -269,9 +280,12 @@ def lineage_figure(tracks, *, max_lineages=12, title=""):
     if len(tracks) == 0 or "lineage_id" not in tracks:
         _say(ax, "no tracks" if len(tracks) == 0 else "no lineage information")
         return fig
-    spans = tracks.groupby("track_id").agg(start=("frame", "min"), end=("frame", "max"),
-                                           lineage=("lineage_id", "first"),
-                                           parent=("parent_track_id", "first"))
+    spans = tracks.groupby("track_id").agg(
+        start=("frame", "min"),
+        end=("frame", "max"),
+        lineage=("lineage_id", "first"),
+        parent=("parent_track_id", "first"),
+    )
     sizes = spans.groupby("lineage").size().sort_values(ascending=False, kind="stable")
     dividing = sizes[sizes > 1].head(max_lineages).index
     if len(dividing) == 0:
@@ -285,8 +299,14 @@ def lineage_figure(tracks, *, max_lineages=12, title=""):
             ypos[track_id] = row
             # a bar over the frames the track lives in (start - 0.4 to end + 0.4): a daughter
             # that lives a single frame is a short bar, not a zero-length, invisible line
-            ax.plot([span["start"] - 0.4, span["end"] + 0.4], [row, row], "-",
-                    color=f"C{int(lineage) % 10}", lw=2, solid_capstyle="butt")
+            ax.plot(
+                [span["start"] - 0.4, span["end"] + 0.4],
+                [row, row],
+                "-",
+                color=f"C{int(lineage) % 10}",
+                lw=2,
+                solid_capstyle="butt",
+            )
             parent = span["parent"]
             if pd.notna(parent) and int(parent) in ypos:
                 ax.plot([span["start"] - 0.5] * 2, [ypos[int(parent)], row], ":", color="0.4", lw=1)
@@ -310,8 +330,7 @@ def composition_figure(obs):
     per_sample = pd.crosstab(obs["sample"].astype(str), types, normalize="index")
     bottom = np.zeros(len(per_sample))
     for i, cell_type in enumerate(per_sample.columns):
-        ax_s.bar(per_sample.index, per_sample[cell_type], bottom=bottom, label=cell_type,
-                 color=f"C{i % 10}")
+        ax_s.bar(per_sample.index, per_sample[cell_type], bottom=bottom, label=cell_type, color=f"C{i % 10}")
         bottom += per_sample[cell_type].to_numpy()
     ax_s.set(ylabel="fraction of cells", title="composition per sample")
     ax_s.legend(fontsize=8, frameon=False)
@@ -377,14 +396,28 @@ def versions(*, model=None):
     from cytotrail.segment.model import model_dir
 
     rows = []
-    for package in ("cytotrail", "snakemake", "torch", "numpy", "pandas", "scikit-image", "trackpy",
-                    "anndata", "scanpy", "leidenalg"):
+    for package in (
+        "cytotrail",
+        "snakemake",
+        "torch",
+        "numpy",
+        "pandas",
+        "scikit-image",
+        "trackpy",
+        "anndata",
+        "scanpy",
+        "leidenalg",
+    ):
         try:
             rows.append({"component": package, "version": metadata.version(package)})
         except metadata.PackageNotFoundError:
             rows.append({"component": package, "version": "not installed"})
     folder = model_dir(model)
     card = json.loads((folder / "config.json").read_text())
-    rows.append({"component": f"segmentation model {folder.name}",
-                 "version": f"sha256 {card.get('weights_sha256', '?')[:16]}"})
+    rows.append(
+        {
+            "component": f"segmentation model {folder.name}",
+            "version": f"sha256 {card.get('weights_sha256', '?')[:16]}",
+        }
+    )
     return pd.DataFrame(rows)

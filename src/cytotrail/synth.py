@@ -117,8 +117,23 @@ class Timelapse:
 class _Population:
     """State of all simulated nuclei, as parallel arrays."""
 
-    fields = ("y", "x", "vy", "vx", "a", "b", "theta", "bright", "age", "div_age", "track",
-              "parent", "lineage", "ctype", "wobble")
+    fields = (
+        "y",
+        "x",
+        "vy",
+        "vx",
+        "a",
+        "b",
+        "theta",
+        "bright",
+        "age",
+        "div_age",
+        "track",
+        "parent",
+        "lineage",
+        "ctype",
+        "wobble",
+    )
 
     def __init__(self):
         self.cols = {f: [] for f in self.fields}
@@ -174,8 +189,9 @@ def make_timelapse(
     """
     rng = np.random.default_rng(seed)
     panel = tuple(panel) if panel is not None else default_panel(n_types)
-    type_names = sorted({m.cell_type for m in panel if m.cell_type is not None},
-                        key=[m.cell_type for m in panel].index)
+    type_names = sorted(
+        {m.cell_type for m in panel if m.cell_type is not None}, key=[m.cell_type for m in panel].index
+    )
     if not type_names:
         type_names = ["cell"]
     ny, nx = shape
@@ -227,22 +243,49 @@ def make_timelapse(
     labels = np.zeros((n_frames, ny, nx), np.uint32)
     for t in range(n_frames):
         if t > 0:
-            _step(pop, rng, spawn, drift=drift, motility=motility, canvas=canvas,
-                  density=density, r0=r0, max_cells=int(2.5 * density * canvas[0] * canvas[1]))
+            _step(
+                pop,
+                rng,
+                spawn,
+                drift=drift,
+                motility=motility,
+                canvas=canvas,
+                density=density,
+                r0=r0,
+                max_cells=int(2.5 * density * canvas[0] * canvas[1]),
+            )
         _resolve_overlaps(pop, r0)
         labels[t] = _render_labels(pop, shape, margin)
         rows.extend(_frame_rows(pop, labels[t], t, margin, type_names))
 
-    tracks = pd.DataFrame(rows, columns=["frame", "label", "track_id", "parent_track_id",
-                                         "lineage_id", "y", "x", "area", "cell_type"])
+    tracks = pd.DataFrame(
+        rows,
+        columns=[
+            "frame",
+            "label",
+            "track_id",
+            "parent_track_id",
+            "lineage_id",
+            "y",
+            "x",
+            "area",
+            "cell_type",
+        ],
+    )
     # parents that never showed up in the frame are not parents in the ground truth
     parent = tracks["parent_track_id"]
     tracks["parent_track_id"] = parent.where(parent.isin(tracks["track_id"])).astype("Int64")
     image = _render_image(labels, tracks, panel, marker_var, type_names, pop, rng, noise)
     names = [NUCLEAR_CHANNEL] + [m.name for m in panel]
-    return Timelapse(image=image, channel_names=names, labels=labels, tracks=tracks,
-                     panel=panel, signatures=cell_type_signatures(panel),
-                     cells=true_cells(labels))
+    return Timelapse(
+        image=image,
+        channel_names=names,
+        labels=labels,
+        tracks=tracks,
+        panel=panel,
+        signatures=cell_type_signatures(panel),
+        cells=true_cells(labels),
+    )
 
 
 def true_cells(labels):
@@ -288,9 +331,16 @@ def _step(pop, rng, spawn, *, drift, motility, canvas, density, r0, max_cells):
         offset = 0.55 * c["a"][i]
         dy, dx = offset * np.sin(c["theta"][i]), offset * np.cos(c["theta"][i])
         for sign in (1, -1):
-            spawn(c["y"][i] + sign * dy, c["x"][i] + sign * dx, parent=int(c["track"][i]),
-                  lineage=int(c["lineage"][i]), ctype=int(c["ctype"][i]),
-                  a=c["a"][i] * 0.72, b=c["b"][i] * 0.72, bright=c["bright"][i])
+            spawn(
+                c["y"][i] + sign * dy,
+                c["x"][i] + sign * dx,
+                parent=int(c["track"][i]),
+                lineage=int(c["lineage"][i]),
+                ctype=int(c["ctype"][i]),
+                a=c["a"][i] * 0.72,
+                b=c["b"][i] * 0.72,
+                bright=c["bright"][i],
+            )
     # new cells wander in: keep the density about constant
     deficit = density * canvas[0] * canvas[1] - len(pop)
     for _ in range(rng.poisson(max(deficit, 0) * 0.3)):
@@ -349,8 +399,9 @@ def _render_labels(pop, shape, margin):
         v = -dx * np.sin(th) + dy * np.cos(th)
         phi = np.arctan2(v, u)
         w = c["wobble"][i]
-        radius = 1.0 + sum(w[k, 0] * np.cos((k + 2) * phi) + w[k, 1] * np.sin((k + 2) * phi)
-                           for k in range(3))
+        radius = 1.0 + sum(
+            w[k, 0] * np.cos((k + 2) * phi) + w[k, 1] * np.sin((k + 2) * phi) for k in range(3)
+        )
         d = np.sqrt((u / a) ** 2 + (v / b) ** 2) / radius
         win_best = best[y0:y1, x0:x1]
         win = d < win_best
@@ -375,8 +426,19 @@ def _frame_rows(pop, lab, t, margin, type_names):
     rows = []
     for tid, ar, (cy, cx) in zip(ids, area, com):
         i = index[int(tid)]
-        rows.append((t, int(tid), int(tid), int(pop.cols["parent"][i]), int(pop.cols["lineage"][i]),
-                     float(cy), float(cx), int(ar), type_names[int(pop.cols["ctype"][i])]))
+        rows.append(
+            (
+                t,
+                int(tid),
+                int(tid),
+                int(pop.cols["parent"][i]),
+                int(pop.cols["lineage"][i]),
+                float(cy),
+                float(cx),
+                int(ar),
+                type_names[int(pop.cols["ctype"][i])],
+            )
+        )
     return rows
 
 

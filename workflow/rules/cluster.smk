@@ -5,6 +5,16 @@ rule cluster_cells:
         tracks=all_samples("tracks.parquet"),
     output:
         f"{RESULTS}/cells.h5ad",
+    log:
+        f"{RESULTS}/logs/cluster_cells.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cluster_cells.tsv"
+    conda:
+        "../envs/cytotrail.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: int(2000 + 20 * total_input_mb()) * attempt,
+        runtime=lambda wildcards, attempt: int(15 + total_input_mb()) * attempt,
     params:
         options=cli_flags(
             {
@@ -32,16 +42,6 @@ rule cluster_cells:
             }
         ),
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        f"{RESULTS}/logs/cluster_cells.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/cluster_cells.tsv"
-    threads: 2
-    resources:
-        mem_mb=lambda wildcards, attempt: int(2000 + 20 * total_input_mb()) * attempt,
-        runtime=lambda wildcards, attempt: int(15 + total_input_mb()) * attempt,
     shell:
         "cytotrail cluster {input.cells:q} --tracks {input.tracks:q} -o {output:q} "
         "{params.options} > {log:q} 2>&1"

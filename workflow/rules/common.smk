@@ -16,7 +16,6 @@ import cytotrail
 from cytotrail.io import InputError, image_channels
 from cytotrail.locks import register_run, release_stale_locks, unlock_command
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
@@ -27,7 +26,9 @@ if workflow.is_main_process and not os.environ.get("CYTOTRAIL_NESTED"):
     _locks = release_stale_locks(os.getcwd())
     register_run(os.getcwd())
     if _locks.released:
-        logger.warning("cytotrail: removed the stale locks of a killed run in .snakemake/locks")
+        logger.warning(
+            "cytotrail: removed the stale locks of a killed run in .snakemake/locks"
+        )
     for _owner in _locks.foreign if _locks.locked else []:
         logger.warning(
             f"cytotrail: .snakemake/locks may belong to a run on host {_owner.get('host')} "
@@ -47,7 +48,9 @@ def _read_sample_sheet(path):
     lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
     text = "".join(line for line in lines if not line.startswith("#"))
     if not text.strip():
-        raise WorkflowError(f"sample sheet {path} is empty: it needs a header `sample<TAB>image`")
+        raise WorkflowError(
+            f"sample sheet {path} is empty: it needs a header `sample<TAB>image`"
+        )
     sheet = pd.read_csv(StringIO(text), sep="\t", dtype=str, keep_default_na=False)
     sheet.columns = sheet.columns.str.strip()
     if sheet.empty:
@@ -58,14 +61,18 @@ def _read_sample_sheet(path):
     try:
         validate(sheet, schema="../schemas/samples.schema.yaml")
     except WorkflowError as err:
-        bad = sheet[~sheet["sample"].str.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*")]["sample"]
+        bad = sheet[~sheet["sample"].str.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*")][
+            "sample"
+        ]
         raise WorkflowError(
             f"sample sheet {path}: bad row(s) {bad.tolist() or ''}: sample names may hold letters, "
             f"digits, '_', '.' and '-' only, and every row needs an image ({err})"
         )
     duplicated = sheet["sample"][sheet["sample"].duplicated()].tolist()
     if duplicated:
-        raise WorkflowError(f"sample sheet {path}: duplicated sample names {duplicated}")
+        raise WorkflowError(
+            f"sample sheet {path}: duplicated sample names {duplicated}"
+        )
     return sheet.set_index("sample", drop=False)
 
 

@@ -4,6 +4,13 @@ rule make_demo:
         image=f"{DEMO_DIR}/{{sample}}.ome.tif",
         labels=f"{DEMO_DIR}/truth/{{sample}}_labels.tif",
         tracks=f"{DEMO_DIR}/truth/{{sample}}_tracks.csv",
+    log:
+        "logs/make_demo/{sample}.log",
+    conda:
+        "../envs/cytotrail.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         options=lambda wildcards: cli_flags(
             {
@@ -15,12 +22,5 @@ rule make_demo:
         ),
         outdir=lambda wildcards, output: Path(output.image).parent,
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        "logs/make_demo/{sample}.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
     shell:
         "cytotrail demo {params.outdir:q} --samples {wildcards.sample} {params.options} > {log:q} 2>&1"

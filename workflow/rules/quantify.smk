@@ -6,6 +6,18 @@ rule quantify_cells:
         cells=lambda wildcards: cells_file(wildcards.sample) or [],
     output:
         sample_file("cells.parquet"),
+    log:
+        f"{RESULTS}/logs/quantify_cells/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/quantify_cells/{{sample}}.tsv"
+    conda:
+        "../envs/cytotrail.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: int(1000 + 3 * input_mb(wildcards.sample))
+        * attempt,
+        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50)
+        * attempt,
     params:
         image=image_options,
         cells=lambda wildcards: cli_flags({"cells": cells_file(wildcards.sample)}),
@@ -20,16 +32,6 @@ rule quantify_cells:
             }
         ),
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        f"{RESULTS}/logs/quantify_cells/{{sample}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/quantify_cells/{{sample}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards, attempt: int(1000 + 3 * input_mb(wildcards.sample)) * attempt,
-        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50) * attempt,
     shell:
         "cytotrail quantify {input.image:q} {input.labels:q} -o {output:q} "
         "--sample {wildcards.sample} {params.image} {params.cells} {params.options} > {log:q} 2>&1"

@@ -35,19 +35,20 @@ rule report_sample:
         ),
         napari_tracks=sample_file("report/napari_tracks.csv"),
         napari_graph=sample_file("report/napari_graph.json"),
+    log:
+        f"{RESULTS}/logs/report_sample/{{sample}}.log",
+    conda:
+        "../envs/cytotrail.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: int(1000 + 2 * input_mb(wildcards.sample))
+        * attempt,
+        runtime=10,
     params:
         channel=lambda wildcards: nuclear_channel(wildcards.sample),
         image=image_options,
         frames=config["report"]["frames"],
         outdir=lambda wildcards, output: Path(output.segmentation).parent,
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        f"{RESULTS}/logs/report_sample/{{sample}}.log",
-    resources:
-        mem_mb=lambda wildcards, attempt: int(1000 + 2 * input_mb(wildcards.sample)) * attempt,
-        runtime=10,
     shell:
         "cytotrail report sample {input.image:q} {input.labels:q} {input.tracks:q} "
         "-o {params.outdir:q} --sample {wildcards.sample} "
@@ -89,17 +90,17 @@ rule report_summary:
             category="Summary",
             labels={"table": "per sample"},
         ),
+    log:
+        f"{RESULTS}/logs/report_summary.log",
+    conda:
+        "../envs/cytotrail.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: int(2000 + 10 * total_input_mb()) * attempt,
+        runtime=10,
     params:
         outdir=lambda wildcards, output: Path(output.summary).parent,
         samples=SAMPLES,
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        f"{RESULTS}/logs/report_summary.log",
-    resources:
-        mem_mb=lambda wildcards, attempt: int(2000 + 10 * total_input_mb()) * attempt,
-        runtime=10,
     shell:
         "cytotrail report summary {input:q} -o {params.outdir:q} --samples {params.samples:q} "
         "> {log:q} 2>&1"
@@ -120,18 +121,18 @@ rule record_provenance:
             category="Provenance",
             labels={"file": "versions"},
         ),
+    log:
+        f"{RESULTS}/logs/record_provenance.log",
+    conda:
+        "../envs/cytotrail.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         config=json.dumps(config, sort_keys=True),
         model=cli_flags({"model": config["segment"]["model"]}),
         outdir=lambda wildcards, output: Path(output.config).parent,
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        f"{RESULTS}/logs/record_provenance.log",
-    resources:
-        mem_mb=1000,
-        runtime=5,
     shell:
         "cytotrail report provenance -o {params.outdir:q} --config {params.config:q} {params.model} "
         "> {log:q} 2>&1"
@@ -144,15 +145,15 @@ rule report_html:
         config=f"{RESULTS}/provenance/config.yaml",
     output:
         f"{RESULTS}/report.html",
-    params:
-        snakefile=workflow.main_snakefile,
-    conda:
-        "../envs/cytotrail.yaml"
     log:
         f"{RESULTS}/logs/report_html.log",
+    conda:
+        "../envs/cytotrail.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        snakefile=workflow.main_snakefile,
     shell:
         "CYTOTRAIL_NESTED=1 snakemake --snakefile {params.snakefile:q} "
         "--configfile {input.config:q} --nolock "

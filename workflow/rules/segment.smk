@@ -4,6 +4,18 @@ rule segment_nuclei:
         unpack(segment_inputs),
     output:
         sample_file("labels.tif"),
+    log:
+        f"{RESULTS}/logs/segment_nuclei/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/segment_nuclei/{{sample}}.tsv"
+    conda:
+        "../envs/cytotrail.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: int(2000 + 6 * input_mb(wildcards.sample))
+        * attempt,
+        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 20)
+        * attempt,
     params:
         channel=lambda wildcards: nuclear_channel(wildcards.sample),
         image=image_options,
@@ -23,16 +35,6 @@ rule segment_nuclei:
             }
         ),
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        f"{RESULTS}/logs/segment_nuclei/{{sample}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/segment_nuclei/{{sample}}.tsv"
-    threads: 2
-    resources:
-        mem_mb=lambda wildcards, attempt: int(2000 + 6 * input_mb(wildcards.sample)) * attempt,
-        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 20) * attempt,
     shell:
         "cytotrail segment {input.image:q} -o {output:q} --channel {params.channel:q} "
         "{params.image} {params.options} > {log:q} 2>&1"
@@ -45,6 +47,18 @@ rule segment_cells:
         labels=sample_file("labels.tif"),
     output:
         sample_file("cells.tif"),
+    log:
+        f"{RESULTS}/logs/segment_cells/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/segment_cells/{{sample}}.tsv"
+    conda:
+        "../envs/cytotrail.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: int(1000 + 3 * input_mb(wildcards.sample))
+        * attempt,
+        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50)
+        * attempt,
     params:
         image=image_options,
         options=lambda wildcards: cli_flags(
@@ -56,16 +70,6 @@ rule segment_cells:
             }
         ),
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        f"{RESULTS}/logs/segment_cells/{{sample}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/segment_cells/{{sample}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards, attempt: int(1000 + 3 * input_mb(wildcards.sample)) * attempt,
-        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50) * attempt,
     shell:
         "cytotrail segment-cells {input.image:q} {input.labels:q} -o {output:q} "
         "{params.image} {params.options} > {log:q} 2>&1"

@@ -5,6 +5,18 @@ rule track_cells:
     output:
         tracks=sample_file("tracks.parquet"),
         geff=directory(sample_file("lineages.geff")),
+    log:
+        f"{RESULTS}/logs/track_cells/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/track_cells/{{sample}}.tsv"
+    conda:
+        "../envs/cytotrail.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: int(1000 + 4 * input_mb(wildcards.sample))
+        * attempt,
+        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50)
+        * attempt,
     params:
         options=cli_flags(
             {
@@ -14,16 +26,6 @@ rule track_cells:
             }
         ),
         version=VERSION,
-    conda:
-        "../envs/cytotrail.yaml"
-    log:
-        f"{RESULTS}/logs/track_cells/{{sample}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/track_cells/{{sample}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards, attempt: int(1000 + 4 * input_mb(wildcards.sample)) * attempt,
-        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50) * attempt,
     shell:
         "cytotrail track {input:q} -o {output.tracks:q} --geff {output.geff:q} "
         "--sample {wildcards.sample} "

@@ -7,27 +7,42 @@ rule train_model:
         unpack(train_inputs),
     output:
         directory(config["train"]["output"]),
-    params:
-        options=cli_flags(
-            {
-                key: config["train"][key]
-                for key in ("init", "synthetic", "synthetic_val", "synthetic_weight", "seed",
-                            "steps", "batch_size", "crop", "lr", "base", "depth")
-            }
-        ),
-        data=lambda wildcards, input: cli_flags(
-            {"images": input.images, "labels": input.labels, "manifest": input.get("manifest")}
-        ),
-    conda:
-        "../envs/cytotrail.yaml"
     log:
         f"{RESULTS}/logs/train_model.log",
     benchmark:
         f"{RESULTS}/benchmarks/train_model.tsv"
+    conda:
+        "../envs/cytotrail.yaml"
     threads: 4
     resources:
         mem_mb=8000,
         runtime=240,
+    params:
+        options=cli_flags(
+            {
+                key: config["train"][key]
+                for key in (
+                    "init",
+                    "synthetic",
+                    "synthetic_val",
+                    "synthetic_weight",
+                    "seed",
+                    "steps",
+                    "batch_size",
+                    "crop",
+                    "lr",
+                    "base",
+                    "depth",
+                )
+            }
+        ),
+        data=lambda wildcards, input: cli_flags(
+            {
+                "images": input.images,
+                "labels": input.labels,
+                "manifest": input.get("manifest"),
+            }
+        ),
     shell:
         "cytotrail train -o {output:q} {params.data} {params.options} --threads {threads} "
         "> {log:q} 2>&1"

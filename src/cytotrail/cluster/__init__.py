@@ -26,5 +26,18 @@ from cytotrail.cluster.pipeline import cluster, write_anndata
 from cytotrail.cluster.tables import KEYS, merge_tables, track_summaries
 from cytotrail.cluster.transform import TRANSFORMS
 
-__all__ = ["KnnTransformer", "auto_umap_epochs", "cluster", "embed_umap", "leiden",
-           "merge_tables", "score_signatures", "track_summaries", "write_anndata"]
+__all__ = [
+    "KEYS",
+    "TRANSFORMS",
+    "UMAP_PCA_INIT_ABOVE",
+    "UNKNOWN",
+    "KnnTransformer",
+    "auto_umap_epochs",
+    "cluster",
+    "embed_umap",
+    "leiden",
+    "merge_tables",
+    "score_signatures",
+    "track_summaries",
+    "write_anndata",
+]

@@ -43,19 +43,24 @@ def normalise_signatures(signatures, markers=None):
     if signatures is None:
         return {}
     if not isinstance(signatures, dict):
-        raise InputError("signatures must be a mapping {type: {pos: [...], neg: [...]}}, got "
-                         f"{type(signatures).__name__}")
+        raise InputError(
+            "signatures must be a mapping {type: {pos: [...], neg: [...]}}, got "
+            f"{type(signatures).__name__}"
+        )
     out = {}
     for name, sig in signatures.items():
         if isinstance(sig, (list, tuple)):
             sig = {"pos": list(sig)}
         if not isinstance(sig, dict):
-            raise InputError(f"signature of {name!r} must be a mapping of marker lists "
-                             f"({', '.join(SIGNATURE_KEYS)})")
+            raise InputError(
+                f"signature of {name!r} must be a mapping of marker lists ({', '.join(SIGNATURE_KEYS)})"
+            )
         unknown_keys = set(sig) - set(SIGNATURE_KEYS)
         if unknown_keys:
-            raise InputError(f"signature of {name!r} has unknown keys {sorted(unknown_keys)}; "
-                             f"keys are {list(SIGNATURE_KEYS)}")
+            raise InputError(
+                f"signature of {name!r} has unknown keys {sorted(unknown_keys)}; "
+                f"keys are {list(SIGNATURE_KEYS)}"
+            )
         rule = {}
         for key in ("positive", "negative", *KINDS):
             value = sig.get(key) or []
@@ -66,15 +71,19 @@ def normalise_signatures(signatures, markers=None):
         if not rule:
             raise InputError(f"signature of {name!r} names no marker")
         parent = sig.get("parent")
-        out[str(name)] = {"rule": rule, "parent": None if parent is None else str(parent),
-                          "label": str(sig.get("label") or name)}
+        out[str(name)] = {
+            "rule": rule,
+            "parent": None if parent is None else str(parent),
+            "label": str(sig.get("label") or name),
+        }
     for name in out:
         seen, parent = {name}, out[name]["parent"]
         while parent is not None:
             base = parent[: -len(REST)] if parent.endswith(REST) and parent not in out else parent
             if base not in out:
-                raise InputError(f"signature of {name!r}: parent {parent!r} is not a cell type; "
-                                 f"types are {list(out)}")
+                raise InputError(
+                    f"signature of {name!r}: parent {parent!r} is not a cell type; types are {list(out)}"
+                )
             if base in seen:
                 raise InputError(f"signature hierarchy has a cycle through {base!r}")
             seen.add(base)
@@ -83,8 +92,9 @@ def normalise_signatures(signatures, markers=None):
         used = sorted({m for sig in out.values() for ms in sig["rule"].values() for m in ms})
         missing = [m for m in used if m not in markers]
         if missing:
-            raise InputError(f"signature markers {missing} are not among the clustered markers "
-                             f"{list(markers)}")
+            raise InputError(
+                f"signature markers {missing} are not among the clustered markers {list(markers)}"
+            )
     return out
 
 
@@ -142,8 +152,7 @@ def _scores(values, markers, sigs, thresholds):
         lo = np.percentile(values, 1, axis=0)
         hi = np.percentile(values, 99, axis=0)
         norm = np.clip((values - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
-        return pd.DataFrame({n: _percentile_score(norm, col, s["rule"])
-                             for n, s in sigs.items()}), None
+        return pd.DataFrame({n: _percentile_score(norm, col, s["rule"]) for n, s in sigs.items()}), None
     if isinstance(thresholds, dict):
         thresholds = [thresholds[m] for m in markers]
     u = rescale(values, thresholds)
@@ -189,8 +198,7 @@ def _descend(scores, sigs, pass_score=None, *, min_score=0.2):
             sub = arr[np.ix_(rows, kids)]
             best = sub.argmax(axis=1)
             top = sub[np.arange(len(rows)), best]
-            second = (np.sort(sub, axis=1)[:, -2] if len(kids) > 1
-                      else np.full(len(rows), -np.inf))
+            second = np.sort(sub, axis=1)[:, -2] if len(kids) > 1 else np.full(len(rows), -np.inf)
             take = top >= pass_score
             margin = (top - np.maximum(second, pass_score)) / room
             node[rows[take]] = np.asarray(kids)[best[take]]
@@ -204,8 +212,7 @@ def _descend(scores, sigs, pass_score=None, *, min_score=0.2):
 
 def _labels(node, sigs):
     """(N,) str: each node's label, ``UNKNOWN`` for None."""
-    return np.asarray([UNKNOWN if k is None else sigs[k]["label"] for k in node], dtype=object
-                      ).astype(str)
+    return np.asarray([UNKNOWN if k is None else sigs[k]["label"] for k in node], dtype=object).astype(str)
 
 
 def type_categories(sigs):
@@ -260,22 +267,23 @@ def _best_switch(seq, n_types, unknown, min_run, purity):
     n = len(seq)
     onehot = np.zeros((n, n_types), np.int64)
     onehot[np.arange(n), seq] = 1
-    head = np.cumsum(onehot, axis=0)[min_run - 1:n - min_run]  # counts in seq[:k]
+    head = np.cumsum(onehot, axis=0)[min_run - 1 : n - min_run]  # counts in seq[:k]
     k = np.arange(min_run, n - min_run + 1)
     tail = onehot.sum(axis=0) - head
     h, t = head.argmax(axis=1), tail.argmax(axis=1)
     hc, tc = head.max(axis=1), tail.max(axis=1)
-    ok = ((h != t) & ~np.isin(h, unknown) & ~np.isin(t, unknown)
-          & (hc >= purity * k) & (tc >= purity * (n - k)))
+    ok = (
+        (h != t) & ~np.isin(h, unknown) & ~np.isin(t, unknown) & (hc >= purity * k) & (tc >= purity * (n - k))
+    )
     if not ok.any():
         return None
     best = np.flatnonzero(ok)[np.argmax((hc + tc)[ok])]
     return int(k[best]), int(h[best]), int(t[best])
 
 
-
-def annotate(adata, transformed, markers, signatures, *, annotate="cell", min_score=0.2,
-             thresholds=None, flagged=None):
+def annotate(
+    adata, transformed, markers, signatures, *, annotate="cell", min_score=0.2, thresholds=None, flagged=None
+):
     """Add the cell types of ``signatures`` to a clustered ``adata`` (in place).
 
     Parameters

@@ -43,8 +43,9 @@ NEGATIVE_SDS = 3.0
 THRESHOLD_METHODS = ("negative_tail", "mixture_boundary")
 
 
-def estimate_thresholds(values, markers, *, seed=0, max_cells=20_000, n_sds=NEGATIVE_SDS,
-                        method="negative_tail"):
+def estimate_thresholds(
+    values, markers, *, seed=0, max_cells=20_000, n_sds=NEGATIVE_SDS, method="negative_tail"
+):
     """Positive/negative threshold of every marker from the data.
 
     A two-component Gaussian mixture (scikit-learn, seeded, the best likelihood of four
@@ -86,8 +87,11 @@ def estimate_thresholds(values, markers, *, seed=0, max_cells=20_000, n_sds=NEGA
         raise InputError(f"threshold method must be one of {list(THRESHOLD_METHODS)}, got {method!r}")
     values = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    rows = (np.sort(rng.choice(len(values), max_cells, replace=False))
-            if len(values) > max_cells else np.arange(len(values)))
+    rows = (
+        np.sort(rng.choice(len(values), max_cells, replace=False))
+        if len(values) > max_cells
+        else np.arange(len(values))
+    )
     out = {}
     for j, marker in enumerate(markers):
         v = values[rows, j]
@@ -96,8 +100,7 @@ def estimate_thresholds(values, markers, *, seed=0, max_cells=20_000, n_sds=NEGA
         if len(v) < 10 or not np.ptp(v) > 0:
             out[str(marker)] = float(p_hi)
             continue
-        gm = GaussianMixture(2, random_state=seed, init_params="k-means++", n_init=4).fit(
-            v[:, None])
+        gm = GaussianMixture(2, random_state=seed, init_params="k-means++", n_init=4).fit(v[:, None])
         order = np.argsort(gm.means_.ravel())
         mean = gm.means_.ravel()[order]
         sd = np.sqrt(gm.covariances_.ravel()[order])
@@ -105,8 +108,7 @@ def estimate_thresholds(values, markers, *, seed=0, max_cells=20_000, n_sds=NEGA
             out[str(marker)] = float(mean[0] + n_sds * sd[0])
             continue
         grid = np.linspace(mean[0], mean[1], 2001)
-        dens = [w * np.exp(-0.5 * ((grid - m) / s) ** 2) / s
-                for w, m, s in zip(gm.weights_[order], mean, sd)]
+        dens = [w * np.exp(-0.5 * ((grid - m) / s) ** 2) / s for w, m, s in zip(gm.weights_[order], mean, sd)]
         above = np.flatnonzero(dens[1] >= dens[0])
         out[str(marker)] = float(grid[above[0]] if len(above) else mean.mean())
     return out
@@ -199,8 +201,10 @@ def signatures_from_workflow(table):
         Fewer than three columns, an empty parent or child, or a value that is not a kind.
     """
     if table.shape[1] < 3:
-        raise InputError("a phenotype workflow needs a parent column, a child column and one "
-                         f"column per marker; it has {table.shape[1]} column(s)")
+        raise InputError(
+            "a phenotype workflow needs a parent column, a child column and one "
+            f"column per marker; it has {table.shape[1]} column(s)"
+        )
     markers = [str(c).strip() for c in table.columns[2:]]
     out = {}
     for i, row in enumerate(table.itertuples(index=False), start=2):
@@ -213,8 +217,10 @@ def signatures_from_workflow(table):
                 continue
             kind = value.strip().lower()
             if kind not in KINDS:
-                raise InputError(f"phenotype workflow line {i} ({child!r}), marker {marker!r}: "
-                                 f"{value!r} is not one of {list(KINDS)}")
+                raise InputError(
+                    f"phenotype workflow line {i} ({child!r}), marker {marker!r}: "
+                    f"{value!r} is not one of {list(KINDS)}"
+                )
             rule.setdefault(kind, []).append(marker)
         if not rule:
             raise InputError(f"phenotype workflow line {i} ({child!r}) names no marker")
@@ -242,12 +248,10 @@ def thresholds_from_gates(table):
     """
     table = table.copy()
     table.columns = [str(c).strip() for c in table.columns]
-    key = next((c for c in table.columns if c.lower() in ("markers", "marker")),
-               table.columns[0])
+    key = next((c for c in table.columns if c.lower() in ("markers", "marker")), table.columns[0])
     values = [c for c in table.columns if c != key]
     if len(values) != 1:
-        raise InputError(f"a gates table needs one column of gates beside {key!r}; it has "
-                         f"{values}")
+        raise InputError(f"a gates table needs one column of gates beside {key!r}; it has {values}")
     names = table[key].astype(str).str.strip()
     dup = sorted(set(names[names.duplicated()]))
     if dup:

@@ -45,16 +45,21 @@ def leiden(adata, *, resolution=0.1, seed=0, n_iterations=2, key_added="leiden")
     graph.es["weight"] = coo.data[keep].astype(np.float64)
     ig.set_random_number_generator(_IgraphRandom(seed))
     try:
-        part = graph.community_leiden(objective_function="modularity", weights="weight",
-                                      resolution=float(resolution),
-                                      n_iterations=int(n_iterations))
+        part = graph.community_leiden(
+            objective_function="modularity",
+            weights="weight",
+            resolution=float(resolution),
+            n_iterations=int(n_iterations),
+        )
     finally:
         ig.set_random_number_generator(random)
     groups = np.asarray(part.membership)
     adata.obs[key_added] = pd.Categorical(  # categories in numeric order, as scanpy's
-        values=groups.astype("U"), categories=[str(g) for g in np.unique(groups)])
-    adata.uns[key_added] = {"params": {"resolution": float(resolution), "random_state": seed,
-                                       "n_iterations": int(n_iterations)}}
+        values=groups.astype("U"), categories=[str(g) for g in np.unique(groups)]
+    )
+    adata.uns[key_added] = {
+        "params": {"resolution": float(resolution), "random_state": seed, "n_iterations": int(n_iterations)}
+    }
 
 
 class _IgraphRandom:
@@ -149,7 +154,6 @@ def auto_umap_epochs(n_obs):
     return max(50, int(round(200 * 100_000 / n_obs)))
 
 
-
 def _track_groups(obs):
     """Integer group per observation: its (sample, lineage) or (sample, track) when there is
     no ``lineage_id``; a unique id for observations without one."""
@@ -193,8 +197,7 @@ class KnnTransformer:
         Threads of the approximate search (default: all).
     """
 
-    def __init__(self, n_neighbors=15, groups=None, exact_max=50_000, random_state=0,
-                 n_jobs=None):
+    def __init__(self, n_neighbors=15, groups=None, exact_max=50_000, random_state=0, n_jobs=None):
         self.n_neighbors = n_neighbors
         self.groups = groups
         self.exact_max = exact_max
@@ -202,9 +205,13 @@ class KnnTransformer:
         self.n_jobs = n_jobs
 
     def get_params(self, deep=True):
-        return {"n_neighbors": self.n_neighbors, "groups": self.groups,
-                "exact_max": self.exact_max, "random_state": self.random_state,
-                "n_jobs": self.n_jobs}
+        return {
+            "n_neighbors": self.n_neighbors,
+            "groups": self.groups,
+            "exact_max": self.exact_max,
+            "random_state": self.random_state,
+            "n_jobs": self.n_jobs,
+        }
 
     def fit(self, x, y=None):
         return self
@@ -218,8 +225,7 @@ class KnnTransformer:
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = len(x)
         want = int(min(self.n_neighbors - 1, n - 1))
-        groups = (np.arange(n) if self.groups is None
-                  else np.asarray(self.groups, dtype=np.int64))
+        groups = np.arange(n) if self.groups is None else np.asarray(self.groups, dtype=np.int64)
         extra = int(np.bincount(groups).max()) if self.groups is not None else 1
         exact = n <= self.exact_max
         query = int(min(n, want + (extra if exact else min(extra, 64)) + 1))
@@ -230,10 +236,15 @@ class KnnTransformer:
         else:
             from pynndescent import NNDescent
 
-            index = NNDescent(x, n_neighbors=query, random_state=self.random_state,
-                              n_jobs=self.n_jobs, low_memory=True,
-                              n_trees=min(64, 5 + int(round(n**0.5 / 20.0))),
-                              n_iters=max(5, int(round(np.log2(n)))))
+            index = NNDescent(
+                x,
+                n_neighbors=query,
+                random_state=self.random_state,
+                n_jobs=self.n_jobs,
+                low_memory=True,
+                n_trees=min(64, 5 + int(round(n**0.5 / 20.0))),
+                n_iters=max(5, int(round(np.log2(n)))),
+            )
             ind, dist = index.neighbor_graph
         valid = (ind >= 0) & (groups[np.clip(ind, 0, None)] != groups[:, None])
         rank = np.cumsum(valid, axis=1)

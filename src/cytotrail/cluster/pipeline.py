@@ -180,15 +180,14 @@ def cluster(
         table = track_summaries(table, markers=markers + bg_markers, feature=feature)
     if len(table) == 0:
         raise InputError("the table has no cells to cluster")
-    keep, raw = marker_values(table, columns + bg_columns, markers + bg_markers,
-                              drop_na=drop_na)
+    keep, raw = marker_values(table, columns + bg_columns, markers + bg_markers, drop_na=drop_na)
     n_dropped = int((~keep).sum())
     if n_dropped:
         log.warning("left out %d row(s) with NaN or infinite marker values", n_dropped)
         table = table[keep]
         if len(table) == 0:
             raise InputError("every row has a NaN or infinite marker value")
-    raw, bg_raw = raw[:, : len(markers)], raw[:, len(markers):]
+    raw, bg_raw = raw[:, : len(markers)], raw[:, len(markers) :]
 
     timings = {}
     clock = time.perf_counter()
@@ -196,53 +195,83 @@ def cluster(
     scaled, constant = _scale(transformed)
     timings["transform"], clock = _lap(clock)
     if constant.any():
-        log.warning("constant markers carry no information and are set to 0: %s",
-                    [m for m, c in zip(markers, constant) if c])
+        log.warning(
+            "constant markers carry no information and are set to 0: %s",
+            [m for m, c in zip(markers, constant) if c],
+        )
 
     obs = table.drop(columns=columns + bg_columns).reset_index(drop=True)
     obs = _clean_obs(obs)
     obs.index = obs.index.astype(str)
-    adata = ad.AnnData(X=scaled.astype(np.float32), obs=obs,
-                       var=pd.DataFrame(index=pd.Index(markers, name="marker")))
+    adata = ad.AnnData(
+        X=scaled.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(markers, name="marker"))
+    )
     adata.var["feature"] = columns
     adata.layers["raw"] = raw.astype(np.float32)
     adata.layers["transformed"] = transformed.astype(np.float32)
     if {"x", "y"} <= set(obs.columns):
         adata.obsm["spatial"] = obs[["x", "y"]].to_numpy(dtype=np.float64)
 
-    graph = _cluster_graph(adata, constant, seed=seed, n_pcs=n_pcs, n_neighbors=n_neighbors,
-                           exclude_same_track=exclude_same_track and level == "cell",
-                           resolution=resolution, umap=umap, timings=timings)
+    graph = _cluster_graph(
+        adata,
+        constant,
+        seed=seed,
+        n_pcs=n_pcs,
+        n_neighbors=n_neighbors,
+        exclude_same_track=exclude_same_track and level == "cell",
+        resolution=resolution,
+        umap=umap,
+        timings=timings,
+    )
     clock = time.perf_counter()
 
     params = {
-        "markers": list(markers), "feature": feature, "level": level, "transform": transform,
+        "markers": list(markers),
+        "feature": feature,
+        "level": level,
+        "transform": transform,
         "resolution": "none" if graph["resolution"] is None else graph["resolution"],
         "auto_resolution": resolution is None,
         "n_neighbors": graph["n_neighbors"],
-        "use_rep": graph["use_rep"], "n_pcs": graph["n_pcs"], "umap": bool(umap),
-        "seed": int(seed), "annotate": annotate, "min_score": float(min_score),
+        "use_rep": graph["use_rep"],
+        "n_pcs": graph["n_pcs"],
+        "umap": bool(umap),
+        "seed": int(seed),
+        "annotate": annotate,
+        "min_score": float(min_score),
         "exclude_same_track": graph["exclude_same_track"],
         "gates": gates if isinstance(gates, str) else "given",
-        "background": ",".join(bg_markers), "drop_na": bool(drop_na),
+        "background": ",".join(bg_markers),
+        "drop_na": bool(drop_na),
     }
     if cofactor is not None and not isinstance(cofactor, dict):
         params["cofactor"] = float(cofactor)
-    info = {"params": params, **tparams, "resolution": graph["choice"],
-            "constant_markers": [m for m, c in zip(markers, constant) if c],
-            "dropped_rows": n_dropped}
+    info = {
+        "params": params,
+        **tparams,
+        "resolution": graph["choice"],
+        "constant_markers": [m for m, c in zip(markers, constant) if c],
+        "dropped_rows": n_dropped,
+    }
     flagged = None
     if bg_markers:
-        flagged = _background_flags(adata, bg_raw, bg_markers, transform, cofactor,
-                                    given_gates, seed, info)
+        flagged = _background_flags(adata, bg_raw, bg_markers, transform, cofactor, given_gates, seed, info)
     if sigs:
         thresholds = None
         if gates != "none":
             thresholds = _thresholds(transformed, markers, given_gates, seed)
             info["thresholds"] = thresholds
         info["signatures"] = json.dumps(signatures, sort_keys=True)
-        annotate_types(adata, transformed, markers, signatures, annotate=annotate,
-                       min_score=min_score, thresholds=thresholds, flagged=flagged)
+        annotate_types(
+            adata,
+            transformed,
+            markers,
+            signatures,
+            annotate=annotate,
+            min_score=min_score,
+            thresholds=thresholds,
+            flagged=flagged,
+        )
         timings["annotate"], clock = _lap(clock)
     else:
         log.info("no cell-type signatures: clustering only, no cell_type column")
@@ -263,8 +292,10 @@ def without_clustering(table):
     obs = _clean_obs(with_sample(table).reset_index(drop=True))
     obs.index = obs.index.astype(str)
     adata = ad.AnnData(X=np.zeros((len(obs), 0), np.float32), obs=obs)
-    adata.uns["cytotrail"] = {"params": {"markers": []},
-                              "skipped": "no markers to cluster on: not clustered, not typed"}
+    adata.uns["cytotrail"] = {
+        "params": {"markers": []},
+        "skipped": "no markers to cluster on: not clustered, not typed",
+    }
     log.warning("no markers: %d cells written without clustering or cell types", len(obs))
     return adata
 
@@ -274,15 +305,16 @@ def _check_gates(gates, markers, table, feature):
     if isinstance(gates, str) and gates in ("none", "auto"):
         return {}
     if not isinstance(gates, dict):
-        raise InputError("gates must be 'auto', 'none' or a mapping {marker: threshold}, got "
-                         f"{gates!r}")
+        raise InputError(f"gates must be 'auto', 'none' or a mapping {{marker: threshold}}, got {gates!r}")
     out = {}
     for marker, value in gates.items():
         marker = str(marker)
         column = f"{marker}_{feature}" if feature else marker
         if marker not in markers and column not in table.columns:
-            raise InputError(f"a gate is given for marker {marker!r}, which is not in the table; "
-                             f"clustered markers: {list(markers)}")
+            raise InputError(
+                f"a gate is given for marker {marker!r}, which is not in the table; "
+                f"clustered markers: {list(markers)}"
+            )
         try:
             out[marker] = float(value)
         except (TypeError, ValueError):
@@ -299,34 +331,43 @@ def _thresholds(transformed, markers, given, seed):
     if missing:
         cols = [markers.index(m) for m in missing]
         est = estimate_thresholds(transformed[:, cols], missing, seed=seed)
-        log.info("thresholds estimated from the data for %s: %s", missing,
-                 {m: round(v, 3) for m, v in est.items()})
+        log.info(
+            "thresholds estimated from the data for %s: %s", missing, {m: round(v, 3) for m, v in est.items()}
+        )
         out.update(est)
     return {m: float(out[m]) for m in markers}
 
 
 def _background_flags(adata, bg_raw, bg_markers, transform, cofactor, given, seed, info):
     """obs["background_high"]: background above its threshold in any background channel."""
-    cof = cofactor if not isinstance(cofactor, dict) else {m: cofactor.get(m, 1.0)
-                                                           for m in bg_markers}
+    cof = cofactor if not isinstance(cofactor, dict) else {m: cofactor.get(m, 1.0) for m in bg_markers}
     bg, _ = _transform(bg_raw, bg_markers, transform, cof)
     thresholds = _thresholds(bg, bg_markers, given, seed)
     high = (bg > np.array([thresholds[m] for m in bg_markers])).any(axis=1)
     adata.obs["background_high"] = high
-    info["background"] = {"markers": bg_markers, "thresholds": thresholds,
-                          "fraction_high": float(high.mean())}
+    info["background"] = {
+        "markers": bg_markers,
+        "thresholds": thresholds,
+        "fraction_high": float(high.mean()),
+    }
     if "sample" in adata.obs.columns:
         info["background"]["fraction_high_by_sample"] = {
-            str(k): float(v) for k, v in adata.obs.groupby("sample", observed=True)[
-                "background_high"].mean().items()}
+            str(k): float(v)
+            for k, v in adata.obs.groupby("sample", observed=True)["background_high"].mean().items()
+        }
     if high.any():
-        log.warning("%d of %d cells have a high %s signal: typed unknown, flagged in "
-                    "obs['background_high']", int(high.sum()), len(high), "/".join(bg_markers))
+        log.warning(
+            "%d of %d cells have a high %s signal: typed unknown, flagged in obs['background_high']",
+            int(high.sum()),
+            len(high),
+            "/".join(bg_markers),
+        )
     return high
 
 
-def _cluster_graph(adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_track,
-                   resolution, umap, timings):
+def _cluster_graph(
+    adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_track, resolution, umap, timings
+):
     """PCA, kNN graph, Leiden (given or chosen resolution) and UMAP, in place."""
     import scanpy as sc
 
@@ -341,20 +382,29 @@ def _cluster_graph(adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_tr
     use_rep = "X" if n_vars <= n_pcs or "X_pca" not in adata.obsm else "X_pca"
     k = int(min(n_neighbors, max(n_obs - 1, 1)))
     groups = _track_groups(adata.obs) if exclude_same_track else None
-    out = {"n_neighbors": k, "use_rep": use_rep, "n_pcs": int(n_comps),
-           "exclude_same_track": groups is not None,
-           "resolution": None if resolution is None else float(resolution)}
+    out = {
+        "n_neighbors": k,
+        "use_rep": use_rep,
+        "n_pcs": int(n_comps),
+        "exclude_same_track": groups is not None,
+        "resolution": None if resolution is None else float(resolution),
+    }
     if n_distinct >= 3 and informative >= 1:
         transformer = KnnTransformer(n_neighbors=k, groups=groups, random_state=seed)
-        sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed,
-                        transformer=transformer)
+        sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed, transformer=transformer)
         timings["neighbors"], clock = _lap(clock)
         if resolution is None:
             chosen, table = choose_resolution(adata, seed=seed, use_rep=use_rep, n_neighbors=k)
-            out["choice"] = {"method": "stability across seeds", "resolution": chosen,
-                             "candidates": json.dumps(table)}
-            log.info("Leiden resolution %.2f chosen from the data (most stable across seeds: %s)",
-                     chosen, ", ".join(f"{r['resolution']}: {r['stability']:.3f}" for r in table))
+            out["choice"] = {
+                "method": "stability across seeds",
+                "resolution": chosen,
+                "candidates": json.dumps(table),
+            }
+            log.info(
+                "Leiden resolution %.2f chosen from the data (most stable across seeds: %s)",
+                chosen,
+                ", ".join(f"{r['resolution']}: {r['stability']:.3f}" for r in table),
+            )
             out["resolution"] = chosen
         else:
             out["choice"] = {"method": "given", "resolution": float(resolution)}
@@ -366,8 +416,7 @@ def _cluster_graph(adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_tr
             embed_umap(adata, seed=seed)
             timings["umap"], clock = _lap(clock)
     else:  # too few distinct observations for a graph: one cluster
-        log.warning("%d observation(s), %d distinct: one cluster, no graph or UMAP", n_obs,
-                    n_distinct)
+        log.warning("%d observation(s), %d distinct: one cluster, no graph or UMAP", n_obs, n_distinct)
         adata.obs["leiden"] = pd.Categorical(["0"] * n_obs)
         out["choice"] = {"method": "one cluster (fewer than 3 distinct observations)"}
     adata.obs["leiden"] = adata.obs["leiden"].astype(str).astype("category")
@@ -384,8 +433,9 @@ def _clean_obs(obs):
     obs = obs.copy()
     for c in obs.columns:
         if obs[c].dtype == object:
-            obs[c] = obs[c].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
-                                else str(v))
+            obs[c] = obs[c].map(
+                lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            )
     obs.columns = [str(c) for c in obs.columns]
     return obs
 

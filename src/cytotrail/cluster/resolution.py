@@ -24,8 +24,16 @@ TIE = 0.01
 MAX_CELLS = 20_000
 
 
-def choose_resolution(adata, *, seed=0, resolutions=RESOLUTIONS, n_seeds=N_SEEDS,
-                      max_cells=MAX_CELLS, use_rep="X", n_neighbors=15):
+def choose_resolution(
+    adata,
+    *,
+    seed=0,
+    resolutions=RESOLUTIONS,
+    n_seeds=N_SEEDS,
+    max_cells=MAX_CELLS,
+    use_rep="X",
+    n_neighbors=15,
+):
     """The most stable Leiden resolution of ``adata``'s kNN graph.
 
     Parameters
@@ -63,8 +71,13 @@ def choose_resolution(adata, *, seed=0, resolutions=RESOLUTIONS, n_seeds=N_SEEDS
         rows = np.sort(rng.choice(adata.n_obs, max_cells, replace=False))
         rep = adata.X if use_rep == "X" else adata.obsm[use_rep]
         graph = ad.AnnData(X=np.asarray(rep[rows], dtype=np.float32))
-        sc.pp.neighbors(graph, n_neighbors=n_neighbors, use_rep="X", random_state=seed,
-                        transformer=KnnTransformer(n_neighbors=n_neighbors, random_state=seed))
+        sc.pp.neighbors(
+            graph,
+            n_neighbors=n_neighbors,
+            use_rep="X",
+            random_state=seed,
+            transformer=KnnTransformer(n_neighbors=n_neighbors, random_state=seed),
+        )
     else:
         graph = ad.AnnData(X=np.zeros((adata.n_obs, 0), np.float32))
         graph.obsp["connectivities"] = adata.obsp["connectivities"]
@@ -74,10 +87,16 @@ def choose_resolution(adata, *, seed=0, resolutions=RESOLUTIONS, n_seeds=N_SEEDS
         for s in range(seed, seed + n_seeds):
             leiden(graph, resolution=resolution, seed=s, key_added="_run")
             runs.append(graph.obs["_run"].to_numpy())
-        stability = np.mean([adjusted_rand_score(runs[i], runs[j])
-                             for i in range(n_seeds) for j in range(i + 1, n_seeds)])
-        table.append({"resolution": float(resolution), "n_clusters": int(len(set(runs[0]))),
-                      "stability": round(float(stability), 4)})
+        stability = np.mean(
+            [adjusted_rand_score(runs[i], runs[j]) for i in range(n_seeds) for j in range(i + 1, n_seeds)]
+        )
+        table.append(
+            {
+                "resolution": float(resolution),
+                "n_clusters": int(len(set(runs[0]))),
+                "stability": round(float(stability), 4),
+            }
+        )
     candidates = [row for row in table if row["n_clusters"] >= 2] or table
     best = max(row["stability"] for row in candidates)
     chosen = min(row["resolution"] for row in candidates if row["stability"] >= best - TIE)

@@ -48,40 +48,55 @@ def merge_tables(cells, tracks=None, *, unmatched="error"):
             continue
         missing = [k for k in ("frame", "label") if k not in table.columns]
         if missing:
-            raise InputError(f"{name} table lacks the key column(s) {missing}; it has "
-                             f"{list(table.columns)}")
+            raise InputError(f"{name} table lacks the key column(s) {missing}; it has {list(table.columns)}")
     keys = [k for k in KEYS if k in cells.columns and (tracks is None or k in tracks.columns)]
     if "label" in keys:  # a cell is (sample, frame, label); without labels rows are cells
         _check_unique(cells, keys, "cells")
     if tracks is None:
         return cells.copy()
     if "sample" in cells.columns and "sample" not in tracks.columns and cells["sample"].nunique() > 1:
-        raise InputError("the cells come from several samples but the tracks table has no "
-                         "`sample` column to join on")
+        raise InputError(
+            "the cells come from several samples but the tracks table has no `sample` column to join on"
+        )
     _check_unique(tracks, keys, "tracks")
     extra = [c for c in tracks.columns if c not in cells.columns]
     right = tracks[keys + extra]
-    merged = cells.merge(right, on=keys, how="outer" if unmatched == "error" else "left",
-                         indicator=True, validate="one_to_one", sort=False)
+    merged = cells.merge(
+        right,
+        on=keys,
+        how="outer" if unmatched == "error" else "left",
+        indicator=True,
+        validate="one_to_one",
+        sort=False,
+    )
     if unmatched == "error":
         only_cells = merged["_merge"] == "left_only"
         only_tracks = merged["_merge"] == "right_only"
         if only_cells.any() or only_tracks.any():
             parts = []
             if only_cells.any():
-                parts.append(f"{int(only_cells.sum())} cell row(s) have no track row, e.g. "
-                             f"{_examples(merged[only_cells], keys)}")
+                parts.append(
+                    f"{int(only_cells.sum())} cell row(s) have no track row, e.g. "
+                    f"{_examples(merged[only_cells], keys)}"
+                )
             if only_tracks.any():
-                parts.append(f"{int(only_tracks.sum())} track row(s) have no cell row, e.g. "
-                             f"{_examples(merged[only_tracks], keys)}")
+                parts.append(
+                    f"{int(only_tracks.sum())} track row(s) have no cell row, e.g. "
+                    f"{_examples(merged[only_tracks], keys)}"
+                )
             hint = ""
             if "sample" in keys:
                 a, b = set(cells["sample"].astype(str)), set(tracks["sample"].astype(str))
                 if a != b:
                     hint = f"; samples in cells: {sorted(a)}, in tracks: {sorted(b)}"
-            raise InputError("cells and tracks do not join on " + ", ".join(keys) + ": "
-                             + "; ".join(parts) + hint
-                             + " (use unmatched='keep' or 'drop' to accept this)")
+            raise InputError(
+                "cells and tracks do not join on "
+                + ", ".join(keys)
+                + ": "
+                + "; ".join(parts)
+                + hint
+                + " (use unmatched='keep' or 'drop' to accept this)"
+            )
         merged = merged[merged["_merge"] == "both"]
     elif unmatched == "drop":
         merged = merged[merged["_merge"] == "both"]
@@ -91,13 +106,14 @@ def merge_tables(cells, tracks=None, *, unmatched="error"):
 def _check_unique(table, keys, name):
     dup = table.duplicated(keys, keep=False)
     if dup.any():
-        raise InputError(f"{name} table has {int(dup.sum())} rows with duplicated keys "
-                         f"({', '.join(keys)}), e.g. {_examples(table[dup], keys)}")
+        raise InputError(
+            f"{name} table has {int(dup.sum())} rows with duplicated keys "
+            f"({', '.join(keys)}), e.g. {_examples(table[dup], keys)}"
+        )
 
 
 def _examples(rows, keys, n=3):
-    return "; ".join(", ".join(f"{k}={r[k]}" for k in keys)
-                     for _, r in rows[keys].head(n).iterrows())
+    return "; ".join(", ".join(f"{k}={r[k]}" for k in keys) for _, r in rows[keys].head(n).iterrows())
 
 
 SAMPLE_ALIASES = ("fov", "imageid", "ImageId", "image_id", "ImageID", "image")
@@ -153,15 +169,18 @@ def _feature_columns(table, markers, feature):
         else:
             available = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
             where = "numeric columns"
-        raise InputError(f"markers {missing} have no column in the table (feature {feature!r}); "
-                         f"markers available as {where}: {available}")
+        raise InputError(
+            f"markers {missing} have no column in the table (feature {feature!r}); "
+            f"markers available as {where}: {available}"
+        )
     for c in columns:
         if not (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c])):
             numbers = pd.to_numeric(table[c], errors="coerce")
             text = table[c][numbers.isna() & table[c].notna()]
             if len(text):
-                raise InputError(f"marker column {c!r} holds text, not numbers: "
-                                 f"{text.iloc[0]!r} in row {text.index[0]}")
+                raise InputError(
+                    f"marker column {c!r} holds text, not numbers: {text.iloc[0]!r} in row {text.index[0]}"
+                )
     return markers, columns
 
 
@@ -190,26 +209,32 @@ def check_marker_columns(tables, markers, feature=None):
         missing = [m for m, c in columns.items() if c not in table.columns]
         found[name] = (used, missing)
         if len(missing) == len(markers):
-            raise InputError(f"table {name} has no column for any of the markers {list(markers)} "
-                             f"(feature {used!r}); {_has(table)}")
+            raise InputError(
+                f"table {name} has no column for any of the markers {list(markers)} "
+                f"(feature {used!r}); {_has(table)}"
+            )
     for name, (used, missing) in found.items():
         if missing:
             others = [n for n, (_, miss) in found.items() if n != name and not set(missing) & set(miss)]
-            where = (f"; present in {others}: name each marker the same way in every table"
-                     if others else f"; {_has(tables[name])}")
-            raise InputError(f"table {name} has no column for markers {missing} "
-                             f"(feature {used!r}){where}")
+            where = (
+                f"; present in {others}: name each marker the same way in every table"
+                if others
+                else f"; {_has(tables[name])}"
+            )
+            raise InputError(f"table {name} has no column for markers {missing} (feature {used!r}){where}")
     features = {used for used, _ in found.values()}
     if len(features) > 1:
-        raise InputError("the tables name their marker columns differently: "
-                         + ", ".join(f"{n}: {'<marker>_' + u if u else '<marker>'}"
-                                     for n, (u, _) in found.items())
-                         + "; pass --feature")
+        raise InputError(
+            "the tables name their marker columns differently: "
+            + ", ".join(f"{n}: {'<marker>_' + u if u else '<marker>'}" for n, (u, _) in found.items())
+            + "; pass --feature"
+        )
 
 
 def _has(table):
-    numeric = [str(c) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])
-               and str(c) not in KEYS]
+    numeric = [
+        str(c) for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and str(c) not in KEYS
+    ]
     return f"its numeric columns are {numeric}"
 
 
@@ -226,9 +251,11 @@ def marker_values(table, columns, markers, *, drop_na=False):
     keep = ~bad.any(axis=1)
     if bad.any() and not drop_na:
         counts = {m: int(n) for m, n in zip(markers, bad.sum(axis=0)) if n}
-        raise InputError(f"marker values are NaN or infinite in {int((~keep).sum())} "
-                         f"row(s): {counts}; drop or fill those rows first (or drop_na=True, "
-                         "`--drop-na`)")
+        raise InputError(
+            f"marker values are NaN or infinite in {int((~keep).sum())} "
+            f"row(s): {counts}; drop or fill those rows first (or drop_na=True, "
+            "`--drop-na`)"
+        )
     return keep, raw[keep]
 
 
@@ -254,8 +281,7 @@ def track_summaries(table, *, markers, feature="cell_mean", trends=False):
         (named like the input columns). Sorted by sample then track_id.
     """
     if "track_id" not in table.columns:
-        raise InputError("track summaries need a `track_id` column: join the tracks first "
-                         "(merge_tables)")
+        raise InputError("track summaries need a `track_id` column: join the tracks first (merge_tables)")
     markers, columns = _feature_columns(table, markers, feature)
     data = table[table["track_id"].notna()]
     groups = ["sample", "track_id"] if "sample" in data.columns else ["track_id"]

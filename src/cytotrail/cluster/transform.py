@@ -58,4 +58,3 @@ def _scale(values, max_value=10.0):
     scaled = (values - mean) / np.where(constant, 1.0, std)
     scaled[:, constant] = 0.0
     return np.clip(scaled, -max_value, max_value), constant
-

@@ -26,8 +26,10 @@ def check_output_dir(path):
     if path.is_dir() and not path.is_symlink():
         if not any(path.iterdir()) or any((path / m).exists() for m in _EXPORT_MARKERS):
             return
-        raise InputError(f"output {path} is a folder that holds other files (no zarr store or "
-                         "bioimage.io package): refusing to replace it; choose a new path")
+        raise InputError(
+            f"output {path} is a folder that holds other files (no zarr store or "
+            "bioimage.io package): refusing to replace it; choose a new path"
+        )
     raise InputError(f"output {path} exists and is not a folder: refusing to replace it")
 
 

@@ -42,15 +42,26 @@ _MIN_SIZE = 2 * _HALO + 64
 _TEST_SHAPE = (256, 256)
 _TEST_SEED = 0
 _CITE = (
-    {"text": "Caicedo et al. 2019. Nucleus segmentation across imaging experiments: the 2018 Data "
-             "Science Bowl. Nature Methods 16, 1247-1253 (training images, BBBC038).",
-     "doi": "10.1038/s41592-019-0612-7"},
-    {"text": "Ronneberger, Fischer, Brox 2015. U-Net: Convolutional Networks for Biomedical Image "
-             "Segmentation. MICCAI 2015 (the architecture).",
-     "doi": "10.1007/978-3-319-24574-4_28"},
+    {
+        "text": "Caicedo et al. 2019. Nucleus segmentation across imaging experiments: the 2018 Data "
+        "Science Bowl. Nature Methods 16, 1247-1253 (training images, BBBC038).",
+        "doi": "10.1038/s41592-019-0612-7",
+    },
+    {
+        "text": "Ronneberger, Fischer, Brox 2015. U-Net: Convolutional Networks for Biomedical Image "
+        "Segmentation. MICCAI 2015 (the architecture).",
+        "doi": "10.1007/978-3-319-24574-4_28",
+    },
 )
-_TAGS = ("nuclei", "instance-segmentation", "fluorescence-light-microscopy", "2d", "unet",
-         "pytorch", "cytotrail")
+_TAGS = (
+    "nuclei",
+    "instance-segmentation",
+    "fluorescence-light-microscopy",
+    "2d",
+    "unet",
+    "pytorch",
+    "cytotrail",
+)
 
 
 def _sha256(path):
@@ -106,8 +117,8 @@ def _readme(name, card, config, thresholds):
     tuned = json.dumps(thresholds, sort_keys=True)
     return f"""# {name}: cytotrail's nuclei U-Net as a bioimage.io model
 
-Written by `cytotrail export-model` from the model folder `{config.get('name', name)}`
-(weights sha256 `{config.get('weights_sha256', '?')}`).
+Written by `cytotrail export-model` from the model folder `{config.get("name", name)}`
+(weights sha256 `{config.get("weights_sha256", "?")}`).
 
 ## What the package computes
 Input `raw`: one nuclear-stain channel, (batch, channel, y, x), any size that is at least
@@ -143,8 +154,9 @@ below.
 """
 
 
-def model_rdf(config, files, *, description, authors=DEFAULT_AUTHORS, version=None,
-              pytorch_version=None, timestamp=None):
+def model_rdf(
+    config, files, *, description, authors=DEFAULT_AUTHORS, version=None, pytorch_version=None, timestamp=None
+):
     """The rdf.yaml content (a dict) of a model package.
 
     Parameters
@@ -186,34 +198,46 @@ def model_rdf(config, files, *, description, authors=DEFAULT_AUTHORS, version=No
         return {"type": "space", "id": axis, "size": {"min": _MIN_SIZE, "step": multiple}}
 
     def space_out(axis):
-        return {"type": "space", "id": axis, "size": {"tensor_id": "raw", "axis_id": axis},
-                "halo": _HALO}
+        return {"type": "space", "id": axis, "size": {"tensor_id": "raw", "axis_id": axis}, "halo": _HALO}
 
-    inputs = [{
-        "id": "raw",
-        "description": "one nuclear-stain channel, raw intensities",
-        "axes": [{"type": "batch"},
-                 {"type": "channel", "channel_names": ["nuclear_stain"]},
-                 space_in("y"), space_in("x")],
-        "test_tensor": file("test_input"),
-        "sample_tensor": file("sample_input"),
-        "data": {"type": "float32"},
-        "preprocessing": [{"id": "scale_range",
-                           "kwargs": {"axes": ["y", "x"], "min_percentile": float(lo),
-                                      "max_percentile": float(hi)}}],
-    }]
-    outputs = [{
-        "id": "maps",
-        "description": "foreground probability and centre-ness (distance to the nucleus "
-                       "boundary / the nucleus's largest distance)",
-        "axes": [{"type": "batch"},
-                 {"type": "channel", "channel_names": ["foreground", "centreness"]},
-                 space_out("y"), space_out("x")],
-        "test_tensor": file("test_output"),
-        "sample_tensor": file("sample_output"),
-        "data": {"type": "float32", "range": [0.0, 1.0]},
-        "postprocessing": [{"id": "sigmoid"}],
-    }]
+    inputs = [
+        {
+            "id": "raw",
+            "description": "one nuclear-stain channel, raw intensities",
+            "axes": [
+                {"type": "batch"},
+                {"type": "channel", "channel_names": ["nuclear_stain"]},
+                space_in("y"),
+                space_in("x"),
+            ],
+            "test_tensor": file("test_input"),
+            "sample_tensor": file("sample_input"),
+            "data": {"type": "float32"},
+            "preprocessing": [
+                {
+                    "id": "scale_range",
+                    "kwargs": {"axes": ["y", "x"], "min_percentile": float(lo), "max_percentile": float(hi)},
+                }
+            ],
+        }
+    ]
+    outputs = [
+        {
+            "id": "maps",
+            "description": "foreground probability and centre-ness (distance to the nucleus "
+            "boundary / the nucleus's largest distance)",
+            "axes": [
+                {"type": "batch"},
+                {"type": "channel", "channel_names": ["foreground", "centreness"]},
+                space_out("y"),
+                space_out("x"),
+            ],
+            "test_tensor": file("test_output"),
+            "sample_tensor": file("sample_output"),
+            "data": {"type": "float32", "range": [0.0, 1.0]},
+            "postprocessing": [{"id": "sigmoid"}],
+        }
+    ]
     return {
         "type": "model",
         "format_version": FORMAT_VERSION,
@@ -224,8 +248,7 @@ def model_rdf(config, files, *, description, authors=DEFAULT_AUTHORS, version=No
         "license": "BSD-3-Clause",
         "tags": list(_TAGS),
         "version": version or __version__,
-        "timestamp": timestamp or datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
+        "timestamp": timestamp or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "documentation": files["documentation"][0],
         "covers": [files["cover"][0]],
         "attachments": [file("config"), file("thresholds")],
@@ -234,14 +257,20 @@ def model_rdf(config, files, *, description, authors=DEFAULT_AUTHORS, version=No
         "weights": {
             "pytorch_state_dict": {
                 **file("state_dict"),
-                "architecture": {**file("architecture"), "callable": "UNet",
-                                 "kwargs": {k: int(arch[k]) for k in
-                                            ("in_channels", "out_channels", "base", "depth")
-                                            if k in arch}},
+                "architecture": {
+                    **file("architecture"),
+                    "callable": "UNet",
+                    "kwargs": {
+                        k: int(arch[k]) for k in ("in_channels", "out_channels", "base", "depth") if k in arch
+                    },
+                },
                 "pytorch_version": pytorch_version,
             },
-            "torchscript": {**file("torchscript"), "pytorch_version": pytorch_version,
-                            "parent": "pytorch_state_dict"},
+            "torchscript": {
+                **file("torchscript"),
+                "pytorch_version": pytorch_version,
+                "parent": "pytorch_state_dict",
+            },
         },
         "training_data": {
             "type": "dataset",
@@ -251,22 +280,25 @@ def model_rdf(config, files, *, description, authors=DEFAULT_AUTHORS, version=No
                 "The fluorescence subset of the Kaggle 2018 Data Science Bowl stage1_train "
                 "(BBBC038; a fixed train split of 486 images, community mask fixes) and "
                 f"synthetic frames from cytotrail.synth.make_timelapse "
-                f"({training.get('synthetic_weight', 0.35):.0%} of the crops); see README.md."),
+                f"({training.get('synthetic_weight', 0.35):.0%} of the crops); see README.md."
+            ),
             "authors": [{"name": "Caicedo et al."}],
             "cite": [dict(_CITE[0])],
             "license": "CC0-1.0",
             "documentation": files["documentation"][0],
             "tags": ["nuclei", "fluorescence-light-microscopy", "2d", "synthetic"],
         },
-        "config": {"cytotrail": {
-            "model": config.get("name"),
-            "weights_sha256": config.get("weights_sha256"),
-            "train_diameter": config.get("train_diameter"),
-            "diameter_range": config.get("diameter_range"),
-            "tile_size": config.get("tile_size"),
-            "tile_margin": config.get("tile_margin"),
-            "validation": config.get("validation"),
-        }},
+        "config": {
+            "cytotrail": {
+                "model": config.get("name"),
+                "weights_sha256": config.get("weights_sha256"),
+                "train_diameter": config.get("train_diameter"),
+                "diameter_range": config.get("diameter_range"),
+                "tile_size": config.get("tile_size"),
+                "tile_margin": config.get("tile_margin"),
+                "validation": config.get("validation"),
+            }
+        },
     }
 
 
@@ -279,8 +311,7 @@ def _cover(path, test_input, test_output):
     lo, hi = np.percentile(frame, [1, 99.8])
     left = np.clip((frame - lo) / max(hi - lo, 1e-6), 0, 1)
     right = test_output[0, 0]
-    rgb = np.concatenate([np.stack([left] * 3, -1),
-                          matplotlib.colormaps["magma"](right)[..., :3]], axis=1)
+    rgb = np.concatenate([np.stack([left] * 3, -1), matplotlib.colormaps["magma"](right)[..., :3]], axis=1)
     matplotlib.image.imsave(path, rgb, format="png", metadata={"Software": None})
 
 
@@ -331,10 +362,15 @@ def export_model(outdir, model=None, *, authors=DEFAULT_AUTHORS, description=Non
         arch = json.loads((folder / "config.json").read_text()).get("architecture", {})
     except (OSError, ValueError, AttributeError) as err:
         raise InputError(f"model {folder}: cannot read config.json ({err})") from err
-    if (set(arch) - {"base", "depth", "in_channels", "out_channels"} or "depth" not in arch
-            or arch.get("in_channels", 1) != 1):
-        raise InputError(f"model {folder}: architecture {arch} is not cytotrail's one-channel "
-                         "UNet; only those export to bioimage.io")
+    if (
+        set(arch) - {"base", "depth", "in_channels", "out_channels"}
+        or "depth" not in arch
+        or arch.get("in_channels", 1) != 1
+    ):
+        raise InputError(
+            f"model {folder}: architecture {arch} is not cytotrail's one-channel "
+            "UNet; only those export to bioimage.io"
+        )
     net, config, thresholds = load_model(folder, device="cpu")
     card_path = folder / "MODEL_CARD.md"
     card = card_path.read_text() if card_path.is_file() else "(the model folder has no MODEL_CARD.md)"
@@ -345,16 +381,23 @@ def export_model(outdir, model=None, *, authors=DEFAULT_AUTHORS, description=Non
             "instance labels. Trained on the DSB2018 fluorescence images and synthetic "
             "timelapses; nuclei about "
             f"{config.get('train_diameter', 18):g} px across. Validation AP@0.5: "
-            f"{config.get('validation', {}).get('ap@0.5', 'n/a')}.")
+            f"{config.get('validation', {}).get('ap@0.5', 'n/a')}."
+        )
     test_input, test_output = reference_tensors(net, config)
 
     with atomic_dir(outdir) as tmp:
         names = {
-            "state_dict": "weights.pt", "architecture": "unet.py",
-            "torchscript": "weights_torchscript.pt", "test_input": "test_input.npy",
-            "test_output": "test_output.npy", "sample_input": "sample_input.tif",
-            "sample_output": "sample_output.tif", "documentation": "README.md",
-            "cover": "cover.png", "config": "config.json", "thresholds": "thresholds.json",
+            "state_dict": "weights.pt",
+            "architecture": "unet.py",
+            "torchscript": "weights_torchscript.pt",
+            "test_input": "test_input.npy",
+            "test_output": "test_output.npy",
+            "sample_input": "sample_input.tif",
+            "sample_output": "sample_output.tif",
+            "documentation": "README.md",
+            "cover": "cover.png",
+            "config": "config.json",
+            "thresholds": "thresholds.json",
         }
         shutil.copyfile(folder / config.get("weights", "weights.pt"), tmp / names["state_dict"])
         shutil.copyfile(net_module.__file__, tmp / names["architecture"])
@@ -364,8 +407,7 @@ def export_model(outdir, model=None, *, authors=DEFAULT_AUTHORS, description=Non
         np.save(tmp / names["test_output"], test_output)
         tifffile.imwrite(tmp / names["sample_input"], test_input[0, 0])
         tifffile.imwrite(tmp / names["sample_output"], test_output[0])
-        (tmp / names["documentation"]).write_text(
-            _readme(folder.name, card, config, thresholds))
+        (tmp / names["documentation"]).write_text(_readme(folder.name, card, config, thresholds))
         _cover(tmp / names["cover"], test_input, test_output)
         (tmp / names["config"]).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / names["thresholds"]).write_text(json.dumps(thresholds, indent=2, sort_keys=True) + "\n")

@@ -71,8 +71,10 @@ def tracks_to_graph(tracks):
     if missing:
         raise InputError(f"track table has no column(s) {missing}; GEFF needs {list(_REQUIRED)}")
     if "sample" in tracks.columns and tracks["sample"].nunique() > 1:
-        raise InputError(f"track table holds samples {sorted(tracks['sample'].unique())}; a GEFF "
-                         "file holds one sample's graph: export each sample on its own")
+        raise InputError(
+            f"track table holds samples {sorted(tracks['sample'].unique())}; a GEFF "
+            "file holds one sample's graph: export each sample on its own"
+        )
     table = tracks.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True)
     if table.duplicated(["track_id", "frame"]).any():
         bad = table.loc[table.duplicated(["track_id", "frame"]), "track_id"].unique()[:3].tolist()
@@ -94,8 +96,9 @@ def tracks_to_graph(tracks):
     parent_ids = parents[has_parent].astype(np.int64)
     known = parent_ids.isin(last_node.index)
     daughters = parent_ids[known]
-    divisions = np.stack([last_node.loc[daughters.to_numpy()].to_numpy(np.int64),
-                          daughters.index.to_numpy(np.int64)], axis=1).reshape(-1, 2)
+    divisions = np.stack(
+        [last_node.loc[daughters.to_numpy()].to_numpy(np.int64), daughters.index.to_numpy(np.int64)], axis=1
+    ).reshape(-1, 2)
     edge_ids = np.concatenate([links.reshape(-1, 2), divisions]).astype(np.int64)
     is_division = np.concatenate([np.zeros(len(links), bool), np.ones(len(divisions), bool)])
 
@@ -125,8 +128,14 @@ def tracks_to_graph(tracks):
 
 
 def _prop_metadata(name, values, description=None, unit=None):
-    return {"identifier": name, "dtype": np.dtype(values.dtype).name, "varlength": False,
-            "unit": unit, "name": None, "description": description}
+    return {
+        "identifier": name,
+        "dtype": np.dtype(values.dtype).name,
+        "varlength": False,
+        "unit": unit,
+        "name": None,
+        "description": description,
+    }
 
 
 def geff_metadata(graph, *, pixel_size_um=None, frame_interval_s=None):
@@ -147,11 +156,16 @@ def geff_metadata(graph, *, pixel_size_um=None, frame_interval_s=None):
 
     def axis(name, kind, unit, scale, scaled_unit):
         values = props[name]
-        return {"name": name, "type": kind, "unit": unit,
-                "min": float(values.min()) if len(values) else None,
-                "max": float(values.max()) if len(values) else None,
-                "scale": scale, "scaled_unit": scaled_unit if scale is not None else None,
-                "offset": None}
+        return {
+            "name": name,
+            "type": kind,
+            "unit": unit,
+            "min": float(values.min()) if len(values) else None,
+            "max": float(values.max()) if len(values) else None,
+            "scale": scale,
+            "scaled_unit": scaled_unit if scale is not None else None,
+            "offset": None,
+        }
 
     axes = [
         axis("t", "time", "frame", frame_interval_s, "second"),
@@ -179,8 +193,12 @@ def geff_metadata(graph, *, pixel_size_um=None, frame_interval_s=None):
             for name, values in graph["edge_props"].items()
         },
         "track_node_props": track_props or None,
-        "display_hints": {"display_horizontal": "x", "display_vertical": "y",
-                          "display_depth": None, "display_time": "t"},
+        "display_hints": {
+            "display_horizontal": "x",
+            "display_vertical": "y",
+            "display_depth": None,
+            "display_time": "t",
+        },
         "extra": {"written_by": f"cytotrail {__version__}"},
     }
 
@@ -208,8 +226,10 @@ def write_geff(path, tracks, *, pixel_size_um=None, frame_interval_s=None):
     meta = geff_metadata(graph, pixel_size_um=pixel_size_um, frame_interval_s=frame_interval_s)
     with atomic_dir(path) as tmp:
         root = zarr_group(tmp)
-        for kind, ids, props in (("nodes", graph["node_ids"], graph["node_props"]),
-                                 ("edges", graph["edge_ids"], graph["edge_props"])):
+        for kind, ids, props in (
+            ("nodes", graph["node_ids"], graph["node_props"]),
+            ("edges", graph["edge_ids"], graph["edge_props"]),
+        ):
             group = root.require_group(kind)
             zarr_array(group, "ids", ids)
             prop_group = group.require_group("props")

@@ -20,8 +20,16 @@ import pandas as pd
 
 from cytotrail.io import InputError
 
-__all__ = ["REGION_KEY", "INSTANCE_KEY", "TABLE_NAME", "element_names", "scale_factors",
-           "annotate_regions", "to_spatialdata", "write_spatialdata"]
+__all__ = [
+    "REGION_KEY",
+    "INSTANCE_KEY",
+    "TABLE_NAME",
+    "element_names",
+    "scale_factors",
+    "annotate_regions",
+    "to_spatialdata",
+    "write_spatialdata",
+]
 
 REGION_KEY = "region"
 INSTANCE_KEY = "label"
@@ -35,8 +43,9 @@ def _import_spatialdata():
     try:
         import spatialdata
     except ImportError as err:
-        raise InputError("the SpatialData export needs the `spatialdata` package: "
-                         "pip install 'cytotrail[export]'") from err
+        raise InputError(
+            "the SpatialData export needs the `spatialdata` package: pip install 'cytotrail[export]'"
+        ) from err
     return spatialdata
 
 
@@ -87,14 +96,18 @@ def annotate_regions(obs, n_frames):
     """
     missing = [c for c in ("sample", "frame", "label") if c not in obs.columns]
     if missing:
-        raise InputError(f"cell table has no column(s) {missing}: the SpatialData table needs one "
-                         "row per cell per frame (cluster with --level cell)")
+        raise InputError(
+            f"cell table has no column(s) {missing}: the SpatialData table needs one "
+            "row per cell per frame (cluster with --level cell)"
+        )
     samples = obs["sample"].astype(str).to_numpy()
     frames = obs["frame"].to_numpy(np.int64)
     unknown = sorted(set(samples) - set(n_frames))
     if unknown:
-        raise InputError(f"cell table holds sample(s) {unknown} that have no image and labels "
-                         f"to export (exported: {sorted(n_frames)})")
+        raise InputError(
+            f"cell table holds sample(s) {unknown} that have no image and labels "
+            f"to export (exported: {sorted(n_frames)})"
+        )
     regions = np.empty(len(obs), dtype=object)
     for sample, count in n_frames.items():
         rows = samples == sample
@@ -102,8 +115,10 @@ def annotate_regions(obs, n_frames):
             continue
         bad = frames[rows][(frames[rows] < 0) | (frames[rows] >= count)]
         if len(bad):
-            raise InputError(f"cell table: sample {sample!r} has frame(s) {sorted(set(bad))[:5]} "
-                             f"but its labels have {count} frame(s)")
+            raise InputError(
+                f"cell table: sample {sample!r} has frame(s) {sorted(set(bad))[:5]} "
+                f"but its labels have {count} frame(s)"
+            )
         names = np.array([labels for _, _, labels in element_names(sample, count)], dtype=object)
         regions[rows] = names[frames[rows]]
     return regions.astype(str)
@@ -132,19 +147,32 @@ def to_spatialdata(samples, adata=None):
     images, label_elements = {}, {}
     for sample, (image, labels, channel_names) in samples.items():
         image, labels = np.asarray(image), np.asarray(labels)
-        if image.ndim != 4 or labels.ndim != 3 or image.shape[0] != labels.shape[0] \
-                or image.shape[2:] != labels.shape[1:]:
-            raise InputError(f"sample {sample!r}: image {image.shape} (T, C, Y, X) and labels "
-                             f"{labels.shape} (T, Y, X) do not match")
+        if (
+            image.ndim != 4
+            or labels.ndim != 3
+            or image.shape[0] != labels.shape[0]
+            or image.shape[2:] != labels.shape[1:]
+        ):
+            raise InputError(
+                f"sample {sample!r}: image {image.shape} (T, C, Y, X) and labels "
+                f"{labels.shape} (T, Y, X) do not match"
+            )
         factors = scale_factors(labels.shape[1:]) or None
         for t, (system, image_name, labels_name) in enumerate(element_names(sample, len(labels))):
             transform = {system: Identity()}
             images[image_name] = Image2DModel.parse(
-                image[t], dims=("c", "y", "x"), c_coords=list(channel_names),
-                transformations=transform, scale_factors=factors)
+                image[t],
+                dims=("c", "y", "x"),
+                c_coords=list(channel_names),
+                transformations=transform,
+                scale_factors=factors,
+            )
             label_elements[labels_name] = Labels2DModel.parse(
-                labels[t].astype(np.uint32, copy=False), dims=("y", "x"),
-                transformations=transform, scale_factors=factors)
+                labels[t].astype(np.uint32, copy=False),
+                dims=("y", "x"),
+                transformations=transform,
+                scale_factors=factors,
+            )
     tables = {}
     if adata is not None:
         table = adata.copy()
@@ -153,7 +181,8 @@ def to_spatialdata(samples, adata=None):
         table.obs[REGION_KEY] = pd.Categorical(regions)
         table.obs[INSTANCE_KEY] = table.obs[INSTANCE_KEY].to_numpy(np.int64)
         tables[TABLE_NAME] = TableModel.parse(
-            table, region=sorted(set(regions)), region_key=REGION_KEY, instance_key=INSTANCE_KEY)
+            table, region=sorted(set(regions)), region_key=REGION_KEY, instance_key=INSTANCE_KEY
+        )
     return sd.SpatialData(images=images, labels=label_elements, tables=tables)
 
 

@@ -78,8 +78,21 @@ def _relabel_masks(labels, shape):
     return out
 
 
-def segment(frames, *, backend="unet", diameter=None, device="auto", model=None, batch_size=4,
-            progress=False, labels=None, tile_size=None, thresholds=None, workers=None, tta=False):
+def segment(
+    frames,
+    *,
+    backend="unet",
+    diameter=None,
+    device="auto",
+    model=None,
+    batch_size=4,
+    progress=False,
+    labels=None,
+    tile_size=None,
+    thresholds=None,
+    workers=None,
+    tta=False,
+):
     """Segment the nuclei of every frame.
 
     Parameters
@@ -146,8 +159,13 @@ def segment(frames, *, backend="unet", diameter=None, device="auto", model=None,
         from cytotrail.segment.classical import estimate_diameter_classical, watershed_frame
 
         if diameter is None:
-            found = [d for d in (estimate_diameter_classical(arr[t]) for t in
-                                 sorted({0, len(arr) // 2, len(arr) - 1})) if d]
+            found = [
+                d
+                for d in (
+                    estimate_diameter_classical(arr[t]) for t in sorted({0, len(arr) // 2, len(arr) - 1})
+                )
+                if d
+            ]
             diameter = float(np.median(found)) if found else None
         out = np.zeros(arr.shape, np.uint32)
         for t in range(len(arr)):
@@ -156,10 +174,18 @@ def segment(frames, *, backend="unet", diameter=None, device="auto", model=None,
     if backend == "cellpose":
         from cytotrail.segment.cellpose_backend import segment_cellpose
 
-        return segment_cellpose(arr, diameter=diameter, device=device, model=model,
-                                batch_size=batch_size)
+        return segment_cellpose(arr, diameter=diameter, device=device, model=model, batch_size=batch_size)
     from cytotrail.segment.infer import segment_unet
 
-    return segment_unet(arr, model=model, diameter=diameter, device=device, batch_size=int(batch_size),
-                        tile_size=tile_size, progress=progress, thresholds=thresholds, workers=workers,
-                        tta=tta)
+    return segment_unet(
+        arr,
+        model=model,
+        diameter=diameter,
+        device=device,
+        batch_size=int(batch_size),
+        tile_size=tile_size,
+        progress=progress,
+        thresholds=thresholds,
+        workers=workers,
+        tta=tta,
+    )

@@ -23,9 +23,11 @@ def segment_cellpose(frames, *, diameter=None, device="auto", model=None, batch_
     never downloads weights).
     """
     if not cellpose_available():
-        raise InputError("backend 'cellpose' needs the cellpose package (pip install cellpose) and its "
-                         "pretrained weights in ~/.cellpose/models; neither download happens here. "
-                         "Use backend 'unet' (shipped weights) instead")
+        raise InputError(
+            "backend 'cellpose' needs the cellpose package (pip install cellpose) and its "
+            "pretrained weights in ~/.cellpose/models; neither download happens here. "
+            "Use backend 'unet' (shipped weights) instead"
+        )
     from cellpose import models
 
     from cytotrail.segment.device import select_device
@@ -39,8 +41,10 @@ def segment_cellpose(frames, *, diameter=None, device="auto", model=None, batch_
     from pathlib import Path
 
     if not Path(str(name)).exists() and MODEL_DIR is not None and not any(Path(MODEL_DIR).glob(f"{name}*")):
-        raise InputError(f"backend 'cellpose': weights {name!r} are not installed in {MODEL_DIR}; "
-                         "download them once with cellpose itself, or pass model=PATH")
+        raise InputError(
+            f"backend 'cellpose': weights {name!r} are not installed in {MODEL_DIR}; "
+            "download them once with cellpose itself, or pass model=PATH"
+        )
     try:
         cp = models.CellposeModel(gpu=dev.type == "cuda", pretrained_model=str(name), device=dev)
     except Exception as err:  # cellpose raises many kinds when weights are absent

@@ -63,19 +63,19 @@ def membrane_channels(image, channel_names, names):
     names = [str(n) for n in names]
     channel_names = [str(n) for n in channel_names]
     if not names:
-        raise InputError("segment.cells.channels is empty: name at least one membrane or "
-                         "cytoplasm channel")
+        raise InputError("segment.cells.channels is empty: name at least one membrane or cytoplasm channel")
     missing = [n for n in names if n not in channel_names]
     if missing:
-        raise InputError(f"membrane/cytoplasm channel(s) {missing} of segment.cells.channels are "
-                         f"not channels of the image; available channels: {channel_names}")
+        raise InputError(
+            f"membrane/cytoplasm channel(s) {missing} of segment.cells.channels are "
+            f"not channels of the image; available channels: {channel_names}"
+        )
     image = np.asarray(image)
     index = [channel_names.index(n) for n in names]
     return image[:, index] if image.ndim == 4 else image[index]
 
 
-def grow_cells(nuclei, channels, *, max_um=MAX_UM, min_um=MIN_UM, pixel_size_um=1.0,
-               smooth_px=SMOOTH_PX):
+def grow_cells(nuclei, channels, *, max_um=MAX_UM, min_um=MIN_UM, pixel_size_um=1.0, smooth_px=SMOOTH_PX):
     """Grow every nucleus into its whole cell (seeded watershed on a membrane signal).
 
     Parameters
@@ -116,18 +116,23 @@ def grow_cells(nuclei, channels, *, max_um=MAX_UM, min_um=MIN_UM, pixel_size_um=
     if channels.ndim == 3:
         channels = channels[:, np.newaxis]
     if nuclei.ndim != 3 or channels.ndim != 4:
-        raise InputError(f"nuclei must be (T, Y, X) and channels (T, K, Y, X); got {nuclei.shape} "
-                         f"and {channels.shape}")
+        raise InputError(
+            f"nuclei must be (T, Y, X) and channels (T, K, Y, X); got {nuclei.shape} and {channels.shape}"
+        )
     if channels.shape[0] != nuclei.shape[0] or channels.shape[2:] != nuclei.shape[1:]:
-        raise InputError(f"nuclei {nuclei.shape} and channels {channels.shape} do not match: "
-                         "expected the same frames T and frame size (Y, X)")
+        raise InputError(
+            f"nuclei {nuclei.shape} and channels {channels.shape} do not match: "
+            "expected the same frames T and frame size (Y, X)"
+        )
     if not np.issubdtype(nuclei.dtype, np.integer):
         raise InputError(f"nuclei must be integer labels, got dtype {nuclei.dtype}")
     if nuclei.size and nuclei.min() < 0:
         raise InputError("nuclei contain negative labels")
     if channels.dtype.kind == "f" and not np.isfinite(channels).all():
-        raise InputError("membrane/cytoplasm channels contain NaN or infinite pixels; fill them "
-                         "(e.g. with 0) before growing cells")
+        raise InputError(
+            "membrane/cytoplasm channels contain NaN or infinite pixels; fill them "
+            "(e.g. with 0) before growing cells"
+        )
     if pixel_size_um is None or not pixel_size_um > 0:
         raise InputError(f"pixel_size_um must be positive, got {pixel_size_um}")
     if max_um is None or not max_um > 0:
@@ -162,8 +167,7 @@ def _grow_frame(lab, signal, max_px, min_px):
     ids = ids[ids > 0]
     peak[ids] = ndi.maximum(signal, basins, ids)
     # membrane cells: dim inside a bright ring, so the holes of the kept area are filled
-    keep = ndi.binary_fill_holes(((signal >= EDGE_FRACTION * peak[basins]) & (basins > 0))
-                                 | (lab > 0))
+    keep = ndi.binary_fill_holes(((signal >= EDGE_FRACTION * peak[basins]) & (basins > 0)) | (lab > 0))
     return watershed(signal, markers=lab, mask=(keep | (distance <= min_px)) & reach)
 
 

@@ -21,7 +21,7 @@ def estimate_diameter_classical(frame, *, max_side=2048):
 
     ny, nx = frame.shape
     y0, x0 = max(0, (ny - max_side) // 2), max(0, (nx - max_side) // 2)
-    frame = frame[y0:y0 + max_side, x0:x0 + max_side]
+    frame = frame[y0 : y0 + max_side, x0 : x0 + max_side]
 
     p_lo, p_hi = percentiles(frame)
     img = np.clip(normalize(frame, p_lo, p_hi), 0, 1)

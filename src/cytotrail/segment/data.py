@@ -20,8 +20,17 @@ import numpy as np
 from cytotrail.io import InputError
 from cytotrail.segment.preprocess import centre_map, equivalent_diameters, normalize, percentiles
 
-__all__ = ["Sample", "make_sample", "folder_samples", "synthetic_samples", "split_of", "acquisition_family",
-           "held_out_families", "check_instance_labels", "HOLD_OUT_FRACTION"]
+__all__ = [
+    "Sample",
+    "make_sample",
+    "folder_samples",
+    "synthetic_samples",
+    "split_of",
+    "acquisition_family",
+    "held_out_families",
+    "check_instance_labels",
+    "HOLD_OUT_FRACTION",
+]
 
 _SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 
@@ -54,9 +63,15 @@ def make_sample(name, image, labels, *, lo=1.0, hi=99.8, family=""):
     p_lo, p_hi = percentiles(image, lo, hi)
     diams = equivalent_diameters(labels)
     diameter = float(np.median(diams)) if len(diams) else float("nan")
-    return Sample(name=name, image=normalize(image, p_lo, p_hi), fg=(labels > 0).astype(np.uint8),
-                  centre=centre_map(labels), labels=labels.astype(np.int32), diameter=diameter,
-                  family=family or acquisition_family(image))
+    return Sample(
+        name=name,
+        image=normalize(image, p_lo, p_hi),
+        fg=(labels > 0).astype(np.uint8),
+        centre=centre_map(labels),
+        labels=labels.astype(np.int32),
+        diameter=diameter,
+        family=family or acquisition_family(image),
+    )
 
 
 def acquisition_family(image):
@@ -138,8 +153,10 @@ def check_instance_labels(labels, name):
     values = np.unique(labels)
     values = values[values != 0]
     if len(values) == 1 and ndi.label(labels > 0)[1] > 1:
-        raise InputError(f"{name}: a binary mask (every object has the value {values[0]}), not instance "
-                         "labels; give each nucleus its own id (e.g. skimage.measure.label)")
+        raise InputError(
+            f"{name}: a binary mask (every object has the value {values[0]}), not instance "
+            "labels; give each nucleus its own id (e.g. skimage.measure.label)"
+        )
 
 
 def _stem(path):
@@ -156,8 +173,9 @@ def split_of(name, val_fraction=0.1):
     return "val" if h < val_fraction else "train"
 
 
-def folder_samples(images_dir, labels_dir, *, split="train", manifest=None, val_fraction=0.1,
-                   channel=0, hold_out=0.0):
+def folder_samples(
+    images_dir, labels_dir, *, split="train", manifest=None, val_fraction=0.1, channel=0, hold_out=0.0
+):
     """Load image/label pairs from two folders (matched by file name stem).
 
     Every image needs a label image of the same name, and label images must be instance
@@ -196,8 +214,10 @@ def folder_samples(images_dir, labels_dir, *, split="train", manifest=None, val_
         raise InputError(f"no TIFF images in training folder {images_dir}")
     missing = [p for p in images if _stem(p) not in labels_by_stem]
     if missing:
-        raise InputError(f"{missing[0]}: no label image of the same name in {labels_dir} "
-                         f"({len(missing)} of {len(images)} images have none)")
+        raise InputError(
+            f"{missing[0]}: no label image of the same name in {labels_dir} "
+            f"({len(missing)} of {len(images)} images have none)"
+        )
     splits = None
     if manifest is not None:
         if not {"id", "split"} <= set(manifest.columns):
@@ -220,8 +240,10 @@ def folder_samples(images_dir, labels_dir, *, split="train", manifest=None, val_
             sample.split = which
             samples.append(sample)
     if not samples:
-        raise InputError(f"no {split} image/label pairs left in {images_dir} and {labels_dir} after the "
-                         f"split{' and the held-out families' if held else ''}")
+        raise InputError(
+            f"no {split} image/label pairs left in {images_dir} and {labels_dir} after the "
+            f"split{' and the held-out families' if held else ''}"
+        )
     return samples
 
 
@@ -240,8 +262,15 @@ def synthetic_samples(n, *, seed, shape=(256, 256), frames=(0, 2)):
         coverage = rng.uniform(0.05, 0.45)
         n_cells = max(1, int(coverage * shape[0] * shape[1] / (np.pi * diameter**2 / 4)))
         noise = float(rng.uniform(0.2, 2.5))
-        data = make_timelapse(n_frames=max(frames) + 1, shape=shape, n_cells=n_cells, diameter=diameter,
-                              noise=noise, motility=diameter / 8, seed=seed + i)
+        data = make_timelapse(
+            n_frames=max(frames) + 1,
+            shape=shape,
+            n_cells=n_cells,
+            diameter=diameter,
+            noise=noise,
+            motility=diameter / 8,
+            seed=seed + i,
+        )
         for t in frames:
             samples.append(make_sample(f"synth{seed + i}_t{t}", data.image[t, 0], data.labels[t]))
     return samples

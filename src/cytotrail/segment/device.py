@@ -37,7 +37,9 @@ def select_device(name="auto"):
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError(f"device {name!r} requested but CUDA is not available; use device='auto' or 'cpu'")
+            raise InputError(
+                f"device {name!r} requested but CUDA is not available; use device='auto' or 'cpu'"
+            )
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise InputError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")

@@ -58,7 +58,7 @@ def _batch_pixels(device):
 
 
 def _postprocess_path(postprocess, device):
-    """"torch" (maps to labels on the device) or "host" (numba and scipy on the CPU).
+    """ "torch" (maps to labels on the device) or "host" (numba and scipy on the CPU).
 
     ``"auto"``: torch on CUDA and MPS, where the maps already are; host on the CPU, where
     the numba path is the faster (same-run A/B in benchmarks/bench_segment_throughput.py).
@@ -120,8 +120,9 @@ def _resize(array, size, *, antialias=True):
     tensor = isinstance(array, torch.Tensor)
     t = array if tensor else torch.from_numpy(np.ascontiguousarray(array))
     down = size[0] < array.shape[-2] or size[1] < array.shape[-1]
-    out = torch.nn.functional.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False,
-                                          antialias=bool(antialias and down))
+    out = torch.nn.functional.interpolate(
+        t, size=tuple(size), mode="bilinear", align_corners=False, antialias=bool(antialias and down)
+    )
     return out if tensor else out.numpy()
 
 
@@ -242,8 +243,9 @@ def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp, on_d
     ``on_device``: the maps stay torch tensors on ``device`` (and, on a GPU, the host
     prepares the next batches in a background thread meanwhile); else float32 ndarrays.
     """
-    batches = _host_batches(frames, tiles, ranges=ranges, batch_size=batch_size,
-                            batch_pixels=_batch_pixels(device))
+    batches = _host_batches(
+        frames, tiles, ranges=ranges, batch_size=batch_size, batch_pixels=_batch_pixels(device)
+    )
     if on_device and device.type != "cpu":
         batches = _prefetch(batches, 2)
     for group, batch in batches:
@@ -254,9 +256,24 @@ def _maps_for_tiles(frames, tiles, net, *, device, ranges, batch_size, amp, on_d
             yield tile, _resize(m[None], (h, w), antialias=True)[0]
 
 
-def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_size, tile_size,
-                   amp, progress, out=None, maps_cache=None, keep_maps=None, workers=None,
-                   postprocess="auto"):
+def _segment_tiles(
+    frames,
+    *,
+    net,
+    config,
+    thresholds,
+    device,
+    diameter,
+    batch_size,
+    tile_size,
+    amp,
+    progress,
+    out=None,
+    maps_cache=None,
+    keep_maps=None,
+    workers=None,
+    postprocess="auto",
+):
     """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32.
 
     ``postprocess``: where maps become labels (see :func:`_postprocess_path`).
@@ -280,25 +297,39 @@ def _segment_tiles(frames, *, net, config, thresholds, device, diameter, batch_s
         p_lo, p_hi = percentiles(frames[t], lo, hi)
         ranges.append((p_lo, p_hi))
         flat.append(p_hi - p_lo <= 1e-6 * max(1.0, abs(p_hi)))
-    tiles = [tile for tile in _tiles(n_frames, (ny, nx), scale=scale, tile_size=tile_size,
-                                     margin=margin, multiple=multiple) if not flat[tile.frame]]
+    tiles = [
+        tile
+        for tile in _tiles(
+            n_frames, (ny, nx), scale=scale, tile_size=tile_size, margin=margin, multiple=multiple
+        )
+        if not flat[tile.frame]
+    ]
     next_id = np.ones(n_frames, np.int64)
     many_tiles = len(tiles) > n_frames
     cached, todo = [], tiles
     if maps_cache and not many_tiles:  # one tile per frame: whole frames
         hits = {tile.frame for tile in tiles if (tile.frame, scale) in maps_cache}
-        cached = [(tile, maps_cache.pop((tile.frame, scale))) for tile in tiles
-                  if tile.frame in hits]
+        cached = [(tile, maps_cache.pop((tile.frame, scale))) for tile in tiles if tile.frame in hits]
         todo = [tile for tile in tiles if tile.frame not in hits]
     on_device = _postprocess_path(postprocess, device) == "torch"
-    predicted = _maps_for_tiles(frames, todo, net, device=device, ranges=ranges,
-                                batch_size=batch_size, amp=amp, on_device=on_device)
+    predicted = _maps_for_tiles(
+        frames, todo, net, device=device, ranges=ranges, batch_size=batch_size, amp=amp, on_device=on_device
+    )
     if on_device:
-        labelled = _labels_for_tiles_torch(itertools.chain(cached, predicted), diameter=diameter,
-                                           thresholds=thresholds, device=device, group=batch_size)
+        labelled = _labels_for_tiles_torch(
+            itertools.chain(cached, predicted),
+            diameter=diameter,
+            thresholds=thresholds,
+            device=device,
+            group=batch_size,
+        )
     else:
-        labelled = _labels_for_tiles(itertools.chain(cached, predicted), diameter=diameter,
-                                     thresholds=thresholds, workers=_workers(workers, device))
+        labelled = _labels_for_tiles(
+            itertools.chain(cached, predicted),
+            diameter=diameter,
+            thresholds=thresholds,
+            workers=_workers(workers, device),
+        )
     started = last = time.monotonic()
     for i, (tile, maps, lab, seeds) in enumerate(labelled):
         if keep_maps is not None and not many_tiles:
@@ -334,6 +365,7 @@ def _labels_for_tiles(items, *, diameter, thresholds, workers):
     GIL, so a GPU is not left waiting for the CPU. At most ``2 * workers + 1`` tiles are
     in flight, which bounds memory.
     """
+
     def labels(maps):
         if not isinstance(maps, np.ndarray):  # device maps kept by the diameter estimate
             maps = maps.cpu().numpy()
@@ -371,8 +403,7 @@ def _labels_for_tiles_torch(items, *, diameter, thresholds, device, group):
 
     def flush():
         maps = torch.stack([m for _, m in pending])
-        labels, seeds = maps_to_labels_torch(maps[:, 0], maps[:, 1], diameter=diameter,
-                                             thresholds=thresholds)
+        labels, seeds = maps_to_labels_torch(maps[:, 0], maps[:, 1], diameter=diameter, thresholds=thresholds)
         labels = labels.cpu().numpy()
         done = list(zip(pending, labels, seeds))
         pending.clear()
@@ -442,8 +473,19 @@ def _scale_for(diameter, config):
     return ratio
 
 
-def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_iter=3,
-                      max_side=768, max_frames=3, maps_cache=None):
+def estimate_diameter(
+    frames,
+    *,
+    net,
+    config,
+    thresholds,
+    device,
+    amp=True,
+    max_iter=3,
+    max_side=768,
+    max_frames=3,
+    maps_cache=None,
+):
     """Estimate the median nucleus diameter (px) by segmenting a few frames.
 
     Starts from a classical estimate (the mean distance-to-edge in an Otsu mask, which
@@ -470,13 +512,33 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     current = float(np.median(found)) if found else None
     if current is not None and current > _CLASSICAL_TRUST * d0:
         # clumps inflate the Otsu estimate: check it against the network at native scale
-        native = _median_diameter(frames, picks, None, net=net, config=config, thresholds=thresholds,
-                                  device=device, amp=amp, max_side=max_side, maps_cache=maps_cache)
+        native = _median_diameter(
+            frames,
+            picks,
+            None,
+            net=net,
+            config=config,
+            thresholds=thresholds,
+            device=device,
+            amp=amp,
+            max_side=max_side,
+            maps_cache=maps_cache,
+        )
         if native is not None and current > _CLASSICAL_TRUST * native:
             current = native
     for _ in range(max_iter):
-        new = _median_diameter(frames, picks, current, net=net, config=config, thresholds=thresholds,
-                               device=device, amp=amp, max_side=max_side, maps_cache=maps_cache)
+        new = _median_diameter(
+            frames,
+            picks,
+            current,
+            net=net,
+            config=config,
+            thresholds=thresholds,
+            device=device,
+            amp=amp,
+            max_side=max_side,
+            maps_cache=maps_cache,
+        )
         if new is None:
             return current
         if current is not None and abs(math.log(new / current)) < math.log(1.15):
@@ -489,8 +551,9 @@ def estimate_diameter(frames, *, net, config, thresholds, device, amp=True, max_
     return current
 
 
-def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device, amp, max_side,
-                     maps_cache=None):
+def _median_diameter(
+    frames, picks, diameter, *, net, config, thresholds, device, amp, max_side, maps_cache=None
+):
     """Median equivalent diameter of the objects found at ``diameter``'s scale (None: native)."""
     d0 = float(config["train_diameter"])
     scale = _scale_for(diameter, config)
@@ -500,14 +563,23 @@ def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device
         f = frames[t]
         y0 = max(0, (f.shape[0] - side) // 2)
         x0 = max(0, (f.shape[1] - side) // 2)
-        crops.append(np.asarray(f[y0:y0 + side, x0:x0 + side]))
+        crops.append(np.asarray(f[y0 : y0 + side, x0 : x0 + side]))
     stack = np.stack(crops)
     whole = stack.shape[1:] == frames.shape[1:]
     local = {} if maps_cache is not None and whole else None
-    labels = _segment_tiles(stack, net=net, config=config, thresholds=thresholds, device=device,
-                            diameter=diameter if diameter is not None else d0, batch_size=len(picks),
-                            tile_size=max_side + 2 * int(config.get("tile_margin", 64)),
-                            amp=amp, progress=False, keep_maps=local)
+    labels = _segment_tiles(
+        stack,
+        net=net,
+        config=config,
+        thresholds=thresholds,
+        device=device,
+        diameter=diameter if diameter is not None else d0,
+        batch_size=len(picks),
+        tile_size=max_side + 2 * int(config.get("tile_margin", 64)),
+        amp=amp,
+        progress=False,
+        keep_maps=local,
+    )
     for (i, scale), maps in (local or {}).items():
         maps_cache[picks[i], scale] = maps
     diams = []
@@ -522,8 +594,21 @@ def _median_diameter(frames, picks, diameter, *, net, config, thresholds, device
     return typical_diameter(diams)  # the median of the objects that are not specks
 
 
-def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size=4, tile_size=None,
-                 progress=False, thresholds=None, amp=True, workers=None, postprocess="auto", tta=False):
+def segment_unet(
+    frames,
+    *,
+    model=None,
+    diameter=None,
+    device="auto",
+    batch_size=4,
+    tile_size=None,
+    progress=False,
+    thresholds=None,
+    amp=True,
+    workers=None,
+    postprocess="auto",
+    tta=False,
+):
     """Segment (T, Y, X) frames with a U-Net model folder; returns (T, Y, X) uint32.
 
     ``thresholds`` (dict) overrides the model's tuned post-processing thresholds.
@@ -548,8 +633,9 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
     maps_cache = None
     if diameter is None:
         maps_cache = {}
-        diameter = estimate_diameter(frames, net=net, config=config, thresholds=tuned, device=dev,
-                                     amp=amp, maps_cache=maps_cache)
+        diameter = estimate_diameter(
+            frames, net=net, config=config, thresholds=tuned, device=dev, amp=amp, maps_cache=maps_cache
+        )
         if diameter is None:
             diameter = float(config["train_diameter"])
         if progress:
@@ -558,10 +644,21 @@ def segment_unet(frames, *, model=None, diameter=None, device="auto", batch_size
         from cytotrail.segment.net import FlipTTA
 
         net, maps_cache = FlipTTA(net), None
-    return _segment_tiles(frames, net=net, config=config, thresholds=tuned, device=dev,
-                          diameter=float(diameter), batch_size=batch_size, tile_size=tile_size,
-                          amp=amp, progress=progress, maps_cache=maps_cache, workers=workers,
-                          postprocess=postprocess)
+    return _segment_tiles(
+        frames,
+        net=net,
+        config=config,
+        thresholds=tuned,
+        device=dev,
+        diameter=float(diameter),
+        batch_size=batch_size,
+        tile_size=tile_size,
+        amp=amp,
+        progress=progress,
+        maps_cache=maps_cache,
+        workers=workers,
+        postprocess=postprocess,
+    )
 
 
 def _segment_maps_frame(image, *, net, config, device, diameter, normalized=True):
@@ -573,6 +670,7 @@ def _segment_maps_frame(image, *, net, config, device, diameter, normalized=True
     ranges = [(0.0, 1.0)] if normalized else [percentiles(image)]
     scale = _scale_for(diameter, config)
     tiles = list(_tiles(1, image.shape, scale=scale, tile_size=10**9, margin=0, multiple=net.multiple))
-    (_, maps), = _maps_for_tiles(image[None], tiles, net, device=device, ranges=ranges, batch_size=1,
-                                 amp=True)
+    ((_, maps),) = _maps_for_tiles(
+        image[None], tiles, net, device=device, ranges=ranges, batch_size=1, amp=True
+    )
     return maps

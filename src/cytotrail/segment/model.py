@@ -16,8 +16,17 @@ from pathlib import Path
 from cytotrail.io import InputError, atomic_path, write_json
 from cytotrail.segment.postprocess import DEFAULT_THRESHOLDS
 
-__all__ = ["DEFAULT_MODEL", "SHIPPED_SHA256", "build_net", "check_architecture", "check_model",
-           "load_model", "model_dir", "save_model", "sha256_file"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "SHIPPED_SHA256",
+    "build_net",
+    "check_architecture",
+    "check_model",
+    "load_model",
+    "model_dir",
+    "save_model",
+    "sha256_file",
+]
 
 DEFAULT_MODEL = "nuclei_unet"
 _SHIPPED = Path(__file__).resolve().parents[1] / "models"
@@ -30,8 +39,7 @@ SHIPPED_SHA256 = {
 
 # Architecture bounds, checked before any allocation: a config.json describing a huge
 # network is refused instead of allocating gigabytes (the shipped U-Net: base 16, depth 4).
-ARCHITECTURE_BOUNDS = {"in_channels": (1, 16), "out_channels": (1, 16), "base": (1, 256),
-                       "depth": (1, 8)}
+ARCHITECTURE_BOUNDS = {"in_channels": (1, 16), "out_channels": (1, 16), "base": (1, 256), "depth": (1, 8)}
 MAX_PARAMETERS = 200_000_000
 
 
@@ -94,8 +102,9 @@ def check_architecture(config, *, source="model config"):
     for key, (low, high) in ARCHITECTURE_BOUNDS.items():
         value = arch.get(key, {"in_channels": 1, "out_channels": 2}.get(key))
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise InputError(f"{source}: architecture.{key} is {value!r}; expected an integer "
-                             f"from {low} to {high}")
+            raise InputError(
+                f"{source}: architecture.{key} is {value!r}; expected an integer from {low} to {high}"
+            )
         values[key] = value
     widths = [values["base"] * 2**i for i in range(values["depth"])]
     # two 3x3 convolutions per block (down and merge), 1x1 up-convolutions and the head
@@ -108,8 +117,10 @@ def check_architecture(config, *, source="model config"):
         c = w
     n += c * values["out_channels"] + values["out_channels"]
     if n > MAX_PARAMETERS:
-        raise InputError(f"{source}: the architecture in config.json describes a network of "
-                         f"{n:,} parameters (more than {MAX_PARAMETERS:,}); refusing to build it")
+        raise InputError(
+            f"{source}: the architecture in config.json describes a network of "
+            f"{n:,} parameters (more than {MAX_PARAMETERS:,}); refusing to build it"
+        )
     return values
 
 
@@ -127,8 +138,10 @@ def _weights_path(path, config):
         raise InputError(f"model {path}: config.json `weights` must be a file name, got {name!r}")
     weights = (path / name).resolve()
     if not weights.is_relative_to(path.resolve()) or weights == path.resolve():
-        raise InputError(f"model {path}: config.json points the weights to {name!r}, outside "
-                         "the model folder; weights must lie inside it")
+        raise InputError(
+            f"model {path}: config.json points the weights to {name!r}, outside "
+            "the model folder; weights must lie inside it"
+        )
     return weights
 
 
@@ -188,13 +201,17 @@ def check_model(model=None):
     actual = sha256_file(weights)
     shipped = SHIPPED_SHA256.get(path.name) if path.resolve().parent == _SHIPPED else None
     if shipped is not None and actual != shipped:
-        raise InputError(f"shipped model {path}: {weights.name} has sha256 {actual} but cytotrail "
-                         f"{_version()} shipped {shipped}; the folder was replaced or is corrupt "
-                         "(reinstall cytotrail)")
+        raise InputError(
+            f"shipped model {path}: {weights.name} has sha256 {actual} but cytotrail "
+            f"{_version()} shipped {shipped}; the folder was replaced or is corrupt "
+            "(reinstall cytotrail)"
+        )
     expected = config.get("weights_sha256")
     if expected != actual:
-        raise InputError(f"model {path}: {weights.name} has sha256 {actual} but config.json records "
-                         f"{expected}; the weights are corrupt or were replaced")
+        raise InputError(
+            f"model {path}: {weights.name} has sha256 {actual} but config.json records "
+            f"{expected}; the weights are corrupt or were replaced"
+        )
     check_architecture(config, source=f"model {path}")
     return path, config, weights
 
@@ -212,8 +229,10 @@ def _load_cached(path, device, _stamp):
         net.load_state_dict(_read_state_dict(path, weights))
     except RuntimeError as err:  # missing or unexpected keys, wrong shapes
         first = str(err).strip().splitlines()
-        raise InputError(f"model {path}: {weights.name} does not fit the architecture in config.json "
-                         f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+        raise InputError(
+            f"model {path}: {weights.name} does not fit the architecture in config.json "
+            f"({first[1].strip() if len(first) > 1 else first[0]})"
+        ) from None
     net.eval()
     net.to(torch.device(device))
     return net, config, thresholds
@@ -238,9 +257,12 @@ def _read_state_dict(path, weights):
             "it is refused and nothing in it was run"
         ) from None
     if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise InputError(f"model {path}: {weights.name} holds a {type(state).__name__}, not a state "
-                         "dict of tensors (write model folders with `cytotrail train`)")
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise InputError(
+            f"model {path}: {weights.name} holds a {type(state).__name__}, not a state "
+            "dict of tensors (write model folders with `cytotrail train`)"
+        )
     return state
 
 

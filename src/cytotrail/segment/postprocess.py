@@ -8,10 +8,10 @@ from scipy import ndimage as ndi
 __all__ = ["maps_to_labels", "h_maxima", "DEFAULT_THRESHOLDS"]
 
 DEFAULT_THRESHOLDS = {
-    "foreground": 0.5,   # probability above which a pixel is nucleus
-    "seed": 0.3,         # centre-ness a seed must exceed
-    "h": 0.15,           # prominence of a centre-ness peak to seed its own nucleus (h-maxima)
-    "min_area": 0.08,    # smallest object, as a fraction of the area of a disc of the diameter
+    "foreground": 0.5,  # probability above which a pixel is nucleus
+    "seed": 0.3,  # centre-ness a seed must exceed
+    "h": 0.15,  # prominence of a centre-ness peak to seed its own nucleus (h-maxima)
+    "min_area": 0.08,  # smallest object, as a fraction of the area of a disc of the diameter
 }
 
 
@@ -50,8 +50,9 @@ def maps_to_labels(fg, centre, *, diameter, thresholds=None):
     if not mask.any():
         return np.zeros(fg.shape, np.int32), np.zeros((0, 2))
     # cores need centre > seed: maxima that low are never seeds, so h_maxima may skip them
-    peaks = h_maxima(centre, th["h"], floor=th["seed"] - th["h"]) if th["h"] > 0 \
-        else np.ones(mask.shape, bool)
+    peaks = (
+        h_maxima(centre, th["h"], floor=th["seed"] - th["h"]) if th["h"] > 0 else np.ones(mask.shape, bool)
+    )
     cores = peaks & (centre > th["seed"]) & mask
     markers, n = ndi.label(cores)
     # orphan foreground: components without a core become their own seed

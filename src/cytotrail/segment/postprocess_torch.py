@@ -333,6 +333,7 @@ def _watershed(centre, markers, mask):
 # --------------------------------------------------------------------------------------
 # holes
 
+
 def _fill_holes(labels):
     """Background components (4-connected) that do not touch the frame border take the label
     of the nearest object pixel."""

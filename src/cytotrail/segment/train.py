@@ -34,15 +34,31 @@ import numpy as np
 
 from cytotrail.io import InputError
 
-__all__ = ["train_model", "read_checkpoint", "tune_thresholds", "evaluate", "add_parser", "CropDataset",
-           "default_batch_size", "default_workers"]
+__all__ = [
+    "train_model",
+    "read_checkpoint",
+    "tune_thresholds",
+    "evaluate",
+    "add_parser",
+    "CropDataset",
+    "default_batch_size",
+    "default_workers",
+]
 
 log = logging.getLogger("cytotrail.train")
 
 TRAIN_DIAMETER = 18.0
 DIAMETER_RANGE = (10.0, 32.0)
 # the recipe's defaults (train_model, the CLI and a resumed run without its checkpoint share them)
-DEFAULTS = {"steps": 4000, "crop": 128, "lr": 2e-3, "seed": 0, "base": 16, "depth": 4, "synthetic_weight": 0.35}
+DEFAULTS = {
+    "steps": 4000,
+    "crop": 128,
+    "lr": 2e-3,
+    "seed": 0,
+    "base": 16,
+    "depth": 4,
+    "synthetic_weight": 0.35,
+}
 CHECKPOINT = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "cytotrail-train-checkpoint/1"
 # activation memory of one training crop pixel (forward + backward, autocast) for batch sizing on CUDA
@@ -65,18 +81,28 @@ def _draw_crop(sample, rng, crop, diameter_range):
     ny, nx = sample.image.shape
     y0 = int(rng.integers(0, max(1, ny - side + 1)))
     x0 = int(rng.integers(0, max(1, nx - side + 1)))
-    win = np.stack([sample.image[y0:y0 + side, x0:x0 + side],
-                    sample.fg[y0:y0 + side, x0:x0 + side].astype(np.float32),
-                    sample.centre[y0:y0 + side, x0:x0 + side]])
+    win = np.stack(
+        [
+            sample.image[y0 : y0 + side, x0 : x0 + side],
+            sample.fg[y0 : y0 + side, x0 : x0 + side].astype(np.float32),
+            sample.centre[y0 : y0 + side, x0 : x0 + side],
+        ]
+    )
     if win.shape[1] < side or win.shape[2] < side:  # image smaller than the window: pad
         ph, pw = side - win.shape[1], side - win.shape[2]
         fill = float(np.percentile(win[0], 5))
-        win = np.stack([np.pad(win[0], ((0, ph), (0, pw)), constant_values=fill),
-                        np.pad(win[1], ((0, ph), (0, pw))), np.pad(win[2], ((0, ph), (0, pw)))])
+        win = np.stack(
+            [
+                np.pad(win[0], ((0, ph), (0, pw)), constant_values=fill),
+                np.pad(win[1], ((0, ph), (0, pw))),
+                np.pad(win[2], ((0, ph), (0, pw))),
+            ]
+        )
     t = torch.from_numpy(np.ascontiguousarray(win))[None]
     with torch.no_grad():
-        img = F.interpolate(t[:, :1], size=(crop, crop), mode="bilinear", align_corners=False,
-                            antialias=scale < 1)[0, 0].numpy()
+        img = F.interpolate(
+            t[:, :1], size=(crop, crop), mode="bilinear", align_corners=False, antialias=scale < 1
+        )[0, 0].numpy()
         tgt = F.interpolate(t[:, 1:], size=(crop, crop), mode="bilinear", align_corners=False)[0].numpy()
     fg = (tgt[0] > 0.5).astype(np.float32)
     out = np.stack([img, fg, tgt[1] * fg])
@@ -106,8 +132,9 @@ def _augment_intensity(img, rng):
     if rng.random() < 0.5:
         img = img + rng.normal(0, rng.uniform(0, 0.08), size=img.shape).astype(np.float32)
     if rng.random() < 0.2:  # shot noise: variance grows with the signal
-        img = img + (rng.normal(0, 1, size=img.shape) * np.sqrt(np.clip(img, 0, None))
-                     * rng.uniform(0.02, 0.15)).astype(np.float32)
+        img = img + (
+            rng.normal(0, 1, size=img.shape) * np.sqrt(np.clip(img, 0, None)) * rng.uniform(0.02, 0.15)
+        ).astype(np.float32)
     if rng.random() < 0.2:  # few grey levels between background and the brightest nuclei
         levels = float(2 ** rng.integers(3, 7))
         img = np.round(img * levels) / levels
@@ -249,12 +276,15 @@ def read_checkpoint(path):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise InputError(f"--resume: {path} is not a readable checkpoint (corrupt or truncated?): "
-                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        raise InputError(
+            f"--resume: {path} is not a readable checkpoint (corrupt or truncated?): "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from err
     keys = {"format", "config", "step", "net", "optimizer", "scheduler", "torch_rng", "data"}
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT or not keys <= set(ckpt):
-        raise InputError(f"--resume: {path} is not a cytotrail training checkpoint "
-                         f"(expected format {_CHECKPOINT_FORMAT})")
+        raise InputError(
+            f"--resume: {path} is not a cytotrail training checkpoint (expected format {_CHECKPOINT_FORMAT})"
+        )
     return ckpt
 
 
@@ -263,11 +293,17 @@ def _write_checkpoint(path, *, config, step, net, opt, sched, scaler, data):
 
     from cytotrail.io import atomic_path
 
-    state = {"format": _CHECKPOINT_FORMAT, "config": config, "step": int(step),
-             "net": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "scaler": scaler.state_dict() if scaler is not None else None,
-             "torch_rng": torch.get_rng_state(), "data": data}
+    state = {
+        "format": _CHECKPOINT_FORMAT,
+        "config": config,
+        "step": int(step),
+        "net": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "torch_rng": torch.get_rng_state(),
+        "data": data,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -279,8 +315,10 @@ def _write_checkpoint(path, *, config, step, net, opt, sched, scaler, data):
 
 def _cosine(steps):
     """LR factor at step k (0-based): cosine from 1 to 0.05 over ``steps``."""
+
     def factor(k):
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(k / max(steps, 1), 1.0)))
+
     return factor
 
 
@@ -297,11 +335,33 @@ def _autocast(device, amp):
     return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
 
 
-def train_model(samples, *, output, val_samples=(), init=None, resume=None, seed=None, steps=None,
-                batch_size=None, crop=None, lr=None, base=None, depth=None, train_diameter=TRAIN_DIAMETER,
-                diameter_range=DIAMETER_RANGE, synthetic_weight=None, device="auto", workers=None, amp=True,
-                checkpoint_every=500, log_every=50, stop_after=None, max_minutes=None, command=None,
-                extra=None):
+def train_model(
+    samples,
+    *,
+    output,
+    val_samples=(),
+    init=None,
+    resume=None,
+    seed=None,
+    steps=None,
+    batch_size=None,
+    crop=None,
+    lr=None,
+    base=None,
+    depth=None,
+    train_diameter=TRAIN_DIAMETER,
+    diameter_range=DIAMETER_RANGE,
+    synthetic_weight=None,
+    device="auto",
+    workers=None,
+    amp=True,
+    checkpoint_every=500,
+    log_every=50,
+    stop_after=None,
+    max_minutes=None,
+    command=None,
+    extra=None,
+):
     """Train a U-Net on samples and write a model folder that ``segment(model=output)`` accepts.
 
     Parameters
@@ -348,8 +408,9 @@ def train_model(samples, *, output, val_samples=(), init=None, resume=None, seed
     from cytotrail.segment.model import build_net, load_model, save_model
 
     ckpt = read_checkpoint(resume) if resume is not None else None
-    recipe = dict(seed=seed, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
-                  synthetic_weight=synthetic_weight)
+    recipe = dict(
+        seed=seed, steps=steps, batch_size=batch_size, crop=crop, lr=lr, synthetic_weight=synthetic_weight
+    )
     arch = {"in_channels": 1, "out_channels": 2, "base": base, "depth": depth}
     init_config = load_model(init, device="cpu")[1] if init is not None else None
     if init_config is not None:
@@ -370,8 +431,10 @@ def train_model(samples, *, output, val_samples=(), init=None, resume=None, seed
                 raise InputError(f"--resume: {where} was trained with {key}={recorded[key]}, not {value}")
             recipe[key] = recorded[key]
         if ckpt["data"] != _fingerprint(samples):
-            raise InputError(f"--resume: {where} was trained on other data ({recorded['n_samples']} samples); "
-                             f"give the data options of its run: {recorded.get('command')}")
+            raise InputError(
+                f"--resume: {where} was trained on other data ({recorded['n_samples']} samples); "
+                f"give the data options of its run: {recorded.get('command')}"
+            )
     for key in ("base", "depth"):
         arch[key] = DEFAULTS[key] if arch[key] is None else arch[key]
     for key in ("seed", "steps", "crop", "lr", "synthetic_weight"):
@@ -395,15 +458,22 @@ def train_model(samples, *, output, val_samples=(), init=None, resume=None, seed
         "normalization": {"percentiles": [1.0, 99.8]},
         "outputs": ["foreground", "centre-ness (distance to boundary / max distance in the nucleus)"],
     }
-    config["training"] = dict(recipe, init=str(init) if init is not None else None, n_samples=len(samples),
-                              n_synthetic=int(sum(s.name.startswith("synth") for s in samples)),
-                              n_val_samples=len(val_samples), command=command,
-                              loss="BCE(foreground) + 2 * BCE(centre-ness)", optimizer="Adam, cosine decay",
-                              init_training=init_config.get("training") if init_config else None,
-                              **(extra or {}))
+    config["training"] = dict(
+        recipe,
+        init=str(init) if init is not None else None,
+        n_samples=len(samples),
+        n_synthetic=int(sum(s.name.startswith("synth") for s in samples)),
+        n_val_samples=len(val_samples),
+        command=command,
+        loss="BCE(foreground) + 2 * BCE(centre-ness)",
+        optimizer="Adam, cosine decay",
+        init_training=init_config.get("training") if init_config else None,
+        **(extra or {}),
+    )
     if ckpt is not None:
-        config["training"] = dict(ckpt["config"]["training"],
-                                  command=command or ckpt["config"]["training"]["command"])
+        config["training"] = dict(
+            ckpt["config"]["training"], command=command or ckpt["config"]["training"]["command"]
+        )
     net = build_net(config)
     if init_config is not None:
         net.load_state_dict(load_model(init, device="cpu")[0].state_dict())
@@ -424,14 +494,30 @@ def train_model(samples, *, output, val_samples=(), init=None, resume=None, seed
         log.info("resuming %s at step %d/%d", resume, step, steps)
     data = _fingerprint(samples)
     last = min(steps, stop_after) if stop_after is not None else steps
-    dataset = CropDataset(samples, weights, seed=recipe["seed"], crop=recipe["crop"], diameter_range=diameter_range)
+    dataset = CropDataset(
+        samples, weights, seed=recipe["seed"], crop=recipe["crop"], diameter_range=diameter_range
+    )
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=range(step * batch_size, max(step, last) * batch_size),
-        num_workers=workers, worker_init_fn=_seed_worker, pin_memory=dev.type == "cuda",
+        dataset,
+        batch_size=batch_size,
+        sampler=range(step * batch_size, max(step, last) * batch_size),
+        num_workers=workers,
+        worker_init_fn=_seed_worker,
+        pin_memory=dev.type == "cuda",
         generator=torch.Generator().manual_seed(recipe["seed"] * 100_003 + step),
-        persistent_workers=False, prefetch_factor=4 if workers else None)
-    log.info("training on %s, %d crop worker(s), batch %d, crop %d, steps %d..%d of %d", dev, workers, batch_size,
-             recipe["crop"], step + 1, last, steps)
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
+    log.info(
+        "training on %s, %d crop worker(s), batch %d, crop %d, steps %d..%d of %d",
+        dev,
+        workers,
+        batch_size,
+        recipe["crop"],
+        step + 1,
+        last,
+        steps,
+    )
     bce = torch.nn.BCEWithLogitsLoss()
     net.train()
     started = last_log = time.monotonic()
@@ -461,15 +547,22 @@ def train_model(samples, *, output, val_samples=(), init=None, resume=None, seed
         done = step >= last or out_of_time
         if step % log_every == 0 or done:
             rate = (step - logged) * batch_size / max(now - last_log, 1e-9)
-            log.info("step %d/%d loss %.4f lr %.2e %.1f crops/s (%.0f s)", step, steps,
-                     float(torch.stack(running).mean()), sched.get_last_lr()[0], rate,
-                     seconds + now - started)
+            log.info(
+                "step %d/%d loss %.4f lr %.2e %.1f crops/s (%.0f s)",
+                step,
+                steps,
+                float(torch.stack(running).mean()),
+                sched.get_last_lr()[0],
+                rate,
+                seconds + now - started,
+            )
             running, logged, last_log = [], step, now
         if done or (checkpoint_every and step % checkpoint_every == 0):
             config["training"]["seconds"] = round(seconds + now - started, 1)
             config["training"]["steps_done"] = step
-            _write_checkpoint(ckpt_path, config=config, step=step, net=net, opt=opt, sched=sched, scaler=scaler,
-                              data=data)
+            _write_checkpoint(
+                ckpt_path, config=config, step=step, net=net, opt=opt, sched=sched, scaler=scaler, data=data
+            )
         if done:
             break
     net.eval()
@@ -517,21 +610,31 @@ def tune_thresholds(model, val_samples, *, grid=None):
     from cytotrail.segment.metrics import average_precision
     from cytotrail.segment.postprocess import maps_to_labels
 
-    grid = grid or {"foreground": [0.4, 0.5], "seed": [0.2, 0.35, 0.5], "h": [0.05, 0.1, 0.15, 0.2, 0.3],
-                    "min_area": [0.05, 0.15]}
+    grid = grid or {
+        "foreground": [0.4, 0.5],
+        "seed": [0.2, 0.35, 0.5],
+        "h": [0.05, 0.1, 0.15, 0.2, 0.3],
+        "min_area": [0.05, 0.15],
+    }
     maps = _val_maps(model, val_samples)
     best = None
     keys = sorted(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
         th = dict(zip(keys, values))
-        aps = [average_precision(s.labels, maps_to_labels(m[0], m[1], diameter=d, thresholds=th)[0],
-                                 thresholds=(0.5,))[0.5] for s, (m, d) in zip(val_samples, maps)]
+        aps = [
+            average_precision(
+                s.labels, maps_to_labels(m[0], m[1], diameter=d, thresholds=th)[0], thresholds=(0.5,)
+            )[0.5]
+            for s, (m, d) in zip(val_samples, maps)
+        ]
         score = float(np.mean(aps))
         if best is None or score > best[0] + 1e-9:
             best = (score, th)
     th = best[1]
-    aps = [average_precision(s.labels, maps_to_labels(m[0], m[1], diameter=d, thresholds=th)[0])
-           for s, (m, d) in zip(val_samples, maps)]
+    aps = [
+        average_precision(s.labels, maps_to_labels(m[0], m[1], diameter=d, thresholds=th)[0])
+        for s, (m, d) in zip(val_samples, maps)
+    ]
     scores = {f"ap@{k}": round(float(np.mean([a[k] for a in aps])), 4) for k in (0.5, 0.75, 0.9)}
     scores["n"] = len(val_samples)
     log.info("tuned thresholds %s: %s", th, scores)
@@ -572,45 +675,107 @@ def add_parser(sub):
         "(--device); a checkpoint.pt in the output folder lets --resume continue a run exactly.",
     )
     p.add_argument("-o", "--output", required=True, help="model folder to write")
-    p.add_argument("--images", nargs="+", action="extend", default=[], metavar="DIR",
-                   help="folders of training images (paired with --labels in order)")
-    p.add_argument("--labels", nargs="+", action="extend", default=[], metavar="DIR",
-                   help="folder of instance label images with the same file names as --images")
-    p.add_argument("--manifest", default=None,
-                   help="CSV with columns id (file stem) and split (train/val); default: a fixed "
-                   "hash split with --val-fraction")
+    p.add_argument(
+        "--images",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="DIR",
+        help="folders of training images (paired with --labels in order)",
+    )
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="DIR",
+        help="folder of instance label images with the same file names as --images",
+    )
+    p.add_argument(
+        "--manifest",
+        default=None,
+        help="CSV with columns id (file stem) and split (train/val); default: a fixed "
+        "hash split with --val-fraction",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation fraction without a manifest")
-    p.add_argument("--hold-out-families", type=float, default=0.0, metavar="FRACTION",
-                   help="leave whole acquisition families (dtype, size, intensity level) of up to this share "
-                   "of the images out of training and validation, for an honest out-of-distribution check "
-                   "(see benchmarks/bench_segment_ood.py; 0.15 there); default 0")
-    p.add_argument("--synthetic", type=int, default=60,
-                   help="synthetic timelapses generated for training (2 frames each; 0 for none)")
+    p.add_argument(
+        "--hold-out-families",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="leave whole acquisition families (dtype, size, intensity level) of up to this share "
+        "of the images out of training and validation, for an honest out-of-distribution check "
+        "(see benchmarks/bench_segment_ood.py; 0.15 there); default 0",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        default=60,
+        help="synthetic timelapses generated for training (2 frames each; 0 for none)",
+    )
     p.add_argument("--synthetic-val", type=int, default=10, help="synthetic timelapses for validation")
-    p.add_argument("--synthetic-weight", type=float, default=None,
-                   help=f"share of training crops drawn from synthetic frames (default {DEFAULTS['synthetic_weight']})")
+    p.add_argument(
+        "--synthetic-weight",
+        type=float,
+        default=None,
+        help=f"share of training crops drawn from synthetic frames (default {DEFAULTS['synthetic_weight']})",
+    )
     p.add_argument("--init", default=None, help="model folder (or shipped name) to fine-tune from")
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="continue the run of this checkpoint.pt (or model folder holding one) exactly; give the "
-                   "same data options; the recipe comes from the checkpoint")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue the run of this checkpoint.pt (or model folder holding one) exactly; give the "
+        "same data options; the recipe comes from the checkpoint",
+    )
     p.add_argument("--seed", type=int, default=None, help=f"random seed (default {DEFAULTS['seed']})")
-    p.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {DEFAULTS['steps']})")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="crops per step (default: 8 on the CPU, up to 64 from a CUDA device's memory)")
+    p.add_argument(
+        "--steps", type=int, default=None, help=f"optimisation steps (default {DEFAULTS['steps']})"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="crops per step (default: 8 on the CPU, up to 64 from a CUDA device's memory)",
+    )
     p.add_argument("--crop", type=int, default=None, help=f"crop side in px (default {DEFAULTS['crop']})")
-    p.add_argument("--lr", type=float, default=None,
-                   help=f"initial learning rate, Adam with cosine decay (default {DEFAULTS['lr']})")
-    p.add_argument("--base", type=int, default=None,
-                   help=f"channels of the first U-Net level (default {DEFAULTS['base']})")
-    p.add_argument("--depth", type=int, default=None, help=f"U-Net resolution levels (default {DEFAULTS['depth']})")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu")
-    p.add_argument("--workers", type=int, default=None,
-                   help="data-loader processes drawing crops (0: in the main process; the crops do not depend on it)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"initial learning rate, Adam with cosine decay (default {DEFAULTS['lr']})",
+    )
+    p.add_argument(
+        "--base",
+        type=int,
+        default=None,
+        help=f"channels of the first U-Net level (default {DEFAULTS['base']})",
+    )
+    p.add_argument(
+        "--depth", type=int, default=None, help=f"U-Net resolution levels (default {DEFAULTS['depth']})"
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-loader processes drawing crops (0: in the main process; the crops do not depend on it)",
+    )
     p.add_argument("--no-amp", action="store_true", help="no bf16/fp16 autocast on CUDA")
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="end this sitting after this many steps in all (the schedule still plans for --steps)")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="end this sitting after this many minutes (checkpoint written; continue with --resume)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="end this sitting after this many steps in all (the schedule still plans for --steps)",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="end this sitting after this many minutes (checkpoint written; continue with --resume)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
@@ -640,13 +805,21 @@ def _cmd_train(args):
     manifest = io.read_table(args.manifest) if args.manifest else None
     train, val, held = [], [], []
     for images, labels in zip(args.images, args.labels):
-        pairs = folder_samples(images, labels, split="all", manifest=manifest, val_fraction=args.val_fraction,
-                               hold_out=args.hold_out_families)
+        pairs = folder_samples(
+            images,
+            labels,
+            split="all",
+            manifest=manifest,
+            val_fraction=args.val_fraction,
+            hold_out=args.hold_out_families,
+        )
         if not any(s.split == "train" for s in pairs):
-            raise InputError(f"no training pairs left in {images} after the split"
-                             f"{' and the held-out families' if args.hold_out_families else ''}"
-                             f" ({len(pairs)} pairs: {sum(s.split == 'val' for s in pairs)} val, "
-                             f"{sum(s.split == 'held_out' for s in pairs)} held out)")
+            raise InputError(
+                f"no training pairs left in {images} after the split"
+                f"{' and the held-out families' if args.hold_out_families else ''}"
+                f" ({len(pairs)} pairs: {sum(s.split == 'val' for s in pairs)} val, "
+                f"{sum(s.split == 'held_out' for s in pairs)} held out)"
+            )
         train += [s for s in pairs if s.split == "train"]
         val += [s for s in pairs if s.split == "val"]
         held += [s for s in pairs if s.split == "held_out"]
@@ -656,13 +829,40 @@ def _cmd_train(args):
         train += synthetic_samples(args.synthetic, seed=10_000 + 1000 * seed)
     if args.synthetic_val:
         val += synthetic_samples(args.synthetic_val, seed=5_000, frames=(1,))
-    log.info("training on %d samples (%d synthetic), validating on %d, %d held out", len(train),
-             sum(s.name.startswith("synth") for s in train), len(val), len(held))
-    extra = {"held_out_families": sorted({s.family for s in held}), "hold_out_fraction": args.hold_out_families}
+    log.info(
+        "training on %d samples (%d synthetic), validating on %d, %d held out",
+        len(train),
+        sum(s.name.startswith("synth") for s in train),
+        len(val),
+        len(held),
+    )
+    extra = {
+        "held_out_families": sorted({s.family for s in held}),
+        "hold_out_fraction": args.hold_out_families,
+    }
     command = "cytotrail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    train_model(train, output=args.output, val_samples=val, init=args.init, resume=args.resume, seed=args.seed,
-                steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, base=args.base,
-                depth=args.depth, synthetic_weight=args.synthetic_weight, device=args.device, workers=args.workers,
-                amp=not args.no_amp, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                stop_after=args.stop_after, max_minutes=args.max_minutes, command=command, extra=extra)
+    train_model(
+        train,
+        output=args.output,
+        val_samples=val,
+        init=args.init,
+        resume=args.resume,
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        base=args.base,
+        depth=args.depth,
+        synthetic_weight=args.synthetic_weight,
+        device=args.device,
+        workers=args.workers,
+        amp=not args.no_amp,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        stop_after=args.stop_after,
+        max_minutes=args.max_minutes,
+        command=command,
+        extra=extra,
+    )
     log.info("wrote model %s", args.output)

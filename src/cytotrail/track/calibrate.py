@@ -30,8 +30,16 @@ import numpy as np
 from cytotrail.track.costs import DEFAULT_DIVISION_SCALES, _log_ratio
 from cytotrail.track.link import _frame_slices, _mutual_nearest, nearest_neighbour_distance
 
-__all__ = ["WIDE_DIVISION_SCALES", "birth_death_costs", "calibrate_motion", "estimate_miss_rate",
-           "fit_division_scales", "fit_student_t", "gap_cost", "t_radius"]
+__all__ = [
+    "WIDE_DIVISION_SCALES",
+    "birth_death_costs",
+    "calibrate_motion",
+    "estimate_miss_rate",
+    "fit_division_scales",
+    "fit_student_t",
+    "gap_cost",
+    "t_radius",
+]
 
 TAIL_PROBABILITY = 1e-4  # fraction of true steps allowed beyond the search range
 MIN_SEARCH_PX = 2.0
@@ -45,8 +53,12 @@ MAX_GAP_COST = 12.0  # a missed frame in a movie that misses none (no division b
 
 #: Division scales of the first pass: wide enough to find the divisions of cells whose
 #: areas do not add up (rounded, shrunk or partly out of focus mothers).
-WIDE_DIVISION_SCALES = {**DEFAULT_DIVISION_SCALES, "sum_area_sigma": 0.35,
-                        "sister_area_sigma": 0.6, "centre_sigma_factor": 1.5}
+WIDE_DIVISION_SCALES = {
+    **DEFAULT_DIVISION_SCALES,
+    "sum_area_sigma": 0.35,
+    "sister_area_sigma": 0.6,
+    "centre_sigma_factor": 1.5,
+}
 
 
 def fit_student_t(d, *, nu_grid=NU_GRID, iterations=30):
@@ -99,7 +111,7 @@ def _confident_steps(frame, pos, cap):
     for k in range(1, len(frames)):
         if frames[k] - frames[k - 1] != 1:
             continue
-        a, b = pos[starts[k - 1]:stops[k - 1]], pos[starts[k]:stops[k]]
+        a, b = pos[starts[k - 1] : stops[k - 1]], pos[starts[k] : stops[k]]
         i, j = _mutual_nearest(a, b, np.zeros(2))
         d = b[j] - a[i]
         steps.append(d[np.hypot(*d.T) < cap])
@@ -200,8 +212,9 @@ def fit_division_scales(model, divisions, *, min_divisions=MIN_DIVISIONS):
             scales["sum_area_sigma"] = float(np.clip(spread, floor["sum_area_sigma"], 0.6))
             sister = np.abs(_log_ratio(a[d1], a[d2])[ok])
             # |log ratio| of two alike sisters is half-normal: its median is 0.674 sigma
-            scales["sister_area_sigma"] = float(np.clip(np.median(sister) / 0.674,
-                                                        floor["sister_area_sigma"], 1.0))
+            scales["sister_area_sigma"] = float(
+                np.clip(np.median(sister) / 0.674, floor["sister_area_sigma"], 1.0)
+            )
     return scales
 
 

@@ -80,17 +80,34 @@ class CostModel:
         Cost of each missed frame inside a track; default :data:`GAP_COST_PER_FRAME`.
     """
 
-    def __init__(self, frame, pos, area, intensity, *, search_range, sigma, succ, border=None,
-                 persistence=True, orientation=None, elongation=None, scales=None,
-                 birth_cost=None, death_cost=None, gap_cost=None):
+    def __init__(
+        self,
+        frame,
+        pos,
+        area,
+        intensity,
+        *,
+        search_range,
+        sigma,
+        succ,
+        border=None,
+        persistence=True,
+        orientation=None,
+        elongation=None,
+        scales=None,
+        birth_cost=None,
+        death_cost=None,
+        gap_cost=None,
+    ):
         self.frame, self.pos, self.area, self.intensity = frame, pos, area, intensity
         self.gap_cost = GAP_COST_PER_FRAME if gap_cost is None else float(gap_cost)
         self.scales = {**DEFAULT_DIVISION_SCALES, **(scales or {})}
         self.border = border
         if orientation is not None and elongation is not None:
             ok = np.isfinite(orientation) & np.isfinite(elongation)
-            self.axis = np.column_stack([np.cos(np.where(ok, orientation, 0.0)),
-                                         np.sin(np.where(ok, orientation, 0.0))])
+            self.axis = np.column_stack(
+                [np.cos(np.where(ok, orientation, 0.0)), np.sin(np.where(ok, orientation, 0.0))]
+            )
             self.elongation = np.where(ok, np.clip(elongation, 0.0, 1.0), 0.0)
         else:
             self.axis = self.elongation = None
@@ -243,8 +260,12 @@ class CostModel:
         expected, sigma = self.predicted(m, (g1 + g2) / 2)
         d2c = ((centre - expected) ** 2).sum(axis=1)
         sigma_c = sigma * sc["centre_sigma_factor"]
-        cost = (d2c / (2 * sigma_c**2 * (g1 + g2) / 2) + np.log(sigma_c / self.sigma) * 2
-                + self.gap_cost * (np.maximum(g1, g2) - 1) + sc["division_cost"])
+        cost = (
+            d2c / (2 * sigma_c**2 * (g1 + g2) / 2)
+            + np.log(sigma_c / self.sigma) * 2
+            + self.gap_cost * (np.maximum(g1, g2) - 1)
+            + sc["division_cost"]
+        )
         # the sisters lie on opposite sides of the mother: penalise a small angle between them
         v1, v2 = pos[d1] - expected, pos[d2] - expected
         norm = np.sqrt((v1**2).sum(axis=1) * (v2**2).sum(axis=1))
@@ -255,8 +276,7 @@ class CostModel:
             # positions only: sisters touch, about one neighbour distance apart
             sep = np.sqrt(((pos[d1] - pos[d2]) ** 2).sum(axis=1))
             excess = np.clip(sep - contact, 0, None)
-            cost = cost + np.minimum(excess**2 / (2 * self.sigma**2 * (g1 + g2) / 2),
-                                     DIVISION_AREA_CAP)
+            cost = cost + np.minimum(excess**2 / (2 * self.sigma**2 * (g1 + g2) / 2), DIVISION_AREA_CAP)
         if self.area is not None:
             a = self.area
             w = self._weight(m, d1, d2)
@@ -265,12 +285,12 @@ class CostModel:
             radii = np.sqrt(np.clip(a[d1], 0, None) / np.pi) + np.sqrt(np.clip(a[d2], 0, None) / np.pi)
             sep = np.sqrt(((pos[d1] - pos[d2]) ** 2).sum(axis=1))
             excess = np.where(np.isfinite(radii), np.clip(sep - radii, 0, None), 0.0)
-            cost = cost + w * np.minimum(excess**2 / (2 * self.sigma**2 * (g1 + g2) / 2),
-                                         DIVISION_AREA_CAP)
+            cost = cost + w * np.minimum(excess**2 / (2 * self.sigma**2 * (g1 + g2) / 2), DIVISION_AREA_CAP)
             total = _log_ratio(a[d1] + a[d2], a[m]) - sc["sum_area_mean"]
             cost = cost + self._area_term(total, sc["sum_area_sigma"], DIVISION_AREA_CAP, w)
-            cost = cost + self._area_term(_log_ratio(a[d1], a[d2]), sc["sister_area_sigma"],
-                                          DIVISION_AREA_CAP, w)
+            cost = cost + self._area_term(
+                _log_ratio(a[d1], a[d2]), sc["sister_area_sigma"], DIVISION_AREA_CAP, w
+            )
         if self.axis is not None:
             # a cell divides along its long axis (Hertwig's rule): the sisters lie along the
             # mother's long axis, a cue as strong as the mother is elongated
@@ -292,10 +312,13 @@ class CostModel:
         g = (self.frame[d] - self.frame[m]).astype(np.float64)
         d2 = ((self.pos[d] - self.pos[m]) ** 2).sum(axis=1)
         r = _log_ratio(self.area[d], self.area[m]) - HALF
-        cost = (d2 / (2 * (2 * self.sigma) ** 2 * g) + self.gap_cost * (g - 1)
-                + self.scales["division_cost"] + HIDDEN_DAUGHTER_COST
-                + self._area_term(r, SUM_AREA_SIGMA, DIVISION_AREA_CAP))
+        cost = (
+            d2 / (2 * (2 * self.sigma) ** 2 * g)
+            + self.gap_cost * (g - 1)
+            + self.scales["division_cost"]
+            + HIDDEN_DAUGHTER_COST
+            + self._area_term(r, SUM_AREA_SIGMA, DIVISION_AREA_CAP)
+        )
         if self.border is None:
             return np.full(len(m), np.inf)
         return np.where(self.border[m] | self.border[d], cost, np.inf)
-

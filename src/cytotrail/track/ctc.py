@@ -116,8 +116,9 @@ def write_ctc(directory, labels, tracks, *, ground_truth=False, fill_gaps=False)
     frame = tracks["frame"].to_numpy(np.int64)
     lab = tracks["label"].to_numpy(np.int64)
     if len(frame) and (frame.min() < 0 or frame.max() >= labels.shape[0]):
-        raise InputError(f"tracks have frames {frame.min()}..{frame.max()} but labels have "
-                         f"{labels.shape[0]} frame(s)")
+        raise InputError(
+            f"tracks have frames {frame.min()}..{frame.max()} but labels have {labels.shape[0]} frame(s)"
+        )
     n = len(tracks)
     if fill_gaps and n:
         fills, pixels = _fill_pixels(labels, tracks)
@@ -138,7 +139,7 @@ def write_ctc(directory, labels, tracks, *, ground_truth=False, fill_gaps=False)
     order = np.argsort(frame, kind="stable")
     bounds = np.searchsorted(frame[order], np.arange(labels.shape[0] + 1))
     for t in range(labels.shape[0]):
-        rows = order[bounds[t]:bounds[t + 1]]
+        rows = order[bounds[t] : bounds[t + 1]]
         lut_size = int(max(labels[t].max(initial=0), lab[rows].max(initial=0))) + 1
         lut = np.zeros(lut_size, np.uint16)
         lut[lab[rows]] = ctc_label[rows]
@@ -203,15 +204,22 @@ def gap_fills(tracks):
     same = t_[1:] == t_[:-1]
     for k in np.flatnonzero(same & (f[1:] - f[:-1] > 1)).tolist():
         a, b = order[k], order[k + 1]
-        fill(f[k], p[k], f[k + 1], p[k + 1],
-             lambda t, a=a, b=b: a if t - frame[a] <= frame[b] - t else b, int(t_[k]), parent[a])
+        fill(
+            f[k],
+            p[k],
+            f[k + 1],
+            p[k + 1],
+            lambda t, a=a, b=b: a if t - frame[a] <= frame[b] - t else b,
+            int(t_[k]),
+            parent[a],
+        )
     # divisions: mother -> daughters that start later than one frame after it ends
     starts = np.r_[0, np.flatnonzero(~same) + 1]
     stops = np.r_[starts[1:], n]
     first = dict(zip(t_[starts].tolist(), order[starts].tolist()))
     last = dict(zip(t_[starts].tolist(), order[stops - 1].tolist()))
     daughters = {}
-    for track, i in first.items():
+    for _track, i in first.items():
         if parent[i] > 0 and int(parent[i]) in last:
             daughters.setdefault(int(parent[i]), []).append(i)
     for mother, ds in sorted(daughters.items()):
@@ -285,7 +293,7 @@ def _fill_pixels(labels, tracks, *, min_fraction=0.25):
     by_frame = np.argsort(frame, kind="stable")
     bounds = np.searchsorted(frame[by_frame], np.arange(labels.shape[0] + 1))
     for t, group in fills.groupby("frame", sort=True):
-        rows = by_frame[bounds[t]:bounds[t + 1]]
+        rows = by_frame[bounds[t] : bounds[t + 1]]
         taken = np.isin(labels[t], lab[rows]) if len(rows) else np.zeros(shape, bool)
         for k, r in zip(group.index.tolist(), group.itertuples(index=False)):
             yy, xx = pixels_of(r.source)
@@ -381,7 +389,7 @@ def _read_masks(directory):
     import tifffile
 
     directory = Path(directory)
-    for txt, prefix in (("man_track.txt", "man_track"), ("res_track.txt", "mask")):
+    for txt, prefix in (("man_track.txt", "man_track"), ("res_track.txt", "mask")):  # noqa: B007 (used after the loop)
         if (directory / txt).is_file():
             break
     else:

@@ -97,7 +97,7 @@ def relink_divisions(model, succ, pred, *, memory=0, half_divisions=True, time_l
     frame, pos = model.frame, model.pos
     succ, pred = succ.copy(), pred.copy()
     index = _frame_index(frame)
-    t_min, t_max = frame.min(), frame.max()
+    t_min = frame.min()
     divisions = {}
     radius = model.division_radius
     for u in sorted(index):
@@ -141,13 +141,13 @@ def relink_divisions(model, succ, pred, *, memory=0, half_divisions=True, time_l
             earlier.append(open_end[np.unique(ic)])
         earlier = np.concatenate(earlier) if earlier else np.zeros(0, np.int64)
         model.update_velocity(np.concatenate([local_a, earlier]), pred)
-        _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, time_limit,
-                    earlier=earlier)
+        _solve_pair(
+            model, local_a, local_b, succ, pred, divisions, half_divisions, time_limit, earlier=earlier
+        )
     return succ, pred, divisions
 
 
-def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, time_limit,
-                earlier=None):
+def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, time_limit, earlier=None):
     """Optimal links and divisions between detections ``local_a`` (t) and ``local_b`` (t+1).
 
     ``earlier`` are open track ends of earlier frames that may link into ``local_b`` across
@@ -161,8 +161,7 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
         t1 = frame[local_b[0]]
         for g in np.unique(t1 - frame[earlier]).tolist():
             src = earlier[t1 - frame[earlier] == g]
-            qi, qj = _nearest_pairs(pos[local_b], pos[src], model.search_range * np.sqrt(g),
-                                    MAX_CANDIDATES)
+            qi, qj = _nearest_pairs(pos[local_b], pos[src], model.search_range * np.sqrt(g), MAX_CANDIDATES)
             li = np.concatenate([li, src[qi]])
             lj = np.concatenate([lj, local_b[qj]])
         local_a_all = np.concatenate([local_a, earlier])
@@ -177,12 +176,15 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
     order = np.lexsort((dj, mi))
     mi, dj = mi[order], dj[order]
     bounds = np.flatnonzero(np.diff(np.r_[-1, mi, -2]))
-    triples = [(mi[lo], dj[x], dj[y]) for lo, hi in zip(bounds[:-1], bounds[1:])
-               for x in range(lo, hi) for y in range(x + 1, hi)]
+    triples = [
+        (mi[lo], dj[x], dj[y])
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+        for x in range(lo, hi)
+        for y in range(x + 1, hi)
+    ]
     if triples:
         dm, d1, d2 = np.asarray(triples, np.int64).T
-        div_cost = (model.division(dm, d1, d2) - model.death_of(dm) - model.birth_of(d1)
-                    - model.birth_of(d2))
+        div_cost = model.division(dm, d1, d2) - model.death_of(dm) - model.birth_of(d1) - model.birth_of(d2)
         keep = div_cost < 0
         dm, d1, d2, div_cost = dm[keep], d1[keep], d2[keep], div_cost[keep]
     else:
@@ -204,21 +206,33 @@ def _solve_pair(model, local_a, local_b, succ, pred, divisions, half_divisions, 
         # constraint rows: one per source (t) and per target (t+1) detection
         src = {int(k): r for r, k in enumerate(local_a_all)}
         dst = {int(k): len(src) + r for r, k in enumerate(local_b)}
-        rows = np.concatenate([
-            [src[k] for k in li.tolist()], [dst[k] for k in lj.tolist()],
-            [src[k] for k in dm.tolist()], [dst[k] for k in d1.tolist()], [dst[k] for k in d2.tolist()],
-            [src[k] for k in hm.tolist()], [dst[k] for k in hd.tolist()],
-        ]).astype(np.int64)
-        cols = np.concatenate([
-            np.arange(n_l), np.arange(n_l),
-            n_l + np.arange(n_d), n_l + np.arange(n_d), n_l + np.arange(n_d),
-            n_l + n_d + np.arange(n_h), n_l + n_d + np.arange(n_h),
-        ]).astype(np.int64)
+        rows = np.concatenate(
+            [
+                [src[k] for k in li.tolist()],
+                [dst[k] for k in lj.tolist()],
+                [src[k] for k in dm.tolist()],
+                [dst[k] for k in d1.tolist()],
+                [dst[k] for k in d2.tolist()],
+                [src[k] for k in hm.tolist()],
+                [dst[k] for k in hd.tolist()],
+            ]
+        ).astype(np.int64)
+        cols = np.concatenate(
+            [
+                np.arange(n_l),
+                np.arange(n_l),
+                n_l + np.arange(n_d),
+                n_l + np.arange(n_d),
+                n_l + np.arange(n_d),
+                n_l + n_d + np.arange(n_h),
+                n_l + n_d + np.arange(n_h),
+            ]
+        ).astype(np.int64)
         cost = np.concatenate([link_cost, div_cost, half_cost])
         x = _packing(cost, rows, cols, len(src) + len(dst), time_limit)
         chosen_l = np.flatnonzero(x[:n_l])
-        chosen_d = np.flatnonzero(x[n_l:n_l + n_d])
-        chosen_h = np.flatnonzero(x[n_l + n_d:])
+        chosen_d = np.flatnonzero(x[n_l : n_l + n_d])
+        chosen_h = np.flatnonzero(x[n_l + n_d :])
     # apply: drop every current link that touches the neighbourhood, then set the new ones
     old = local_a[succ[local_a] >= 0]
     pred[succ[old]] = -1
@@ -247,8 +261,13 @@ def _packing(cost, rows, cols, n_rows, time_limit):
         from scipy.sparse import csr_array
 
         a = csr_array((np.ones(len(rows)), (rows, cols)), shape=(n_rows, n))
-        res = milp(cost, constraints=LinearConstraint(a, -np.inf, 1), integrality=np.ones(n),
-                   bounds=Bounds(0, 1), options={"time_limit": time_limit})
+        res = milp(
+            cost,
+            constraints=LinearConstraint(a, -np.inf, 1),
+            integrality=np.ones(n),
+            bounds=Bounds(0, 1),
+            options={"time_limit": time_limit},
+        )
         if res.x is not None:
             x = (res.x > 0.5).astype(np.int8)
             used = np.bincount(rows[np.isin(cols, np.flatnonzero(x))], minlength=n_rows)
@@ -339,15 +358,18 @@ def resolve_events(model, succ, pred, divisions, *, memory, gap_closing=True, fi
             order = np.lexsort((s2, m2))
             m2, s2 = m2[order], s2[order]
             bounds = np.flatnonzero(np.diff(np.r_[-1, m2, -2]))
-            triples = [(m2[lo], s2[x], s2[y]) for lo, hi in zip(bounds[:-1], bounds[1:])
-                       for x in range(lo, hi) for y in range(x + 1, hi)
-                       if s2[x] != s2[y]]
+            triples = [
+                (m2[lo], s2[x], s2[y])
+                for lo, hi in zip(bounds[:-1], bounds[1:])
+                for x in range(lo, hi)
+                for y in range(x + 1, hi)
+                if s2[x] != s2[y]
+            ]
             if triples:
                 pm, pa, pb = np.asarray(triples, np.int64).T
                 ok = (frame[pa] - frame[pm] >= 2) | (frame[pb] - frame[pm] >= 2)
                 pm, pa, pb = pm[ok], pa[ok], pb[ok]
-                c = (model.division(pm, pa, pb) - model.death_of(pm) - model.birth_of(pa)
-                     - model.birth_of(pb))
+                c = model.division(pm, pa, pb) - model.death_of(pm) - model.birth_of(pa) - model.birth_of(pb)
                 events += zip(c.tolist(), ["end"] * len(pm), pm.tolist(), pa.tolist(), pb.tolist())
     events = sorted({ev for ev in events if ev[0] < 0}, key=lambda ev: (ev[0], ev[1], ev[2], ev[3], ev[4]))
     if not events:

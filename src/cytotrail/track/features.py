@@ -96,8 +96,11 @@ def track_features(tracks, *, pixel_size_um=None, frame_interval=None, max_lag=1
         parent = pd.array([pd.NA] * n_tracks, dtype="Int64")
     out["parent_track_id"] = pd.array(parent, dtype="Int64")
     for col in ("lineage_id", "generation"):
-        out[col] = first[col].to_numpy() if col in t.columns else (
-            out["track_id"].to_numpy() if col == "lineage_id" else np.zeros(n_tracks, np.int64))
+        out[col] = (
+            first[col].to_numpy()
+            if col in t.columns
+            else (out["track_id"].to_numpy() if col == "lineage_id" else np.zeros(n_tracks, np.int64))
+        )
     group_keys = keys[:-1]
     parent_key = out[group_keys + ["parent_track_id"]].dropna()
     parent_key = parent_key.rename(columns={"parent_track_id": "track_id"})
@@ -120,8 +123,12 @@ def track_features(tracks, *, pixel_size_um=None, frame_interval=None, max_lag=1
     if "mean_intensity" in t.columns:
         out["mean_intensity"] = g["mean_intensity"].mean().to_numpy()
     out = out.reset_index(drop=True)
-    out.attrs["units"] = {"length": lu, "time": tu, "pixel_size_um": pixel_size_um,
-                          "frame_interval": frame_interval}
+    out.attrs["units"] = {
+        "length": lu,
+        "time": tu,
+        "pixel_size_um": pixel_size_um,
+        "frame_interval": frame_interval,
+    }
     return out
 
 

@@ -163,8 +163,8 @@ def estimate_drift(frame, pos, *, iterations=4, max_drift=None):
         max_drift = 3.0 * nn if np.isfinite(nn) else 50.0
     previous = np.zeros(2)
     for k in range(1, len(frames)):
-        a = pos[starts[k - 1]:stops[k - 1]]
-        b = pos[starts[k]:stops[k]]
+        a = pos[starts[k - 1] : stops[k - 1]]
+        b = pos[starts[k] : stops[k]]
         if len(a) == 0 or len(b) == 0:
             continue
         shift, n_match, resid = _refine_shift(a, b, previous, iterations)
@@ -220,14 +220,17 @@ def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_stra
     # the present frames plus empty ones for missing frame numbers, so that `memory` counts
     # real frames; more than memory + 1 empty frames in a row change nothing, so no more
     gaps = np.diff(frames) - 1
-    empties = [np.arange(a + 1, a + 1 + min(g, memory + 1))
-               for a, g in zip(frames[:-1], gaps) if g > 0]
+    empties = [np.arange(a + 1, a + 1 + min(g, memory + 1)) for a, g in zip(frames[:-1], gaps) if g > 0]
     all_frames = np.sort(np.concatenate([frames, *empties])) if empties else frames
     all_starts = np.searchsorted(frame, all_frames, side="left")
     all_stops = np.searchsorted(frame, all_frames, side="right")
     # crowds: trackpy's adaptive search first, then smaller ranges, then no links at all
-    attempts = [(search_range, link_strategy), (search_range / 2, link_strategy),
-                (search_range / 4, link_strategy), (None, "unlinked")]
+    attempts = [
+        (search_range, link_strategy),
+        (search_range / 2, link_strategy),
+        (search_range / 4, link_strategy),
+        (None, "unlinked"),
+    ]
     for search, strategy in attempts:
         if search is None:
             ids = np.arange(n)
@@ -236,9 +239,15 @@ def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_stra
         coords = ((int(t), pos[a:b]) for t, a, b in zip(all_frames, all_starts, all_stops))
         ids = np.empty(n, np.int64)
         try:
-            linked = trackpy.link_iter(coords, search, memory=memory, predictor=predictor,
-                                       link_strategy=strategy, adaptive_stop=max(0.5, 0.1 * search),
-                                       adaptive_step=0.9)
+            linked = trackpy.link_iter(
+                coords,
+                search,
+                memory=memory,
+                predictor=predictor,
+                link_strategy=strategy,
+                adaptive_stop=max(0.5, 0.1 * search),
+                adaptive_step=0.9,
+            )
             for (a, b), (_, part) in zip(zip(all_starts, all_stops), linked):
                 ids[a:b] = part
         except SubnetOversizeException:

@@ -49,8 +49,14 @@ def _f1(truth, found):
     precision = tp / len(found) if found else 1.0
     recall = tp / len(truth) if truth else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp,
-            "n_truth": len(truth), "n_found": len(found)}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "tp": tp,
+        "n_truth": len(truth),
+        "n_found": len(found),
+    }
 
 
 def tracking_scores(truth, tracks, *, truth_columns=("track_id", "parent_track_id")):
@@ -76,7 +82,8 @@ def tracking_scores(truth, tracks, *, truth_columns=("track_id", "parent_track_i
         raise InputError(f"{len(missing)} row(s) of the tracks are not in the truth table (by index)")
     tcol, pcol = truth_columns
     gt = truth.loc[tracks.index, ["frame", tcol, pcol]].rename(
-        columns={tcol: "track_id", pcol: "parent_track_id"})
+        columns={tcol: "track_id", pcol: "parent_track_id"}
+    )
     return {
         "link": _f1(links(gt), links(tracks)),
         "division": _f1(division_events(gt), division_events(tracks)),

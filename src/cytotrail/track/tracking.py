@@ -118,29 +118,50 @@ def track(
     frame, pos = validate_detections(detections)
     _warn_duplicated_rows(detections)
     if "sample" in detections.columns and detections["sample"].nunique(dropna=False) > 1:
-        return _track_by_sample(detections, search_range=search_range, memory=memory,
-                                divisions=divisions, min_length=min_length, predict=predict,
-                                pixel_size_um=pixel_size_um, image_shape=image_shape,
-                                link_strategy=link_strategy, division_scales=division_scales)
+        return _track_by_sample(
+            detections,
+            search_range=search_range,
+            memory=memory,
+            divisions=divisions,
+            min_length=min_length,
+            predict=predict,
+            pixel_size_um=pixel_size_um,
+            image_shape=image_shape,
+            link_strategy=link_strategy,
+            division_scales=division_scales,
+        )
     # canonical order: by frame, then position; independent of the input's row order
     order = np.lexsort((pos[:, 1], pos[:, 0], frame))
     f, p = frame[order], pos[order]
-    cues = {c: _optional(detections, c, order)
-            for c in ("area", "mean_intensity", "orientation", "elongation")}
+    cues = {
+        c: _optional(detections, c, order) for c in ("area", "mean_intensity", "orientation", "elongation")
+    }
     touches = _touches_border(detections, image_shape, pos)
     border = None if touches is None else touches[order]
 
-    pc, motion = _calibrate_motion(f, p, predict=predict, search_range=search_range,
-                                   pixel_size_um=pixel_size_um)
-    segment, strategy = link_frames(f, pc, search_range=motion["search_range_px"], memory=0,
-                                    link_strategy=link_strategy)
+    pc, motion = _calibrate_motion(
+        f, p, predict=predict, search_range=search_range, pixel_size_um=pixel_size_um
+    )
+    segment, strategy = link_frames(
+        f, pc, search_range=motion["search_range_px"], memory=0, link_strategy=link_strategy
+    )
     segment, parent_seg, merged, events = _resolve_events(
-        f, pc, segment, cues, border, motion, memory=memory, divisions=divisions,
-        predict=predict, division_scales=division_scales)
+        f,
+        pc,
+        segment,
+        cues,
+        border,
+        motion,
+        memory=memory,
+        divisions=divisions,
+        predict=predict,
+        division_scales=division_scales,
+    )
 
     track_id, parent_id, keep = _number_tracks(f, segment, parent_seg, min_length)
-    out = _output_table(detections, order, track_id, parent_id, merged, keep,
-                        _touches_border(detections, image_shape, pos))
+    out = _output_table(
+        detections, order, track_id, parent_id, merged, keep, _touches_border(detections, image_shape, pos)
+    )
     out.attrs["track"] = {
         "memory": memory,
         "divisions": bool(divisions),
@@ -167,7 +188,9 @@ def _warn_duplicated_rows(detections):
             f"{int(dup.sum())} of {len(detections)} detections repeat an earlier row exactly "
             "(every column equal); each is tracked as a cell of its own. If the table was "
             "concatenated twice, drop them first: detections.drop_duplicates()",
-            UserWarning, stacklevel=3)
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_options(memory, min_length, search_range, pixel_size_um):
@@ -204,7 +227,8 @@ def _calibrate_motion(f, p, *, predict, search_range, pixel_size_um):
             f"cells move about as far between frames as they are apart (step scale "
             f"{info['sigma']:.1f} px, nearest neighbours {info['nn_distance']:.1f} px apart): the "
             "frames look unrelated, e.g. the motion is far larger than the spacing or the frame "
-            "numbers are wrong; pass search_range (px) to link anyway")
+            "numbers are wrong; pass search_range (px) to link anyway"
+        )
     nu = info.get("nu")
     return pc, {
         "search_range_px": float(search_px),
@@ -217,13 +241,13 @@ def _calibrate_motion(f, p, *, predict, search_range, pixel_size_um):
         "nn_distance_px": _float(info.get("nn_distance")),
         "drift_px_per_frame": (
             [float(drift["dy"].iloc[1:].mean()), float(drift["dx"].iloc[1:].mean())]
-            if drift is not None and len(drift) > 1 else [0.0, 0.0]
+            if drift is not None and len(drift) > 1
+            else [0.0, 0.0]
         ),
     }
 
 
-def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, predict,
-                    division_scales):
+def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, predict, division_scales):
     """Steps 2-4: divisions, gaps and merges on top of the frame-to-frame links.
 
     Divisions are found twice: first by :func:`_calibration_pass` with wide division scales
@@ -237,11 +261,21 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
     from cytotrail.track import divisions as dv
 
     n = len(f)
-    events = {"velocity_persistence": 0.0, "predicted_step_sigma_px": motion["displacement_sigma_px"],
-              "division_scales": None, "miss_rate": None, "birth_cost": None, "death_cost": None,
-              "p_birth": None, "p_death": None, "gap_cost_per_frame": None,
-              "n_divisions": 0, "n_mothers_split": 0,
-              "n_gaps_closed": 0, "n_merges": 0}
+    events = {
+        "velocity_persistence": 0.0,
+        "predicted_step_sigma_px": motion["displacement_sigma_px"],
+        "division_scales": None,
+        "miss_rate": None,
+        "birth_cost": None,
+        "death_cost": None,
+        "p_birth": None,
+        "p_death": None,
+        "gap_cost_per_frame": None,
+        "n_divisions": 0,
+        "n_mothers_split": 0,
+        "n_gaps_closed": 0,
+        "n_merges": 0,
+    }
     if n == 0:
         return segment, np.zeros(0, np.int64), np.zeros(0, bool), events
     succ, pred = dv.chains(f, segment)
@@ -249,17 +283,31 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
     def model_for(k, fitted):
         s = succ[:k].copy()
         s[s >= k] = -1
-        return CostModel(f[:k], pc[:k], _head(cues["area"], k), _head(cues["mean_intensity"], k),
-                         search_range=motion["search_range_px"], sigma=motion["displacement_sigma_px"],
-                         succ=s, persistence=predict, orientation=_head(cues["orientation"], k),
-                         elongation=_head(cues["elongation"], k), border=_head(border, k),
-                         scales=fitted["scales"], gap_cost=fitted["gap"], birth_cost=fitted["birth"],
-                         death_cost=fitted["death"])
+        return CostModel(
+            f[:k],
+            pc[:k],
+            _head(cues["area"], k),
+            _head(cues["mean_intensity"], k),
+            search_range=motion["search_range_px"],
+            sigma=motion["displacement_sigma_px"],
+            succ=s,
+            persistence=predict,
+            orientation=_head(cues["orientation"], k),
+            elongation=_head(cues["elongation"], k),
+            border=_head(border, k),
+            scales=fitted["scales"],
+            gap_cost=fitted["gap"],
+            birth_cost=fitted["birth"],
+            death_cost=fitted["death"],
+        )
 
     k = _calibration_prefix(f)
     # without areas, sisters that still touch lie about one neighbour distance apart
-    contact = ({"contact_distance_px": motion["nn_distance_px"]}
-               if cues["area"] is None and motion["nn_distance_px"] else {})
+    contact = (
+        {"contact_distance_px": motion["nn_distance_px"]}
+        if cues["area"] is None and motion["nn_distance_px"]
+        else {}
+    )
     wide = {"scales": {**WIDE_DIVISION_SCALES, **contact}, "gap": None, "birth": None, "death": None}
     fitted = _calibration_pass(model_for(k, wide), succ, pred, memory=memory, divisions=divisions)
     fitted["scales"].update(contact)
@@ -272,25 +320,28 @@ def _resolve_events(f, pc, segment, cues, border, motion, *, memory, divisions, 
         succ_new, pred_new, found = dv.relink_divisions(model, succ, pred, memory=memory)
     else:
         succ_new, pred_new = succ, pred
-    succ_new, pred_new, found, _ = dv.resolve_events(model, succ_new, pred_new, found, memory=memory,
-                                                     find_divisions=bool(divisions))
+    succ_new, pred_new, found, _ = dv.resolve_events(
+        model, succ_new, pred_new, found, memory=memory, find_divisions=bool(divisions)
+    )
     succ_new, pred_new, found, merged, n_merges = dv.resolve_merges(model, succ_new, pred_new, found)
     segment, parent_seg = dv.segments_from_links(succ_new, found)
     linked = np.flatnonzero(succ_new >= 0)
-    events.update({
-        "velocity_persistence": float(model.phi),
-        "predicted_step_sigma_px": float(model.sigma_pred),
-        "division_scales": {k: _float(v) for k, v in scales.items()},
-        "miss_rate": float(miss_rate),
-        "birth_cost": float(birth),
-        "death_cost": float(death),
-        **rates,
-        "gap_cost_per_frame": float(gap),
-        "n_divisions": len(found),
-        "n_mothers_split": int(sum(succ[m] >= 0 for m in found)),
-        "n_gaps_closed": int((f[succ_new[linked]] - f[linked] > 1).sum()),
-        "n_merges": int(n_merges),
-    })
+    events.update(
+        {
+            "velocity_persistence": float(model.phi),
+            "predicted_step_sigma_px": float(model.sigma_pred),
+            "division_scales": {k: _float(v) for k, v in scales.items()},
+            "miss_rate": float(miss_rate),
+            "birth_cost": float(birth),
+            "death_cost": float(death),
+            **rates,
+            "gap_cost_per_frame": float(gap),
+            "n_divisions": len(found),
+            "n_mothers_split": int(sum(succ[m] >= 0 for m in found)),
+            "n_gaps_closed": int((f[succ_new[linked]] - f[linked] > 1).sum()),
+            "n_merges": int(n_merges),
+        }
+    )
     return segment, parent_seg, merged, events
 
 
@@ -320,12 +371,17 @@ def _calibration_pass(model, succ, pred, *, memory, divisions):
     gap = gap_cost(miss_rate)
     if memory:
         model.gap_cost = gap
-        s, p, found, _ = dv.resolve_events(model, s, p, found, memory=1,
-                                           find_divisions=bool(divisions))
+        s, p, found, _ = dv.resolve_events(model, s, p, found, memory=1, find_divisions=bool(divisions))
     birth, death, rates = birth_death_costs(model, s, p, found)
     scales = fit_division_scales(model, found) if divisions else dict(DEFAULT_DIVISION_SCALES)
-    return {"scales": scales, "gap": gap, "birth": birth, "death": death,
-            "miss_rate": miss_rate, "rates": rates}
+    return {
+        "scales": scales,
+        "gap": gap,
+        "birth": birth,
+        "death": death,
+        "miss_rate": miss_rate,
+        "rates": rates,
+    }
 
 
 def _calibration_prefix(f):
