@@ -91,6 +91,11 @@ def test_segment_with_flip_tta_finds_the_nuclei(movie, tmp_path):
     assert predicted.shape == truth.shape
     f1 = np.mean([f1_score(t, p) for t, p in zip(truth, predicted)])
     assert f1 >= 0.9
+    import json
+
+    used = json.loads((tmp_path / "tta.segment.json").read_text())
+    assert used["tta"] is True and used["backend"] == "unet"
+    assert used["diameter_source"] == "estimated" and 4 < used["diameter_px"] < 40
 
 
 def test_detections_table_keeps_its_columns(tmp_path):

@@ -81,7 +81,12 @@ def _parser_segment(sub):
         "uint32 label stack as a compressed TIFF (opens in napari and Fiji).",
     )
     p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX")
-    p.add_argument("-o", "--output", required=True, help="output label stack (.tif)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output label stack (.tif); beside it, OUTPUT's name with .segment.json records the diameter used and where it came from",
+    )
     p.add_argument("--channel", default=None, help="nuclear channel name or index (default: the first)")
     p.add_argument(
         "--backend",
@@ -142,8 +147,12 @@ def _cmd_segment(args):
                 f"labels {args.labels} have shape {options['labels'].shape} but image "
                 f"{args.image} has frames of shape {frames.shape}"
             )
-    labels = segment(frames, **options)
+    info = {}
+    labels = segment(frames, **options, info=info)
     io.write_labels(args.output, labels)
+    io.write_json(
+        _provenance_path(args.output, "segment"), {"image": str(args.image), "model": args.model, **info}
+    )
     log.info("wrote %s: %d frame(s), largest label %d", args.output, len(labels), labels.max(initial=0))
 
 
@@ -202,10 +211,11 @@ def _parser_track(sub):
     p.set_defaults(func=_cmd_track)
 
 
-def _provenance_path(output):
-    """``tracks.parquet`` -> ``tracks.track.json``: the fitted tracking parameters."""
+def _provenance_path(output, stage="track"):
+    """``tracks.parquet`` -> ``tracks.track.json`` (``labels.tif`` -> ``labels.segment.json``):
+    the parameters a stage used or fitted, saved beside its output."""
     output = Path(output)
-    return output.with_name(output.stem + ".track.json")
+    return output.with_name(output.stem + f".{stage}.json")
 
 
 def _cmd_track(args):

@@ -92,6 +92,7 @@ def segment(
     thresholds=None,
     workers=None,
     tta=False,
+    info=None,
 ):
     """Segment the nuclei of every frame.
 
@@ -130,6 +131,11 @@ def segment(
     tta : bool
         unet backend: flip test-time augmentation, the network's outputs averaged over the
         four flips of each tile (four times the network time).
+    info : dict, optional
+        Receives the provenance of the result: ``backend``, the diameter used
+        (``diameter_px``, None when the backend does not use one) and where it came from
+        (``diameter_source``), and for the unet backend the device, thresholds and ``tta``.
+        The command line and the workflow save it beside the labels.
 
     Returns
     -------
@@ -149,6 +155,12 @@ def segment(
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size!r}")
     arr = _as_frames(frames)
+    info = {} if info is None else info
+    info.update(
+        backend=backend,
+        diameter_px=None if diameter is None else float(diameter),
+        diameter_source="given" if diameter is not None else None,
+    )
     if backend == "labels":
         if labels is None:
             raise InputError("backend 'labels' needs the masks passed as labels=")
@@ -167,6 +179,7 @@ def segment(
                 if d
             ]
             diameter = float(np.median(found)) if found else None
+            info.update(diameter_px=diameter, diameter_source="estimated" if found else "per frame")
         out = np.zeros(arr.shape, np.uint32)
         for t in range(len(arr)):
             out[t] = watershed_frame(arr[t], diameter=diameter)
@@ -188,4 +201,5 @@ def segment(
         thresholds=thresholds,
         workers=workers,
         tta=tta,
+        info=info,
     )

@@ -608,6 +608,7 @@ def segment_unet(
     workers=None,
     postprocess="auto",
     tta=False,
+    info=None,
 ):
     """Segment (T, Y, X) frames with a U-Net model folder; returns (T, Y, X) uint32.
 
@@ -619,6 +620,9 @@ def segment_unet(
     ``"torch"`` or ``"host"`` force one (the labels agree up to watershed ties).
     ``tta``: average the network's outputs over the four flips of each tile in the final
     pass (:class:`.net.FlipTTA`; four times the network time; the diameter estimate runs without).
+    ``info``: a dict that receives the diameter used (``diameter_px``) and where it came from
+    (``diameter_source``: given, estimated, or the model's training diameter when no nucleus
+    was found), the device and the thresholds.
     """
     if postprocess not in ("auto", "torch", "host"):
         from cytotrail.io import InputError
@@ -631,19 +635,32 @@ def segment_unet(
     net, config, tuned = load_model(model, device=dev)
     tuned = dict(tuned, **(thresholds or {}))
     maps_cache = None
+    source = "given"
     if diameter is None:
         maps_cache = {}
         diameter = estimate_diameter(
             frames, net=net, config=config, thresholds=tuned, device=dev, amp=amp, maps_cache=maps_cache
         )
+        source = "estimated"
         if diameter is None:
-            diameter = float(config["train_diameter"])
+            diameter, source = (
+                float(config["train_diameter"]),
+                "the model's training diameter (no nucleus found)",
+            )
         if progress:
             log.info("segment: estimated nucleus diameter %.1f px", diameter)
     if tta:
         from cytotrail.segment.net import FlipTTA
 
         net, maps_cache = FlipTTA(net), None
+    if info is not None:
+        info.update(
+            diameter_px=float(diameter),
+            diameter_source=source,
+            device=str(dev),
+            thresholds={k: float(v) for k, v in tuned.items()},
+            tta=bool(tta),
+        )
     return _segment_tiles(
         frames,
         net=net,
