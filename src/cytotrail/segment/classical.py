@@ -5,38 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from cytotrail.segment.diameter import estimate_diameter_mask
 from cytotrail.segment.preprocess import normalize, percentiles
 
 __all__ = ["watershed_frame", "estimate_diameter_classical"]
 
 
 def estimate_diameter_classical(frame, *, max_side=2048):
-    """Rough nucleus diameter (px) from an Otsu mask: 2 * 3 * mean distance-to-edge.
-
-    For a disc of radius r the mean Euclidean distance to its edge is r / 3. Only the
-    central ``max_side`` x ``max_side`` crop is used (bounded memory on huge frames).
-    Returns None when the frame holds no foreground.
-    """
-    from skimage.filters import threshold_otsu
-
-    ny, nx = frame.shape
-    y0, x0 = max(0, (ny - max_side) // 2), max(0, (nx - max_side) // 2)
-    frame = frame[y0 : y0 + max_side, x0 : x0 + max_side]
-
-    p_lo, p_hi = percentiles(frame)
-    img = np.clip(normalize(frame, p_lo, p_hi), 0, 1)
-    if not img.any():
-        return None
-    img = ndi.gaussian_filter(img, 1.0)
-    try:
-        mask = img > threshold_otsu(img)
-    except ValueError:
-        return None
-    mask = ndi.binary_opening(mask, iterations=1)
-    if mask.sum() < 10:
-        return None
-    dist = ndi.distance_transform_edt(mask)
-    return float(np.clip(6.0 * dist[mask].mean(), 4.0, 400.0))
+    """Rough nucleus diameter (px) from an Otsu mask; see :func:`.diameter.estimate_diameter_mask`."""
+    return estimate_diameter_mask(frame, max_side=max_side)
 
 
 def watershed_frame(frame, *, diameter=None, local=False):
