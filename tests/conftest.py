@@ -77,7 +77,7 @@ def write_config(workdir, **overrides):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["demo"] = {"frames": 5, "size": 96, "cells": 10, "seed": 3}
     # The classical backend keeps these workflow-mechanics tests light (no torch import per
-    # job); the demo run in .ci/run and tests/test_segment.py exercise the default U-Net.
+    # job); the demo run in .ci/run and tests/segment/test_segment.py exercise the default U-Net.
     config["segment"]["backend"] = "watershed"
     for key, value in overrides.items():
         section, _, name = key.partition(".")

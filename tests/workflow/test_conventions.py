@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
 
@@ -43,7 +43,7 @@ WORKFLOW_ONLY = {
     "segment": {
         "model": "a folder or shipped name; the workflow resolves it to an input file",
         "cells": "feeds cytotrail.segment.cells.grow_cells in rule segment_cells; its "
-        "max_um default is checked in tests/test_segment_cells.py",
+        "max_um default is checked in tests/segment/test_segment_cells.py",
     },
     "cluster": {
         "cell_types": "passed as `signatures`, a mapping the workflow writes to a file",
