@@ -198,3 +198,37 @@ def test_markers_in_gates_and_background_are_checked_before_any_job(tmp_path, ke
     proc = snakemake(tmp_path, "--dry-run", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and f"`{key}`" in out and str(list(value)[-1]) in out, out[-2000:]
+
+
+def _lock_folder(folder):
+    """Make ``folder`` refuse new files, for root too when chattr is there; returns the undo."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() == 0:
+        if not shutil.which("chattr"):
+            pytest.skip("root ignores permissions and chattr is not installed")
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+            pytest.skip("this filesystem has no immutable attribute")
+        return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o555)
+    return lambda: folder.chmod(0o755)
+
+
+def test_unwritable_results_folder_stops_before_any_job(tmp_path):
+    from conftest import prepare_demo
+
+    prepare_demo(tmp_path)
+    results = tmp_path / "results"
+    (results / "demo_a").mkdir(parents=True)
+    unlock = _lock_folder(results / "demo_a")
+    try:
+        proc = snakemake(tmp_path, check=False)
+    finally:
+        unlock()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "cannot write in results/demo_a" in out and "config key `results`" in out
+    assert "PermissionError" not in out and "Traceback" not in out
+    assert not (tmp_path / "resources" / "demo").exists()  # no job ran, not even the demo's

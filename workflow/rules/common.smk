@@ -40,6 +40,36 @@ RESULTS = config["results"]
 DEMO_DIR = "resources/demo"
 
 
+def _check_results_writable():
+    """Every existing folder of `results` must take new files before any job starts.
+
+    Snakemake removes and rewrites outputs there; in a read-only or immutable folder it
+    would stop with a traceback from its own file removal, after other jobs ran.
+    """
+    root = Path(RESULTS)
+    if root.is_dir():
+        folders = [
+            root,
+            *(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
+        ]
+    else:  # not made yet: its nearest existing parent must take it
+        folders = [next(p for p in root.absolute().parents if p.exists())]
+    for folder in folders:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise WorkflowError(
+                f"cannot write in {folder} (read-only, immutable or another user's): make it "
+                "writable, or point the config key `results` at another folder"
+            )
+
+
+if (
+    workflow.is_main_process
+    and not workflow.dryrun
+    and not os.environ.get("CYTOTRAIL_NESTED")
+):
+    _check_results_writable()
+
+
 def _read_sample_sheet(path):
     if not Path(path).is_file():
         raise WorkflowError(f"sample sheet not found: {path} (config key `samples`)")
