@@ -44,6 +44,7 @@ from collections import namedtuple
 import numpy as np
 import pandas as pd
 
+from cytotrail.checks import label_stack, labels_and_image
 from cytotrail.io import InputError
 
 __all__ = ["MORPHOLOGY_COLUMNS", "STATISTICS", "quantify"]
@@ -147,25 +148,7 @@ def quantify(
         infinite pixels in a measured channel. Negative intensities are measured as they
         are.
     """
-    labels = np.asarray(labels)
-    image = np.asarray(image)
-    if labels.ndim == 2:
-        labels = labels[np.newaxis]
-    if image.ndim == 3:
-        image = image[np.newaxis]
-    if labels.ndim != 3 or image.ndim != 4:
-        raise InputError(
-            f"labels must be (T, Y, X) and image (T, C, Y, X); got {labels.shape} and {image.shape}"
-        )
-    if labels.shape[0] != image.shape[0] or labels.shape[1:] != image.shape[2:]:
-        raise InputError(
-            f"labels {labels.shape} and image {image.shape} do not match: expected "
-            "the same frames T and frame size (Y, X)"
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise InputError("labels contain negative values")
+    labels, image = labels_and_image(labels, image)
     names = [str(n) for n in channel_names]
     if len(names) != image.shape[1]:
         raise InputError(
@@ -192,15 +175,12 @@ def quantify(
     channels = [names.index(m) for m in markers]
     bg = _background_values(background, names, channels)
     if cells is not None:
-        cells = np.asarray(cells)
-        cells = cells[np.newaxis] if cells.ndim == 2 else cells
+        cells = label_stack(cells, name="cell labels")
         if cells.shape != labels.shape:
             raise InputError(
                 f"cell labels {cells.shape} and nucleus labels {labels.shape} do not "
                 "match: expected the same (T, Y, X)"
             )
-        if not np.issubdtype(cells.dtype, np.integer):
-            raise InputError(f"cell labels must be integers, got dtype {cells.dtype}")
 
     frames = []
     for t in range(labels.shape[0]):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from cytotrail.checks import labels_and_image
 from cytotrail.io import InputError
 
 __all__ = ["grow_cells", "membrane_channels", "EDGE_FRACTION", "MAX_UM", "MIN_UM", "SMOOTH_PX"]
@@ -115,19 +116,7 @@ def grow_cells(nuclei, channels, *, max_um=MAX_UM, min_um=MIN_UM, pixel_size_um=
         channels = channels[np.newaxis] if channels.ndim in (2, 3) else channels
     if channels.ndim == 3:
         channels = channels[:, np.newaxis]
-    if nuclei.ndim != 3 or channels.ndim != 4:
-        raise InputError(
-            f"nuclei must be (T, Y, X) and channels (T, K, Y, X); got {nuclei.shape} and {channels.shape}"
-        )
-    if channels.shape[0] != nuclei.shape[0] or channels.shape[2:] != nuclei.shape[1:]:
-        raise InputError(
-            f"nuclei {nuclei.shape} and channels {channels.shape} do not match: "
-            "expected the same frames T and frame size (Y, X)"
-        )
-    if not np.issubdtype(nuclei.dtype, np.integer):
-        raise InputError(f"nuclei must be integer labels, got dtype {nuclei.dtype}")
-    if nuclei.size and nuclei.min() < 0:
-        raise InputError("nuclei contain negative labels")
+    nuclei, channels = labels_and_image(nuclei, channels, names=("nuclei", "channels"))
     if channels.dtype.kind == "f" and not np.isfinite(channels).all():
         raise InputError(
             "membrane/cytoplasm channels contain NaN or infinite pixels; fill them "

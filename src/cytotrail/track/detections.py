@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cytotrail.checks import label_stack
 from cytotrail.io import InputError
 
 __all__ = ["detections_from_labels"]
@@ -31,15 +32,7 @@ def detections_from_labels(labels, *, intensity=None):
         edge), sorted by ``(frame, label)``. Frames without objects contribute no rows.
         ``attrs["image_shape"]`` holds ``(Y, X)``.
     """
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        labels = labels[np.newaxis]
-    if labels.ndim != 3:
-        raise InputError(f"labels must be (T, Y, X) or (Y, X), got shape {labels.shape}")
-    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise InputError("labels contain negative values")
+    labels = label_stack(labels)
     if intensity is not None:
         intensity = np.asarray(intensity)
         if intensity.ndim == 2:
