@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -45,6 +46,15 @@ def test_run_produces_every_output(demo_run):
         assert len(cells) == len(tracks) == sum(len(np.unique(f)) - 1 for f in labels)
         for name in ("segmentation.png", "tracks.png"):
             assert (demo_run / "results" / sample / "report" / name).stat().st_size > 1000
+        # what segmentation used and what tracking fitted, saved beside the outputs
+        used = json.loads((demo_run / "results" / sample / "labels.segment.json").read_text())
+        assert used["diameter_source"] in {"given", "estimated", "per frame"}
+        assert (
+            used["backend"]
+            == yaml.safe_load((demo_run / "config" / "config.yaml").read_text())["segment"]["backend"]
+        )
+        fitted = json.loads((demo_run / "results" / sample / "tracks.track.json").read_text())
+        assert fitted["search_range_px"] > 0 and fitted["n_tracks"] == tracks["track_id"].nunique()
     adata = anndata.read_h5ad(demo_run / "results" / "cells.h5ad")
     assert {"sample", "frame", "label", "track_id", "leiden", "cell_type"} <= set(adata.obs)
     assert adata.obsm["spatial"].shape == (adata.n_obs, 2)

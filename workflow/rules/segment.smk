@@ -3,7 +3,14 @@ rule segment_nuclei:
     input:
         unpack(segment_inputs),
     output:
-        sample_file("labels.tif"),
+        labels=sample_file("labels.tif"),
+        used=report(
+            sample_file("labels.segment.json"),
+            caption="../report/segment_used.rst",
+            category="Segmentation",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "parameters used"},
+        ),
     log:
         f"{RESULTS}/logs/segment_nuclei/{{sample}}.log",
     benchmark:
@@ -36,7 +43,7 @@ rule segment_nuclei:
         ),
         version=VERSION,
     shell:
-        "cytotrail segment {input.image:q} -o {output:q} --channel {params.channel:q} "
+        "cytotrail segment {input.image:q} -o {output.labels:q} --channel {params.channel:q} "
         "{params.image} {params.options} > {log:q} 2>&1"
 
 

@@ -5,6 +5,16 @@ rule track_cells:
     output:
         tracks=sample_file("tracks.parquet"),
         geff=directory(sample_file("lineages.geff")),
+        fitted=report(
+            sample_file("tracks.track.json"),
+            caption="../report/track_fitted.rst",
+            category="Tracking",
+            subcategory="{sample}",
+            labels={
+                "sample": "{sample}",
+                "figure": "fitted motion and division model",
+            },
+        ),
     log:
         f"{RESULTS}/logs/track_cells/{{sample}}.log",
     benchmark:
