@@ -153,6 +153,20 @@ def run_laptrack(det, cutoff, split_cutoff):
     return out
 
 
+def result_row(seed, method, data, result, tmp, *, link, div, seconds, setting):
+    """One table row: a tracker's scores on one scenario (TRA and interior divisions added)."""
+    return dict(
+        seed=seed,
+        method=method,
+        link_f1=link,
+        division_f1=div,
+        interior_division_f1=interior_division_f1(data.tracks, result, data.labels.shape[1:]),
+        **dict(zip(("tra", "tra_filled"), tra(data, result, tmp))),
+        seconds=seconds,
+        setting=setting,
+    )
+
+
 def accuracy(seeds, missed=MISSED):
     rows = []
     for seed in seeds:
@@ -161,7 +175,6 @@ def accuracy(seeds, missed=MISSED):
             t0 = time.perf_counter()
             ours = run_cytotrail(det)
             t_ours = time.perf_counter() - t0
-            shape = data.labels.shape[1:]
             # the TRA of a perfect tracker on these detections (missed ones cost TRA too)
             perfect = data.tracks.loc[det.index]
             rows.append(
@@ -178,13 +191,14 @@ def accuracy(seeds, missed=MISSED):
             )
             link, div = scores(data.tracks, ours)
             rows.append(
-                dict(
-                    seed=seed,
-                    method="cytotrail",
-                    link_f1=link,
-                    division_f1=div,
-                    interior_division_f1=interior_division_f1(data.tracks, ours, shape),
-                    **dict(zip(("tra", "tra_filled"), tra(data, ours, tmp))),
+                result_row(
+                    seed,
+                    "cytotrail",
+                    data,
+                    ours,
+                    tmp,
+                    link=link,
+                    div=div,
                     seconds=t_ours,
                     setting=f"adaptive search {ours.attrs['track']['search_range_px']:.1f} px",
                 )
@@ -198,14 +212,15 @@ def accuracy(seeds, missed=MISSED):
                 if best is None or link > best[0]:
                     best = (link, div, sr, out, dt)
             rows.append(
-                dict(
-                    seed=seed,
-                    method="trackpy.link (best sweep)",
-                    link_f1=best[0],
-                    division_f1=best[1],
+                result_row(
+                    seed,
+                    "trackpy.link (best sweep)",
+                    data,
+                    best[3],
+                    tmp,
+                    link=best[0],
+                    div=best[1],
                     seconds=best[4],
-                    **dict(zip(("tra", "tra_filled"), tra(data, best[3], tmp))),
-                    interior_division_f1=interior_division_f1(data.tracks, best[3], shape),
                     setting=f"search_range {best[2]} px, memory 2",
                 )
             )
@@ -219,14 +234,15 @@ def accuracy(seeds, missed=MISSED):
                     if best is None or link + div > best[0] + best[1]:
                         best = (link, div, (cutoff, split), out, dt)
             rows.append(
-                dict(
-                    seed=seed,
-                    method="laptrack (best sweep)",
-                    link_f1=best[0],
-                    division_f1=best[1],
+                result_row(
+                    seed,
+                    "laptrack (best sweep)",
+                    data,
+                    best[3],
+                    tmp,
+                    link=best[0],
+                    div=best[1],
                     seconds=best[4],
-                    **dict(zip(("tra", "tra_filled"), tra(data, best[3], tmp))),
-                    interior_division_f1=interior_division_f1(data.tracks, best[3], shape),
                     setting=f"cutoff {best[2][0]} px, splitting {best[2][1]} px, gaps 2",
                 )
             )
