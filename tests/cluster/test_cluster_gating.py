@@ -51,7 +51,7 @@ def test_rescale_puts_threshold_at_gate():
     np.testing.assert_allclose(rescale(np.array([[0.0], [1.0], [3.0]]), [1.0]), [[0], [0.5], [1]])
 
 
-@pytest.mark.parametrize("method", ["negative_tail", "mixture_boundary"])
+@pytest.mark.parametrize("method", ["posterior", "negative_tail", "mixture_boundary"])
 def test_estimate_thresholds_separates_populations(method):
     rng = np.random.default_rng(1)
     neg = rng.normal(1.0, 0.2, 4000)
@@ -265,6 +265,20 @@ def test_exemplar_given_gates_reproduce_authors(exemplar):
     assert np.all(conf[types == "unknown"] == 0)
 
 
+def test_estimate_thresholds_marker_most_cells_carry():
+    # a marker like HLA-DR: a broad shoulder of negatives and dim cells under a tight,
+    # larger positive population; the negative tail of the broad component would lie
+    # above every positive cell
+    rng = np.random.default_rng(4)
+    neg = rng.normal(0.45, 0.15, 1500)
+    pos = rng.normal(0.70, 0.05, 3500)
+    values = np.r_[neg, pos][:, None]
+    for method in ("posterior", "negative_tail", "mixture_boundary"):
+        (t,) = estimate_thresholds(values, ["HLADR"], method=method).values()
+        assert 0.5 < t < 0.62, (method, t)
+        assert np.mean(pos >= t) > 0.95
+
+
 @pytest.mark.slow  # nine mixture fits on 11,201 cells, ~8 s
 def test_exemplar_estimated_thresholds(exemplar):
     from cytotrail.cluster.transform import _transform
@@ -273,7 +287,10 @@ def test_exemplar_estimated_thresholds(exemplar):
     values, _ = _transform(cells[markers].to_numpy(float), markers, "arcsinh", None)
     est = estimate_thresholds(values, markers)
     types, _, _ = score_signatures(values, markers, sigs, thresholds=est)
-    assert np.mean(types == truth) >= 0.87  # measured: 88.1 % (issue target 90 %: not met)
+    assert np.mean(types == truth) >= 0.88  # measured: 88.9 % (issue target 90 %: not met)
+    calls = values >= np.array([est[m] for m in markers])
+    gated = np.log1p(cells[markers].to_numpy(float)) >= np.array([gates[m] for m in markers])
+    assert np.mean(calls != gated) < 0.06  # measured: 5.1 % of marker calls differ from the gates
     flat, _, _ = score_signatures(values, markers, sigs)  # percentile scores: far worse
     assert np.mean(types == truth) > np.mean(flat == truth) + 0.3
 
