@@ -279,6 +279,21 @@ def test_estimate_thresholds_marker_most_cells_carry():
         assert np.mean(pos >= t) > 0.95
 
 
+def test_estimate_thresholds_zeros_of_ion_counts():
+    # IMC/MIBI means of ion counts: most negative cells are exactly 0, the rest dim; the
+    # spike of zeros must not become the negative component (a threshold just above 0
+    # called three of four cells positive)
+    from cytotrail.cluster.transform import _transform
+
+    rng = np.random.default_rng(5)
+    positive = rng.random(5000) < 0.15
+    raw = np.where(positive, rng.lognormal(np.log(20), 0.5, 5000), rng.exponential(1.0, 5000))
+    raw[(rng.random(5000) < 0.6) & ~positive] = 0
+    values, _ = _transform(raw[:, None], ["CD20"], "arcsinh", None)
+    (t,) = estimate_thresholds(values, ["CD20"]).values()
+    assert np.mean((values[:, 0] >= t) == positive) > 0.98
+
+
 @pytest.mark.slow  # nine mixture fits on 11,201 cells, ~8 s
 def test_exemplar_estimated_thresholds(exemplar):
     from cytotrail.cluster.transform import _transform

@@ -39,6 +39,7 @@ REST = "-rest"
 
 NEGATIVE_SDS = 3.0
 POSITIVE_ODDS = 0.99
+FLOOR_SHARE = 0.05
 
 THRESHOLD_METHODS = ("posterior", "negative_tail", "mixture_boundary")
 
@@ -59,7 +60,10 @@ def estimate_thresholds(
     k-means++ starts: a single start lands in different optima) is fitted to each marker's
     transformed values, leaving out outliers (below the 0.5th percentile or below
     Q1 - 3 IQR, e.g. the zeros of cells outside the tissue, and above the 99.9th
-    percentile). Where the threshold then sits:
+    percentile). Cells at the marker's minimum, when they are at least ``FLOOR_SHARE`` of
+    all (the zeros of ion counts in IMC or MIBI), are negatives the mixture would take
+    as a component of zero width: the mixture is fitted to the other cells. Where the
+    threshold then sits:
 
     - ``"posterior"`` (default): the lowest value above the negative mean at which the
       mixture gives a cell ``confidence`` odds of belonging to the upper component; where
@@ -119,7 +123,10 @@ def estimate_thresholds(
     out = {}
     for j, marker in enumerate(markers):
         v = values[rows, j]
-        q1, q3, p_lo, p_hi = np.percentile(v, [25, 75, 0.5, 99.9])
+        floor = v.min()
+        if np.mean(v <= floor) >= FLOOR_SHARE:  # a spike of zeros (counts): fit the rest
+            v = v[v > floor]
+        q1, q3, p_lo, p_hi = np.percentile(v, [25, 75, 0.5, 99.9]) if len(v) else [floor] * 4
         v = v[(v >= max(q1 - 3 * (q3 - q1), p_lo)) & (v <= p_hi)]
         if len(v) < 10 or not np.ptp(v) > 0:
             out[str(marker)] = float(p_hi)
