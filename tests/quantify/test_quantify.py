@@ -141,6 +141,9 @@ def test_bad_input_is_named():
         quantify(labels, image, channel_names=names[:-1])
     with pytest.raises(InputError, match="background"):
         quantify(labels, image, channel_names=names, background={"CD99": 1.0})
+    for threads in (0, 1.5, True):
+        with pytest.raises(InputError, match="threads must be a whole number >= 1"):
+            quantify(labels, image, channel_names=names, threads=threads)
     holes = image.astype(np.float32)
     holes[1, 2, 5:7, 5] = np.nan
     with pytest.raises(InputError, match="channel .CD20. of frame 1 has 2 NaN"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import pandas as pd
 
 from cytotrail.checks import label_stack, labels_and_image
@@ -72,8 +74,8 @@ def quantify(
     background_block_um : float
         Block size of ``background="local"``, in µm.
     threads : int
-        Threads for the per-channel accumulation (blocks of 8 channels run in parallel;
-        the results do not depend on it).
+        Threads (>= 1) for growing the ring (blocks of rows) and for the per-channel
+        accumulation (blocks of 8 channels run in parallel); the results do not depend on it.
     cells : ndarray like ``labels``, optional
         Whole-cell labels, each cell labelled like its nucleus: they replace the ring
         (``cytoplasm_um`` is then unused). A nucleus pixel always belongs to its cell;
@@ -101,6 +103,8 @@ def quantify(
         raise InputError(f"pixel_size_um must be positive, got {pixel_size_um}")
     if cytoplasm_um is None or cytoplasm_um < 0:
         raise InputError(f"cytoplasm_um must be >= 0, got {cytoplasm_um}")
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
     bg = background_values(background, names, channels)
     if cells is not None:
         cells = label_stack(cells, name="cell labels")
