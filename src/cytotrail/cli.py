@@ -312,7 +312,8 @@ def _parser_quantify(sub):
         "--threads",
         type=int,
         default=1,
-        help="threads for the per-channel statistics (results do not depend on it)",
+        help="threads for growing the cytoplasm ring and for the per-channel statistics "
+        "(results do not depend on it; the workflow passes the threads of rule quantify_cells)",
     )
     p.add_argument(
         "--cells",

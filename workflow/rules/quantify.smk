@@ -34,4 +34,5 @@ rule quantify_cells:
         version=VERSION,
     shell:
         "cytotrail quantify {input.image:q} {input.labels:q} -o {output:q} "
-        "--sample {wildcards.sample} {params.image} {params.cells} {params.options} > {log:q} 2>&1"
+        "--sample {wildcards.sample} {params.image} {params.cells} {params.options} "
+        "--threads {threads} > {log:q} 2>&1"
