@@ -171,8 +171,8 @@ def speed(threads, n_frames, cellpose_python, cellpose_frames=2):
     timings = {}
     for label, options in (
         ("unet, auto diameter", {}),
-        ("unet, diameter given", {"diameter": 14.0}),
-        ("watershed", {"backend": "watershed", "diameter": 14.0}),
+        ("unet, diameter given", {"diameter_px": 14.0}),
+        ("watershed", {"backend": "watershed", "diameter_px": 14.0}),
     ):
         secs = []
         for f in frames:
@@ -236,7 +236,7 @@ def throughput(n_frames, batch_size):
         sync()
 
     def end_to_end():
-        segment(frames, device=str(device), diameter=18.0, batch_size=batch_size)
+        segment(frames, device=str(device), diameter_px=18.0, batch_size=batch_size)
         sync()
 
     rates = {}

@@ -39,10 +39,10 @@ def main():
     frame = np.tile(block, (reps, reps))
     del data
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    one = segment(block, device="cpu", diameter=args.diameter)
+    one = segment(block, device="cpu", diameter_px=args.diameter)
     n_block = int(one.max())
     started = time.perf_counter()
-    labels = segment(frame, device="cpu", diameter=args.diameter, progress=True)
+    labels = segment(frame, device="cpu", diameter_px=args.diameter, progress=True)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     n = int(labels[0].max())

@@ -135,6 +135,7 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
     return seconds
 
 
+# `diameter=` (renamed diameter_px, still accepted) so that revisions before the rename run it too
 _BASELINE_TIMER = r"""
 import json, sys, time
 import numpy as np
@@ -248,7 +249,7 @@ def main():
             results[_postprocess_path(postprocess, device)] = segment_unet(
                 frames,
                 device=str(device),
-                diameter=DIAMETER,
+                diameter_px=DIAMETER,
                 batch_size=args.batch_size,
                 postprocess=postprocess,
             )

@@ -54,6 +54,27 @@ def _nuclear_frames(args):
     return image[:, index], names
 
 
+def _add_renamed(p, old, **kwargs):
+    """The deprecated flag ``old`` of an option that was renamed: hidden from --help."""
+    p.add_argument(old, dest=_renamed_dest(old), default=None, help=argparse.SUPPRESS, **kwargs)
+
+
+def _renamed_dest(old):
+    return "renamed_" + old.lstrip("-").replace("-", "_")
+
+
+def _renamed_value(args, old, new):
+    """The value given under ``new`` or under its deprecated flag ``old`` (logged, once)."""
+    from cytotrail.deprecations import renamed_option
+
+    value, message = renamed_option(
+        getattr(args, _renamed_dest(old)), getattr(args, new.lstrip("-").replace("-", "_")), old=old, new=new
+    )
+    if message:
+        log.warning("cytotrail: %s", message)
+    return value
+
+
 def _add_image_options(p):
     p.add_argument(
         "--axes",
@@ -99,19 +120,27 @@ def _parser_segment(sub):
     )
     p.add_argument("--model", default=None, help="model folder written by `cytotrail train` (unet backend)")
     p.add_argument(
-        "--diameter",
+        "--diameter-px",
         type=float,
         default=None,
         help="typical nucleus diameter in pixels (default: estimated from the image)",
     )
+    _add_renamed(p, "--diameter", type=float)
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
     p.add_argument("--batch-size", type=int, default=4, help="frames per network batch")
     p.add_argument(
         "--workers",
+        type=_workers_arg,
+        default=None,
+        help="unet: threads that turn network maps into labels beside the network, or auto "
+        "(the default: 1 on the CPU, beside a GPU up to 8 of the threads less one; labels do not depend on it)",
+    )
+    p.add_argument(
+        "--threads",
         type=int,
         default=None,
-        help="unet: threads that turn network maps into labels beside the network "
-        "(default: 1 on the CPU, up to 8 cores beside a GPU; labels do not depend on it)",
+        help="CPU threads of this command: the network's on the CPU, the cap on --workers' "
+        "default beside a GPU (default: as many as torch takes, OMP_NUM_THREADS or the cores)",
     )
     p.add_argument(
         "--tta",
@@ -123,14 +152,34 @@ def _parser_segment(sub):
     p.set_defaults(func=_cmd_segment)
 
 
+def _workers_arg(text):
+    """--workers: a whole number >= 1, or auto (the default)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or auto, got {text!r}")
+    return value
+
+
 def _cmd_segment(args):
     from cytotrail import io
     from cytotrail.segment import segment
 
+    diameter_px = _renamed_value(args, "--diameter", "--diameter-px")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None and args.backend in ("unet", "cellpose"):  # the others use one
+        import torch
+
+        torch.set_num_threads(args.threads)
     frames, _ = _nuclear_frames(args)
     options = dict(
         backend=args.backend,
-        diameter=args.diameter,
+        diameter_px=diameter_px,
         device=args.device,
         model=args.model,
         batch_size=args.batch_size,
@@ -175,11 +224,12 @@ def _parser_track(sub):
     p.add_argument("input", help="label stack (.tif), detections table (.csv/.parquet) or CTC folder")
     p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
     p.add_argument(
-        "--search-range",
+        "--search-range-px",
         type=float,
         default=None,
         help="largest displacement between frames, in px (default: adapted to the data)",
     )
+    _add_renamed(p, "--search-range", type=float)
     p.add_argument("--memory", type=int, default=2, help="frames a cell may vanish and still be linked")
     p.add_argument("--no-divisions", action="store_true", help="do not detect cell divisions")
     p.add_argument(
@@ -222,6 +272,7 @@ def _cmd_track(args):
     from cytotrail import io
     from cytotrail.track import detections_from_labels, track
 
+    search_range_px = _renamed_value(args, "--search-range", "--search-range-px")
     labels = None
     if Path(args.input).is_dir():
         from cytotrail.track.ctc import read_ctc_masks
@@ -238,7 +289,7 @@ def _cmd_track(args):
         detections = io.read_table(args.input)
     tracks = track(
         detections,
-        search_range=args.search_range,
+        search_range_px=search_range_px,
         memory=args.memory,
         divisions=not args.no_divisions,
         min_length=args.min_length,

@@ -255,10 +255,10 @@ def torch_everywhere(monkeypatch):
 def test_segment_rejects_or_empties_odd_frames_on_every_path(case, torch_everywhere):
     frame = {"1x1": np.ones((1, 1)), "zeros": np.zeros((32, 32)), "nan": np.full((32, 32), np.nan)}[case]
     if case == "zeros":
-        assert not segment(frame, device="cpu", diameter=10.0).any()
+        assert not segment(frame, device="cpu", diameter_px=10.0).any()
         return
     with pytest.raises(InputError, match="too small" if case == "1x1" else "NaN"):
-        segment(frame, device="cpu", diameter=10.0)
+        segment(frame, device="cpu", diameter_px=10.0)
 
 
 def test_segment_int32_and_float64_frames_alike_on_both_paths(monkeypatch):
@@ -270,7 +270,7 @@ def test_segment_int32_and_float64_frames_alike_on_both_paths(monkeypatch):
     for path in ("host", "torch"):
         monkeypatch.setattr(infer, "_postprocess_path", lambda postprocess, device, p=path: p)
         for dtype in (np.int32, np.float64):
-            runs[path, dtype] = segment(frames.astype(dtype), device="cpu", diameter=14.0)
+            runs[path, dtype] = segment(frames.astype(dtype), device="cpu", diameter_px=14.0)
     reference = runs["host", np.int32]
     assert reference.max() >= 8
     for key, labels in runs.items():
@@ -284,13 +284,13 @@ def test_segment_unet_tiled_torch_path_equals_host_path():
 
     data = make_timelapse(n_frames=2, shape=(200, 180), n_cells=40, seed=12)
     frames = data.image[:, 0]
-    host = segment_unet(frames, device="cpu", diameter=14.0, tile_size=160, postprocess="host")
-    dev = segment_unet(frames, device="cpu", diameter=14.0, tile_size=160, postprocess="torch")
+    host = segment_unet(frames, device="cpu", diameter_px=14.0, tile_size=160, postprocess="host")
+    dev = segment_unet(frames, device="cpu", diameter_px=14.0, tile_size=160, postprocess="torch")
     assert host.max() >= 30
     for a, b in zip(host, dev):
         assert matched_share(a, b) >= MIN_MATCHED
     with pytest.raises(InputError, match="postprocess"):
-        segment_unet(frames, device="cpu", diameter=14.0, postprocess="gpu")
+        segment_unet(frames, device="cpu", diameter_px=14.0, postprocess="gpu")
 
 
 def test_auto_picks_torch_beside_an_accelerator_and_numba_on_the_cpu():

@@ -98,7 +98,7 @@ def test_empty_frames_give_no_labels(backend, synth):
     mixed_truth = truth.copy()
     mixed_truth[1] = 0
     labels = (
-        run(backend, mixed, mixed_truth, diameter=14.0)
+        run(backend, mixed, mixed_truth, diameter_px=14.0)
         if backend != "labels"
         else run(backend, mixed, mixed_truth)
     )
@@ -142,10 +142,10 @@ def test_translation_moves_the_objects(backend, synth):
 @pytest.mark.parametrize("backend", ["unet", "watershed"])
 def test_8_and_16_bit_and_float_agree(backend, synth):
     frames, truth = synth
-    as16 = run(backend, frames, truth, diameter=14.0)
+    as16 = run(backend, frames, truth, diameter_px=14.0)
     scaled = frames.astype(np.float64) / frames.max()
-    as8 = run(backend, np.round(scaled * 255).astype(np.uint8), truth, diameter=14.0)
-    asfloat = run(backend, scaled.astype(np.float32) * 3.7 + 11, truth, diameter=14.0)
+    as8 = run(backend, np.round(scaled * 255).astype(np.uint8), truth, diameter_px=14.0)
+    asfloat = run(backend, scaled.astype(np.float32) * 3.7 + 11, truth, diameter_px=14.0)
     assert f1_score(as16, as8, iou=0.75) >= 0.95
     assert f1_score(as16, asfloat, iou=0.9) >= 0.98
 
@@ -240,8 +240,8 @@ def test_fill_holes_gives_each_hole_to_the_object_around_it():
 def test_unet_tiled_equals_untiled():
     data = make_timelapse(n_frames=1, shape=(256, 224), n_cells=45, seed=11)
     frames = data.image[:, 0]
-    whole = segment(frames, device="cpu", diameter=14.0)
-    tiled = segment(frames, device="cpu", diameter=14.0, tile_size=192)  # cores of 64 px: 16 tiles
+    whole = segment(frames, device="cpu", diameter_px=14.0)
+    tiled = segment(frames, device="cpu", diameter_px=14.0, tile_size=192)  # cores of 64 px: 16 tiles
     n_whole, n_tiled = whole.max(), tiled.max()
     assert abs(int(n_whole) - int(n_tiled)) <= 1
     r = match_labels(whole[0], tiled[0], iou=0.9)
@@ -254,8 +254,8 @@ def test_unet_postprocessing_threads_give_the_same_labels():
     # 72 small tiles per frame, post-processed by 3 threads while the network runs: same labels
     data = make_timelapse(n_frames=2, shape=(200, 180), n_cells=40, seed=12)
     frames = data.image[:, 0]
-    serial = segment(frames, device="cpu", diameter=14.0, tile_size=160, workers=1)
-    threaded = segment(frames, device="cpu", diameter=14.0, tile_size=160, workers=3)
+    serial = segment(frames, device="cpu", diameter_px=14.0, tile_size=160, workers=1)
+    threaded = segment(frames, device="cpu", diameter_px=14.0, tile_size=160, workers=3)
     assert serial.max() >= 30
     assert np.array_equal(serial, threaded)
 
@@ -302,7 +302,7 @@ def test_unet_reuses_the_estimate_pass_for_whole_frames(monkeypatch):
         "predict_maps",
         lambda net, batch, **kw: (passes.append(len(batch)), predict(net, batch, **kw))[1],
     )
-    given = segment(frames, device="cpu", diameter=d)
+    given = segment(frames, device="cpu", diameter_px=d)
     n_given = sum(passes)
     passes.clear()
     estimated = segment(frames, device="cpu")
@@ -323,7 +323,7 @@ def test_unet_rejects_weights_that_do_not_match_their_sha256(tmp_path):
     config["weights_sha256"] = "0" * 64
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="sha256"):
-        segment(np.zeros((32, 32), np.uint8) + 1, model=folder, device="cpu", diameter=10)
+        segment(np.zeros((32, 32), np.uint8) + 1, model=folder, device="cpu", diameter_px=10)
 
 
 def test_unet_unknown_model_is_an_input_error(tmp_path):
@@ -342,7 +342,7 @@ def test_bad_inputs_are_input_errors(synth):
     with pytest.raises(InputError, match="shape"):
         segment(frames[:, :, :, None])
     with pytest.raises(InputError, match="diameter"):
-        segment(frames, diameter=-3)
+        segment(frames, diameter_px=-3)
     with pytest.raises(InputError, match="labels"):
         segment(frames, backend="labels")
     with pytest.raises(InputError, match="shape"):
@@ -397,8 +397,8 @@ def test_cuda_matches_cpu(synth):
     if not torch.cuda.is_available():
         pytest.skip("CUDA is not available")
     frames, _ = synth
-    cpu = segment(frames, device="cpu", diameter=14.0)
-    gpu = segment(frames, device="cuda", diameter=14.0)
+    cpu = segment(frames, device="cpu", diameter_px=14.0)
+    gpu = segment(frames, device="cuda", diameter_px=14.0)
     assert f1_score(cpu, gpu, iou=0.9) >= 0.98
 
 
@@ -433,7 +433,7 @@ def test_cli_segment_unet_workers_and_diameter(tmp_path, synth):
         main(["segment", str(path), "-o", str(out), "--diameter", "14", "--workers", "2", "--device", "cpu"])
         == 0
     )
-    assert np.array_equal(io.read_labels(out), segment(frames, device="cpu", diameter=14.0))
+    assert np.array_equal(io.read_labels(out), segment(frames, device="cpu", diameter_px=14.0))
 
 
 def test_prefetch_keeps_the_order_hands_on_errors_and_stops_with_its_consumer():

@@ -116,7 +116,7 @@ def test_train_cli_writes_a_model_that_segment_accepts(pairs, tmp_path):
     assert set(json.loads((out / "thresholds.json").read_text())) >= {"foreground", "seed", "min_area"}
     frames = np.zeros((2, 48, 48), np.uint16)
     frames[:, 10:20, 10:20] = 1000
-    labels = segment(frames, model=out, device="cpu", diameter=10)
+    labels = segment(frames, model=out, device="cpu", diameter_px=10)
     assert labels.shape == frames.shape and labels.dtype == np.uint32
     # fine-tuning keeps the architecture of the model it starts from
     tuned = tmp_path / "tuned"

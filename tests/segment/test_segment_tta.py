@@ -32,7 +32,7 @@ def test_segment_with_tta_finds_the_same_nuclei():
     from cytotrail.synth import make_timelapse
 
     data = make_timelapse(n_frames=1, shape=(128, 128), n_cells=20, seed=5)
-    plain = segment(data.image[:, 0], device="cpu", diameter=14.0)
-    tta = segment(data.image[:, 0], device="cpu", diameter=14.0, tta=True)
+    plain = segment(data.image[:, 0], device="cpu", diameter_px=14.0)
+    tta = segment(data.image[:, 0], device="cpu", diameter_px=14.0, tta=True)
     assert tta.shape == plain.shape and tta.dtype == np.uint32
     assert f1_score(data.labels, tta) >= 0.9 and f1_score(data.labels, plain) >= 0.9

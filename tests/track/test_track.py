@@ -236,12 +236,22 @@ def test_min_length_and_border_flag(synth):
     assert (out.groupby("track_id")["border_track"].first() == flagged).all()
 
 
-def test_search_range_in_um(synth):
+def test_old_search_range_keyword_still_works_with_a_future_warning(synth):
+    """search_range (renamed search_range_px) and its µm reading with pixel_size_um, until 0.2."""
     det = synth.tracks[COLUMNS]
-    a = track(det, search_range=8.0)
-    b = track(det, search_range=4.0, pixel_size_um=0.5)
+    a = track(det, search_range_px=8.0)
+    with pytest.warns(FutureWarning, match="`search_range` is deprecated and renamed `search_range_px`"):
+        b = track(det, search_range=8.0)
+    with pytest.warns(FutureWarning, match="pixel_size_um") as caught:
+        c = track(det, search_range=4.0, pixel_size_um=0.5)  # read in µm, as before the rename
+    messages = [str(w.message) for w in caught]
+    assert any("keyword `search_range` is deprecated" in m for m in messages), messages
     assert a.attrs["track"]["search_range_px"] == b.attrs["track"]["search_range_px"] == 8.0
+    assert c.attrs["track"]["search_range_px"] == 8.0
     pd.testing.assert_series_equal(a["track_id"], b["track_id"])
+    pd.testing.assert_series_equal(a["track_id"], c["track_id"])
+    with pytest.raises(TypeError, match="search_range.*search_range_px.*both given"):
+        track(det, search_range=8.0, search_range_px=8.0)
 
 
 def test_crowded_subnets_never_crash():
@@ -254,7 +264,7 @@ def test_crowded_subnets_never_crash():
             "x": rng.uniform(0, 60, 3 * n),
         }
     )
-    out = track(det, search_range=25.0)  # huge subnetworks for trackpy
+    out = track(det, search_range_px=25.0)  # huge subnetworks for trackpy
     assert len(out) == len(det) and (out["track_id"] >= 1).all()
     assert out.groupby("track_id")["frame"].apply(lambda f: f.is_unique).all()
 
@@ -309,8 +319,8 @@ def test_bad_detections_raise_input_error(table, message):
         {"memory": -1},
         {"memory": 1.5},
         {"min_length": 0},
-        {"search_range": 0},
-        {"search_range": np.nan},
+        {"search_range_px": 0},
+        {"search_range_px": np.nan},
         {"pixel_size_um": -1.0},
     ],
 )

@@ -178,7 +178,7 @@ def test_motion_far_larger_than_the_field_is_one_clear_message():
     with pytest.raises(InputError, match="sample b: cells move"):
         track(pd.concat([det.assign(sample="b"), det.iloc[:3].assign(sample="a")]))
     # an explicit search range is the user's decision: it links
-    assert len(track(det, search_range=5.0)) == 500
+    assert len(track(det, search_range_px=5.0)) == 500
 
 
 def test_frames_out_of_order_give_the_same_tracks():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cytotrail.deprecations import renamed_keywords
 from cytotrail.io import InputError
 
 __all__ = ["segment", "BACKENDS"]
@@ -78,11 +79,12 @@ def _relabel_masks(labels, shape):
     return out
 
 
+@renamed_keywords(diameter="diameter_px")
 def segment(
     frames,
     *,
     backend="unet",
-    diameter=None,
+    diameter_px=None,
     device="auto",
     model=None,
     batch_size=4,
@@ -103,10 +105,11 @@ def segment(
         T = 1 and the result is still (1, Y, X).
     backend : {"unet", "watershed", "labels", "cellpose"}
         Segmentation method, see the module docstring.
-    diameter : float, optional
+    diameter_px : float, optional
         Typical nucleus diameter in pixels. Default: estimated from the image
         (unet: by segmenting a few frames until the scale is stable; watershed: from
-        an Otsu mask; cellpose: cellpose's own estimate).
+        an Otsu mask; cellpose: cellpose's own estimate). The old keyword ``diameter``
+        still works, with a FutureWarning, until cytotrail 0.2.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cuda"``, ``"mps"`` or ``"cpu"``.
     model : str or Path, optional
@@ -150,8 +153,9 @@ def segment(
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown segmentation backend {backend!r}; expected one of {list(BACKENDS)}")
+    diameter = diameter_px
     if diameter is not None and not (np.isfinite(diameter) and diameter > 0):
-        raise InputError(f"diameter must be a positive number of pixels, got {diameter!r}")
+        raise InputError(f"diameter_px must be a positive number of pixels, got {diameter!r}")
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size!r}")
     arr = _as_frames(frames)
@@ -193,7 +197,7 @@ def segment(
     return segment_unet(
         arr,
         model=model,
-        diameter=diameter,
+        diameter_px=diameter,
         device=device,
         batch_size=int(batch_size),
         tile_size=tile_size,

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from cytotrail.deprecations import renamed_keywords
 from cytotrail.segment.diameter import typical_diameter
 from cytotrail.segment.postprocess import maps_to_labels
 from cytotrail.segment.preprocess import equivalent_diameters, normalize, percentiles
@@ -346,15 +347,19 @@ def _segment_tiles(
 
 def _workers(workers, device):
     """Post-processing threads: as given, else 1 on the CPU (the network has the cores) and
-    up to 8 of this process's cores beside a GPU."""
+    up to 8 of this process's CPU threads less one beside a GPU: its cores, at most torch's
+    thread count (``OMP_NUM_THREADS``, which Snakemake sets to a job's threads, or
+    ``cytotrail segment --threads``)."""
     if workers is not None:
         return max(1, int(workers))
     if device.type == "cpu":
         return 1
     import os
 
+    import torch
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cores - 1))
+    return max(1, min(8, cores - 1, torch.get_num_threads() - 1))
 
 
 def _labels_for_tiles(items, *, diameter, thresholds, workers):
@@ -594,11 +599,12 @@ def _median_diameter(
     return typical_diameter(diams)  # the median of the objects that are not specks
 
 
+@renamed_keywords(diameter="diameter_px")
 def segment_unet(
     frames,
     *,
     model=None,
-    diameter=None,
+    diameter_px=None,
     device="auto",
     batch_size=4,
     tile_size=None,
@@ -612,6 +618,8 @@ def segment_unet(
 ):
     """Segment (T, Y, X) frames with a U-Net model folder; returns (T, Y, X) uint32.
 
+    ``diameter_px``: the typical nucleus diameter in pixels (default: estimated; the old
+    keyword ``diameter`` still works, with a FutureWarning, until cytotrail 0.2).
     ``thresholds`` (dict) overrides the model's tuned post-processing thresholds.
     ``workers``: host post-processing threads (default: 1 on the CPU, up to 8 beside a GPU);
     the labels do not depend on it.
@@ -636,6 +644,7 @@ def segment_unet(
     tuned = dict(tuned, **(thresholds or {}))
     maps_cache = None
     source = "given"
+    diameter = diameter_px
     if diameter is None:
         maps_cache = {}
         diameter = estimate_diameter(

@@ -653,7 +653,7 @@ def evaluate(samples, *, backend="unet", model=None, diameter="auto", thresholds
     per = []
     for s in samples:
         d = None if diameter == "auto" else (s.diameter if diameter == "true" else float(diameter))
-        pred = segment(s.image, backend=backend, model=model, diameter=d, device="cpu")[0]
+        pred = segment(s.image, backend=backend, model=model, diameter_px=d, device="cpu")[0]
         per.append(average_precision(s.labels, pred, thresholds=thresholds))
     out = {t: float(np.mean([p[t] for p in per])) for t in thresholds}
     out["per_sample"] = per

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from cytotrail.deprecations import REMOVED_IN, renamed_keywords
 from cytotrail.io import InputError
 from cytotrail.track.calibrate import (
     MAX_STEP_TO_SPACING,
@@ -25,10 +26,11 @@ __all__ = ["track"]
 CALIBRATION_DETECTIONS = 50_000  # detections the division scales are fitted on (whole frames)
 
 
+@renamed_keywords(search_range="search_range_px")
 def track(
     detections,
     *,
-    search_range=None,
+    search_range_px=None,
     memory=2,
     divisions=True,
     min_length=1,
@@ -48,12 +50,13 @@ def track(
         ``orientation`` and ``elongation`` (as from :func:`detections_from_labels`).
         Other columns are carried through. The table is not modified. A ``sample`` column
         with several values: each sample is tracked on its own (ids restart at 1).
-    search_range : float, optional
-        Largest displacement between consecutive frames after drift correction, in px
-        (in µm when ``pixel_size_um`` is given). Default: fitted to the movie, the reach of
-        a heavy-tailed (Student t) fit to the confident frame-to-frame steps that only
-        1 in 10^4 steps exceeds, at most the typical nearest-neighbour distance (see
-        :func:`cytotrail.track.calibrate.calibrate_motion`).
+    search_range_px : float, optional
+        Largest displacement between consecutive frames after drift correction, in px.
+        Default: fitted to the movie, the reach of a heavy-tailed (Student t) fit to the
+        confident frame-to-frame steps that only 1 in 10^4 steps exceeds, at most the
+        typical nearest-neighbour distance (see
+        :func:`cytotrail.track.calibrate.calibrate_motion`). The old keyword
+        ``search_range`` still works, with a FutureWarning, until cytotrail 0.2.
     memory : int
         Frames a cell may be missed and still be linked across the gap.
     divisions : bool
@@ -66,7 +69,9 @@ def track(
         drift-corrected positions, and predict each cell's next step from its last one
         (velocity persistence estimated from the data).
     pixel_size_um : float, optional
-        Pixel size; when given, ``search_range`` is read in µm.
+        Deprecated (FutureWarning; removed in cytotrail 0.2): when given, the search range
+        is read in µm, as in earlier releases. Give ``search_range_px`` in pixels instead
+        (µm / pixel size).
     image_shape : (int, int), optional
         Frame size (Y, X) in px for the border flag; default ``detections.attrs
         ["image_shape"]`` when present.
@@ -96,7 +101,7 @@ def track(
        frames (median of mutual nearest-neighbour displacements, a 2-D vote after sudden
        jumps) is removed; the step scale and search range are fitted to the movie. Steps as
        long as the spacing (unrelated frames) stop with an ``InputError`` unless
-       ``search_range`` is given.
+       ``search_range_px`` is given.
     2. Frame-to-frame links: ``trackpy.link_iter`` on the drift-corrected positions with
        its adaptive search for crowded subnetworks (smaller ranges, never an exception).
     3. Calibration pass (:func:`_resolve_events`, on the first
@@ -114,13 +119,14 @@ def track(
     5. Remaining gaps and divisions across missed frames, then merges (two cells segmented
        as one for a while) are resolved; see :mod:`cytotrail.track.divisions`.
     """
-    memory, min_length = _check_options(memory, min_length, search_range, pixel_size_um)
+    memory, min_length = _check_options(memory, min_length, search_range_px, pixel_size_um)
+    search_range = search_range_px  # in µm when the deprecated pixel_size_um is given
     frame, pos = validate_detections(detections)
     _warn_duplicated_rows(detections)
     if "sample" in detections.columns and detections["sample"].nunique(dropna=False) > 1:
         return _track_by_sample(
             detections,
-            search_range=search_range,
+            search_range_px=search_range,
             memory=memory,
             divisions=divisions,
             min_length=min_length,
@@ -193,16 +199,24 @@ def _warn_duplicated_rows(detections):
         )
 
 
-def _check_options(memory, min_length, search_range, pixel_size_um):
+def _check_options(memory, min_length, search_range_px, pixel_size_um):
     """Validate the scalar options; return ``memory, min_length`` as ints."""
     if memory is None or int(memory) != memory or memory < 0:
         raise InputError(f"memory must be a whole number >= 0, got {memory!r}")
     if min_length is None or int(min_length) != min_length or min_length < 1:
         raise InputError(f"min_length must be a whole number >= 1, got {min_length!r}")
-    if search_range is not None and not (np.isfinite(search_range) and search_range > 0):
-        raise InputError(f"search_range must be a positive number of px, got {search_range!r}")
-    if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
-        raise InputError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
+    if search_range_px is not None and not (np.isfinite(search_range_px) and search_range_px > 0):
+        raise InputError(f"search_range_px must be a positive number of px, got {search_range_px!r}")
+    if pixel_size_um is not None:
+        if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
+            raise InputError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
+        warnings.warn(
+            "track(): keyword `pixel_size_um` is deprecated: it reads the search range in µm; "
+            f"it still works until cytotrail {REMOVED_IN}: give search_range_px in pixels "
+            "(µm / pixel size)",
+            FutureWarning,
+            stacklevel=4,
+        )
     return int(memory), int(min_length)
 
 
@@ -227,7 +241,7 @@ def _calibrate_motion(f, p, *, predict, search_range, pixel_size_um):
             f"cells move about as far between frames as they are apart (step scale "
             f"{info['sigma']:.1f} px, nearest neighbours {info['nn_distance']:.1f} px apart): the "
             "frames look unrelated, e.g. the motion is far larger than the spacing or the frame "
-            "numbers are wrong; pass search_range (px) to link anyway"
+            "numbers are wrong; pass search_range_px to link anyway"
         )
     nu = info.get("nu")
     return pc, {
