@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/track.smk"

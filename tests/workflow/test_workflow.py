@@ -85,12 +85,70 @@ def test_cluster_parameter_reruns_only_clustering(demo_copy):
 
 def test_segmentation_parameter_reruns_every_sample(demo_copy):
     demo_run = demo_copy
-    write_config(demo_run, **{"segment.diameter": 9.0})
+    write_config(demo_run, **{"segment.diameter_px": 9.0})
     jobs = planned_jobs(demo_run)
     assert "make_demo" not in jobs
     for rule in PER_SAMPLE - {"make_demo"}:
         assert jobs[rule] == 2, jobs
     assert jobs["cluster_cells"] == 1
+
+
+def test_old_config_keys_run_with_one_message_each_and_moving_them_reruns_nothing(tmp_path):
+    """segment.diameter, track.search_range and segment.device/batch_size/workers of earlier
+    releases: the run uses them, says once per key where they went; written the new way (keys
+    renamed, execution settings in the profile), nothing reruns."""
+    old = {
+        "segment.diameter": 9.0,
+        "segment.device": "cpu",
+        "segment.batch_size": 2,
+        "segment.workers": None,
+        "track.search_range": 6.0,
+    }
+    prepare_demo(tmp_path, **old)
+    config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    del config["segment"]["diameter_px"], config["track"]["search_range_px"]  # a config of 0.1
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    target = "results/s1/tracks.parquet"
+    proc = snakemake(tmp_path, target)
+    out = proc.stdout + proc.stderr
+    for key in old:
+        assert out.count(f"config key `{key}` is deprecated") == 1, out[-3000:]
+    used = json.loads((tmp_path / "results" / "s1" / "labels.segment.json").read_text())
+    assert (used["diameter_px"], used["diameter_source"]) == (9.0, "given")
+    fitted = json.loads((tmp_path / "results" / "s1" / "tracks.track.json").read_text())
+    assert fitted["search_range_px"] == 6.0 and not fitted["search_range_adaptive"]
+    log = (tmp_path / "results" / "logs" / "segment_nuclei" / "s1.log").read_text()
+    assert "deprecated" not in log  # said by the run, once, not by each job
+    new = write_config(tmp_path, **{"segment.diameter_px": 9.0, "track.search_range_px": 6.0})
+    assert "device" not in new["segment"] and "diameter" not in new["segment"]
+    moved = ("--set-resources", "segment_nuclei:device=cpu", "segment_nuclei:batch_size=2")
+    proc = snakemake(tmp_path, "--dry-run", target, *moved)
+    out = proc.stdout + proc.stderr
+    assert "Nothing to be done" in out and "deprecated" not in out, out[-3000:]
+
+
+def test_config_with_old_and_new_name_of_a_key_is_refused_naming_both(tmp_path):
+    prepare_demo(tmp_path, **{"segment.diameter": 9.0, "segment.diameter_px": 12.0})
+    _fails_before_any_job(tmp_path, "`segment.diameter` and `segment.diameter_px` are both given")
+
+
+def test_profile_sets_segmentations_threads_device_and_batch_size(tmp_path):
+    """Execution settings reach the command from the rule defaults and a profile's overrides."""
+    prepare_demo(tmp_path)
+    proc = snakemake(tmp_path, "--dry-run", "--printshellcmds", "results/s1/labels.tif")
+    (line,) = [x for x in (proc.stdout + proc.stderr).splitlines() if "cytotrail segment " in x]
+    assert "--threads 2 --device auto --batch-size 4 --workers auto" in line
+    profile = tmp_path / "myprofile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(
+        "set-threads: {segment_nuclei: 1}\n"  # the tests run with --cores 2
+        "set-resources: {segment_nuclei: {device: cpu, batch_size: 8, workers: 2}}\n"
+    )
+    proc = snakemake(
+        tmp_path, "--dry-run", "--printshellcmds", "--profile", str(profile), "results/s1/labels.tif"
+    )
+    (line,) = [x for x in (proc.stdout + proc.stderr).splitlines() if "cytotrail segment " in x]
+    assert "--threads 1 --device cpu --batch-size 8 --workers 2" in line
 
 
 def test_changed_image_reruns_that_sample_only(demo_copy):

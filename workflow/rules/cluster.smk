@@ -11,10 +11,10 @@ rule cluster_cells:
         f"{RESULTS}/benchmarks/cluster_cells.tsv"
     conda:
         "../envs/cytotrail.yaml"
-    threads: 2
+    threads: threads_of("cluster_cells")
     resources:
-        mem_mb=lambda wildcards, attempt: int(2000 + 20 * total_input_mb()) * attempt,
-        runtime=lambda wildcards, attempt: int(15 + total_input_mb()) * attempt,
+        mem_mb=mem_mb_of("cluster_cells"),
+        runtime=runtime_of("cluster_cells"),
     params:
         options=cli_flags(
             {

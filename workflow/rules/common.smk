@@ -13,8 +13,22 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import cytotrail
+from cytotrail.deprecations import upgrade_config
 from cytotrail.io import InputError, image_channels
 from cytotrail.locks import register_run, release_stale_locks, unlock_command
+
+# Renamed keys (segment.diameter -> segment.diameter_px, track.search_range ->
+# track.search_range_px) and execution settings that moved to the profiles (segment.device,
+# batch_size, workers: resources of rule segment_nuclei) still work for one release
+# (cytotrail.deprecations): moved here, before validation, with one message per old key,
+# shown once, by the main process of the run.
+try:
+    _deprecated, EXECUTION_FROM_CONFIG = upgrade_config(config)
+except InputError as err:
+    raise WorkflowError(str(err))
+if workflow.is_main_process and not os.environ.get("CYTOTRAIL_NESTED"):
+    for _message in _deprecated:
+        logger.warning(f"cytotrail: {_message}")
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 

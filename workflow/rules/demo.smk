@@ -8,9 +8,10 @@ rule make_demo:
         "logs/make_demo/{sample}.log",
     conda:
         "../envs/cytotrail.yaml"
+    threads: threads_of("make_demo")
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem_mb_of("make_demo"),
+        runtime=runtime_of("make_demo"),
     params:
         options=lambda wildcards: cli_flags(
             {

@@ -12,12 +12,10 @@ rule quantify_cells:
         f"{RESULTS}/benchmarks/quantify_cells/{{sample}}.tsv"
     conda:
         "../envs/cytotrail.yaml"
-    threads: 1
+    threads: threads_of("quantify_cells")
     resources:
-        mem_mb=lambda wildcards, attempt: int(1000 + 3 * input_mb(wildcards.sample))
-        * attempt,
-        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50)
-        * attempt,
+        mem_mb=mem_mb_of("quantify_cells"),
+        runtime=runtime_of("quantify_cells"),
     params:
         image=image_options,
         cells=lambda wildcards: cli_flags({"cells": cells_file(wildcards.sample)}),

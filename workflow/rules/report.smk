@@ -39,10 +39,10 @@ rule report_sample:
         f"{RESULTS}/logs/report_sample/{{sample}}.log",
     conda:
         "../envs/cytotrail.yaml"
+    threads: threads_of("report_sample")
     resources:
-        mem_mb=lambda wildcards, attempt: int(1000 + 2 * input_mb(wildcards.sample))
-        * attempt,
-        runtime=10,
+        mem_mb=mem_mb_of("report_sample"),
+        runtime=runtime_of("report_sample"),
     params:
         channel=lambda wildcards: nuclear_channel(wildcards.sample),
         image=image_options,
@@ -94,9 +94,10 @@ rule report_summary:
         f"{RESULTS}/logs/report_summary.log",
     conda:
         "../envs/cytotrail.yaml"
+    threads: threads_of("report_summary")
     resources:
-        mem_mb=lambda wildcards, attempt: int(2000 + 10 * total_input_mb()) * attempt,
-        runtime=10,
+        mem_mb=mem_mb_of("report_summary"),
+        runtime=runtime_of("report_summary"),
     params:
         outdir=lambda wildcards, output: Path(output.summary).parent,
         samples=SAMPLES,
@@ -125,9 +126,10 @@ rule record_provenance:
         f"{RESULTS}/logs/record_provenance.log",
     conda:
         "../envs/cytotrail.yaml"
+    threads: threads_of("record_provenance")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=mem_mb_of("record_provenance"),
+        runtime=runtime_of("record_provenance"),
     params:
         config=json.dumps(config, sort_keys=True),
         model=cli_flags({"model": config["segment"]["model"]}),
@@ -149,9 +151,10 @@ rule report_html:
         f"{RESULTS}/logs/report_html.log",
     conda:
         "../envs/cytotrail.yaml"
+    threads: threads_of("report_html")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=mem_mb_of("report_html"),
+        runtime=runtime_of("report_html"),
     params:
         snakefile=workflow.main_snakefile,
     shell:

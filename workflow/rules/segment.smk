@@ -17,12 +17,14 @@ rule segment_nuclei:
         f"{RESULTS}/benchmarks/segment_nuclei/{{sample}}.tsv"
     conda:
         "../envs/cytotrail.yaml"
-    threads: 2
+    threads: threads_of("segment_nuclei")
     resources:
-        mem_mb=lambda wildcards, attempt: int(2000 + 6 * input_mb(wildcards.sample))
-        * attempt,
-        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 20)
-        * attempt,
+        mem_mb=mem_mb_of("segment_nuclei"),
+        runtime=runtime_of("segment_nuclei"),
+        # execution settings (resources.smk): a profile's set-resources overrides them
+        device=SEGMENT_EXECUTION["device"],
+        batch_size=SEGMENT_EXECUTION["batch_size"],
+        workers=SEGMENT_EXECUTION["workers"],
     params:
         channel=lambda wildcards: nuclear_channel(wildcards.sample),
         image=image_options,
@@ -34,17 +36,15 @@ rule segment_nuclei:
                     if config["segment"]["backend"] == "unet"
                     else None
                 ),
-                "diameter": config["segment"]["diameter"],
-                "device": config["segment"]["device"],
-                "batch_size": config["segment"]["batch_size"],
-                "workers": config["segment"]["workers"],
+                "diameter_px": config["segment"]["diameter_px"],
                 "labels": segment_inputs(wildcards).get("labels"),
             }
         ),
         version=VERSION,
     shell:
         "cytotrail segment {input.image:q} -o {output.labels:q} --channel {params.channel:q} "
-        "{params.image} {params.options} > {log:q} 2>&1"
+        "{params.image} {params.options} --threads {threads} --device {resources.device:q} "
+        "--batch-size {resources.batch_size:q} --workers {resources.workers:q} > {log:q} 2>&1"
 
 
 rule segment_cells:
@@ -60,12 +60,10 @@ rule segment_cells:
         f"{RESULTS}/benchmarks/segment_cells/{{sample}}.tsv"
     conda:
         "../envs/cytotrail.yaml"
-    threads: 1
+    threads: threads_of("segment_cells")
     resources:
-        mem_mb=lambda wildcards, attempt: int(1000 + 3 * input_mb(wildcards.sample))
-        * attempt,
-        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50)
-        * attempt,
+        mem_mb=mem_mb_of("segment_cells"),
+        runtime=runtime_of("segment_cells"),
     params:
         image=image_options,
         options=lambda wildcards: cli_flags(

@@ -21,16 +21,14 @@ rule track_cells:
         f"{RESULTS}/benchmarks/track_cells/{{sample}}.tsv"
     conda:
         "../envs/cytotrail.yaml"
-    threads: 1
+    threads: threads_of("track_cells")
     resources:
-        mem_mb=lambda wildcards, attempt: int(1000 + 4 * input_mb(wildcards.sample))
-        * attempt,
-        runtime=lambda wildcards, attempt: int(10 + input_mb(wildcards.sample) / 50)
-        * attempt,
+        mem_mb=mem_mb_of("track_cells"),
+        runtime=runtime_of("track_cells"),
     params:
         options=cli_flags(
             {
-                "search_range": config["track"]["search_range"],
+                "search_range_px": config["track"]["search_range_px"],
                 "memory": config["track"]["memory"],
                 "no_divisions": not config["track"]["divisions"],
             }

@@ -13,10 +13,10 @@ rule train_model:
         f"{RESULTS}/benchmarks/train_model.tsv"
     conda:
         "../envs/cytotrail.yaml"
-    threads: 4
+    threads: threads_of("train_model")
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=mem_mb_of("train_model"),
+        runtime=runtime_of("train_model"),
     params:
         options=cli_flags(
             {
