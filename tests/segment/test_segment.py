@@ -117,7 +117,7 @@ def test_decent_f1_on_synthetic_frames(backend, synth):
 def test_frame_order_does_not_matter(backend, synth):
     frames, truth = synth
     perm = np.array([2, 0, 1])
-    options = {} if backend == "labels" else {"diameter": 14.0}
+    options = {} if backend == "labels" else {"diameter_px": 14.0}
     a = run(backend, frames, truth, **options)
     b = run(backend, frames[perm], truth[perm], **options)
     for t, p in enumerate(perm):
@@ -128,7 +128,7 @@ def test_frame_order_does_not_matter(backend, synth):
 def test_translation_moves_the_objects(backend, synth):
     frames, truth = synth
     dy, dx = 24, 16
-    options = {} if backend == "labels" else {"diameter": 14.0}
+    options = {} if backend == "labels" else {"diameter_px": 14.0}
     whole = run(backend, frames[:1], truth[:1], **options)[0]
     part = run(backend, frames[:1, dy:, dx:], truth[:1, dy:, dx:], **options)[0]
     # compare away from the new borders, where context changed
@@ -430,7 +430,9 @@ def test_cli_segment_unet_workers_and_diameter(tmp_path, synth):
     io.write_image(path, frames[:, None], channel_names=["DNA"])
     out = tmp_path / "labels.tif"
     assert (
-        main(["segment", str(path), "-o", str(out), "--diameter", "14", "--workers", "2", "--device", "cpu"])
+        main(
+            ["segment", str(path), "-o", str(out), "--diameter-px", "14", "--workers", "2", "--device", "cpu"]
+        )
         == 0
     )
     assert np.array_equal(io.read_labels(out), segment(frames, device="cpu", diameter_px=14.0))

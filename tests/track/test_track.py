@@ -242,10 +242,11 @@ def test_old_search_range_keyword_still_works_with_a_future_warning(synth):
     a = track(det, search_range_px=8.0)
     with pytest.warns(FutureWarning, match="`search_range` is deprecated and renamed `search_range_px`"):
         b = track(det, search_range=8.0)
-    with pytest.warns(FutureWarning, match="pixel_size_um") as caught:
+    with pytest.warns(FutureWarning, match="`(search_range|pixel_size_um)` is deprecated") as caught:
         c = track(det, search_range=4.0, pixel_size_um=0.5)  # read in µm, as before the rename
     messages = [str(w.message) for w in caught]
     assert any("keyword `search_range` is deprecated" in m for m in messages), messages
+    assert any("keyword `pixel_size_um` is deprecated" in m for m in messages), messages
     assert a.attrs["track"]["search_range_px"] == b.attrs["track"]["search_range_px"] == 8.0
     assert c.attrs["track"]["search_range_px"] == 8.0
     pd.testing.assert_series_equal(a["track_id"], b["track_id"])
