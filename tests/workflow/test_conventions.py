@@ -105,3 +105,53 @@ def test_every_schema_key_has_a_description_and_a_default():
             if "description" not in sub or "default" not in sub:
                 missing.append(f"{section}.{key}")
     assert not missing, missing
+
+
+# --------------------------------------------------------------------------------------
+# execution settings: one table (workflow/rules/resources.smk), used by every rule
+
+RULES = ROOT / "workflow" / "rules"
+
+
+def _rules():
+    """{rule name: its text} of every rule in workflow/rules/*.smk."""
+    import re
+
+    rules = {}
+    for path in sorted(RULES.glob("*.smk")):
+        parts = re.split(r"^rule (\w+):", path.read_text(), flags=re.M)
+        rules.update({name: body for name, body in zip(parts[1::2], parts[2::2])})
+    return rules
+
+
+def test_every_rule_takes_threads_memory_and_run_time_from_the_resources_table():
+    resources = (RULES / "resources.smk").read_text()
+    rules = _rules()
+    missing = []
+    for name, body in rules.items():
+        if f'"{name}":' not in resources:
+            missing.append(f"{name}: no row in resources.smk")
+        for line in (
+            f'threads: threads_of("{name}")',
+            f'mem_mb=mem_mb_of("{name}")',
+            f'runtime=runtime_of("{name}")',
+        ):
+            if line not in body:
+                missing.append(f"{name}: no `{line}`")
+    assert rules and not missing, "\n".join(missing)
+
+
+def test_segmentation_execution_defaults_are_the_function_defaults():
+    """device, batch_size and workers of rule segment_nuclei default to segment()'s own."""
+    import ast
+    import re
+
+    from cytotrail.segment import segment
+
+    text = (RULES / "resources.smk").read_text()
+    literal = re.search(r"^SEGMENT_EXECUTION = (\{.*\})$", text, flags=re.M).group(1)
+    defaults = ast.literal_eval(literal)
+    signature = _signature_defaults(segment)
+    assert set(defaults) <= set(signature)
+    for name, value in defaults.items():
+        assert (None if value == "auto" and name == "workers" else value) == signature[name], name
