@@ -48,15 +48,8 @@ def test_compartments_follow_expand_labels():
     from skimage.segmentation import expand_labels
 
     image, labels, names = synth()
-    cells = quantify(
-        labels,
-        image,
-        channel_names=names,
-        markers=["CD68"],
-        cytoplasm_um=2.0,
-        pixel_size_um=0.5,
-        statistics=("sum", "mean", "max"),
-    )
+    ring_2um = dict(channel_names=names, markers=["CD68"], cytoplasm_um=2.0, pixel_size_um=0.5)
+    cells = quantify(labels, image, statistics=("sum", "mean", "max"), **ring_2um)
     grown = expand_labels(labels[1], distance=4)  # 2 µm at 0.5 µm/px
     ring = np.where(labels[1] > 0, 0, grown)
     chan = image[1, names.index("CD68")].astype(np.float64)
@@ -69,27 +62,9 @@ def test_compartments_follow_expand_labels():
     n_cell = np.bincount(grown.ravel())[got.index]
     np.testing.assert_allclose(got["CD68_cell_mean"] * n_cell, got["CD68_cell_sum"])
     # cell statistics combined from the two parts equal those measured on the cell directly
-    direct = quantify(
-        labels,
-        image,
-        channel_names=names,
-        markers=["CD68"],
-        cytoplasm_um=2.0,
-        pixel_size_um=0.5,
-        statistics=("sum", "mean", "max", "min"),
-        compartments=("cell",),
-        background={"CD68": 50.0},
-    )
-    parts = quantify(
-        labels,
-        image,
-        channel_names=names,
-        markers=["CD68"],
-        cytoplasm_um=2.0,
-        pixel_size_um=0.5,
-        statistics=("sum", "mean", "max", "min"),
-        background={"CD68": 50.0},
-    )
+    opts = dict(statistics=("sum", "mean", "max", "min"), background={"CD68": 50.0}, **ring_2um)
+    direct = quantify(labels, image, compartments=("cell",), **opts)
+    parts = quantify(labels, image, **opts)
     for stat in ("sum", "mean", "max", "min"):
         np.testing.assert_allclose(parts[f"CD68_cell_{stat}"], direct[f"CD68_cell_{stat}"], rtol=1e-12)
 
