@@ -35,6 +35,13 @@ def test_both_names_given_is_an_error_naming_both():
         upgrade_config({"track": {"search_range": 9.0, "search_range_px": 9.0}})
 
 
+def test_nested_report_run_keeps_the_new_name():
+    """The workflow's nested report run merges the upgraded configuration over the user's file."""
+    config = {"segment": {"diameter": 9.0, "diameter_px": 9.0}}
+    upgrade_config(config, both="new")
+    assert config == {"segment": {"diameter_px": 9.0}}
+
+
 def test_execution_settings_leave_the_config_for_the_rule_resources():
     config = {"segment": {"device": "cpu", "batch_size": 8, "workers": None, "backend": "unet"}}
     messages, execution = upgrade_config(config)

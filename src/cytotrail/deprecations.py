@@ -69,7 +69,7 @@ def _both_message(kind, old, new):
     )
 
 
-def upgrade_config(config):
+def upgrade_config(config, *, both="error"):
     """Move the renamed and moved keys of a workflow configuration, in place.
 
     A renamed key's value moves to its new name; an execution setting leaves the
@@ -79,6 +79,10 @@ def upgrade_config(config):
     ----------
     config : dict
         The workflow configuration, sections as nested dicts (``config["segment"]``).
+    both : {"error", "new"}
+        When a section gives both the old and the new name of a key, both not null: an
+        error, or keep the new one ("new": the nested report run of the workflow, whose
+        upgraded provenance configuration is merged over the user's configuration file).
 
     Returns
     -------
@@ -101,7 +105,7 @@ def upgrade_config(config):
         values = config.get(section)
         if not isinstance(values, dict) or old_name not in values:
             continue
-        if values[old_name] is not None and values.get(new_name) is not None:
+        if values[old_name] is not None and values.get(new_name) is not None and both == "error":
             raise InputError(_both_message("config key", old, new))
         value = values.pop(old_name)
         if values.get(new_name) is None:

@@ -108,8 +108,7 @@ def test_old_config_keys_run_with_one_message_each_and_moving_them_reruns_nothin
     config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
     del config["segment"]["diameter_px"], config["track"]["search_range_px"]  # a config of 0.1
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    target = "results/s1/tracks.parquet"
-    proc = snakemake(tmp_path, target)
+    proc = snakemake(tmp_path)  # the whole run: the nested report run reads the config too
     out = proc.stdout + proc.stderr
     for key in old:
         assert out.count(f"config key `{key}` is deprecated") == 1, out[-3000:]
@@ -119,10 +118,13 @@ def test_old_config_keys_run_with_one_message_each_and_moving_them_reruns_nothin
     assert fitted["search_range_px"] == 6.0 and not fitted["search_range_adaptive"]
     log = (tmp_path / "results" / "logs" / "segment_nuclei" / "s1.log").read_text()
     assert "deprecated" not in log  # said by the run, once, not by each job
+    provenance = yaml.safe_load((tmp_path / "results" / "provenance" / "config.yaml").read_text())
+    assert provenance["segment"]["diameter_px"] == 9.0 and "diameter" not in provenance["segment"]
+    assert provenance["track"]["search_range_px"] == 6.0 and "device" not in provenance["segment"]
     new = write_config(tmp_path, **{"segment.diameter_px": 9.0, "track.search_range_px": 6.0})
     assert "device" not in new["segment"] and "diameter" not in new["segment"]
     moved = ("--set-resources", "segment_nuclei:device=cpu", "segment_nuclei:batch_size=2")
-    proc = snakemake(tmp_path, "--dry-run", target, *moved)
+    proc = snakemake(tmp_path, "--dry-run", *moved)
     out = proc.stdout + proc.stderr
     assert "Nothing to be done" in out and "deprecated" not in out, out[-3000:]
 

@@ -22,11 +22,16 @@ from cytotrail.locks import register_run, release_stale_locks, unlock_command
 # batch_size, workers: resources of rule segment_nuclei) still work for one release
 # (cytotrail.deprecations): moved here, before validation, with one message per old key,
 # shown once, by the main process of the run.
+# (The nested `snakemake --report` of rule report_html merges the upgraded provenance
+# configuration over the user's file: there, the new names win.)
+_NESTED = bool(os.environ.get("CYTOTRAIL_NESTED"))
 try:
-    _deprecated, EXECUTION_FROM_CONFIG = upgrade_config(config)
+    _deprecated, EXECUTION_FROM_CONFIG = upgrade_config(
+        config, both="new" if _NESTED else "error"
+    )
 except InputError as err:
     raise WorkflowError(str(err))
-if workflow.is_main_process and not os.environ.get("CYTOTRAIL_NESTED"):
+if workflow.is_main_process and not _NESTED:
     for _message in _deprecated:
         logger.warning(f"cytotrail: {_message}")
 
