@@ -126,8 +126,12 @@ def _parser_segment(sub):
         help="typical nucleus diameter in pixels (default: estimated from the image)",
     )
     _add_renamed(p, "--diameter", type=float)
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu")
-    p.add_argument("--batch-size", type=int, default=4, help="frames per network batch")
+    p.add_argument(
+        "--device", default=None, help="auto (CUDA, then MPS, then CPU: the default), cuda, mps or cpu"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="frames per network batch (default: segment()'s)"
+    )
     p.add_argument(
         "--workers",
         type=_workers_arg,
@@ -197,6 +201,7 @@ def _cmd_segment(args):
                 f"{args.image} has frames of shape {frames.shape}"
             )
     info = {}
+    options = {key: value for key, value in options.items() if value is not None}  # None: segment()'s
     labels = segment(frames, **options, info=info)
     io.write_labels(args.output, labels)
     io.write_json(
@@ -230,13 +235,18 @@ def _parser_track(sub):
         help="largest displacement between frames, in px (default: adapted to the data)",
     )
     _add_renamed(p, "--search-range", type=float)
-    p.add_argument("--memory", type=int, default=2, help="frames a cell may vanish and still be linked")
+    p.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        help="frames a cell may vanish and still be linked (default: track()'s)",
+    )
     p.add_argument("--no-divisions", action="store_true", help="do not detect cell divisions")
     p.add_argument(
         "--min-length",
         type=int,
-        default=1,
-        help="drop tracks with fewer detections, unless they take part in a division",
+        default=None,
+        help="drop tracks with fewer detections, unless they take part in a division (default: track()'s)",
     )
     p.add_argument(
         "--ctc",
@@ -287,12 +297,11 @@ def _cmd_track(args):
         if args.ctc:
             raise InputError(f"--ctc needs masks: {args.input} is a table, give a label stack or CTC folder")
         detections = io.read_table(args.input)
+    options = dict(search_range_px=search_range_px, memory=args.memory, min_length=args.min_length)
     tracks = track(
         detections,
-        search_range_px=search_range_px,
-        memory=args.memory,
+        **{key: value for key, value in options.items() if value is not None},  # None: track()'s
         divisions=not args.no_divisions,
-        min_length=args.min_length,
     )
     if args.geff:
         from cytotrail.export.geff import write_geff
