@@ -24,7 +24,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10_000, help="frame side in px (a multiple of 1000)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--diameter", type=float, default=None, help="default: estimated")
+    parser.add_argument(
+        "--diameter-px", type=float, default=None, help="nucleus diameter in px (default: estimated)"
+    )
     args = parser.parse_args()
     import torch
 
@@ -39,10 +41,10 @@ def main():
     frame = np.tile(block, (reps, reps))
     del data
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    one = segment(block, device="cpu", diameter_px=args.diameter)
+    one = segment(block, device="cpu", diameter_px=args.diameter_px)
     n_block = int(one.max())
     started = time.perf_counter()
-    labels = segment(frame, device="cpu", diameter_px=args.diameter, progress=True)
+    labels = segment(frame, device="cpu", diameter_px=args.diameter_px, progress=True)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     n = int(labels[0].max())
