@@ -136,3 +136,16 @@ def test_nuclear_only_movie_from_init_to_a_finished_run(tmp_path):
     summary = io.read_table(results / "report" / "summary.tsv")
     assert list(summary["sample"]) == ["h2b_movie"] and summary["cells"][0] > 0
     assert io.read_labels(results / "h2b_movie" / "labels.tif").shape == (4, 80, 80)
+
+
+def test_init_subtracts_no_background_from_a_users_tissue(tmp_path):
+    # local background (block medians outside the nuclei) took the PanCK of a dense tumour
+    # nest for background on a real MIBI image and halved its tumour cells: a user's own
+    # images are measured as MCQuant and steinbock measure them, the demo keeps `local`
+    import yaml
+
+    from cytotrail.project import config_text
+
+    metadata = [{"pixel_size_um": 0.5, "channel_names": ["DNA", "PanCK"]}]
+    config = yaml.safe_load(config_text(metadata, ["DNA"], images=["tissue.tif"]))
+    assert config["quantify"]["background"] is None

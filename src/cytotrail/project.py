@@ -209,7 +209,10 @@ def config_text(metadata, nuclear, *, images):
         "  statistics: [mean]",
         "  compartments: [nucleus, cytoplasm, cell]",
         "  cytoplasm_um: 3.0",
-        "  background: local",
+        "  # background subtracted before measuring: null (none, as MCQuant and steinbock measure),",
+        "  # auto (the frame's median outside all cells) or local (block medians around each cell:",
+        "  # for uneven illumination; in dense tissue it subtracts the cells' own signal)",
+        "  background: null",
         "",
         "cluster:",
         "  # markers whose intensities are clustered"
