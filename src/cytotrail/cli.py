@@ -54,6 +54,21 @@ def _nuclear_frames(args):
     return image[:, index], names
 
 
+def _given(args, *names):
+    """The options among ``names`` that the user gave; the others (None) keep the function's default."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _default(function, name):
+    """``function``'s default of parameter ``name`` as --help shows it: its signature is its one home."""
+    import inspect
+
+    value = inspect.signature(function).parameters[name].default
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _add_renamed(p, old, **kwargs):
     """The deprecated flag ``old`` of an option that was renamed: hidden from --help."""
     p.add_argument(old, dest=_renamed_dest(old), default=None, help=argparse.SUPPRESS, **kwargs)
@@ -324,6 +339,8 @@ def _cmd_track(args):
 
 
 def _parser_quantify(sub):
+    from cytotrail.quantify import quantify
+
     p = sub.add_parser(
         "quantify",
         help="per-cell marker intensities and morphology",
@@ -337,22 +354,30 @@ def _parser_quantify(sub):
     p.add_argument(
         "--statistics",
         nargs="+",
-        default=["mean"],
-        help="per-channel statistics: mean, median, std, sum, min, max, pNN (percentile)",
+        default=None,
+        help="per-channel statistics: mean, median, std, sum, min, max, pNN (percentile) "
+        f"(default {_default(quantify, 'statistics')})",
     )
     p.add_argument(
         "--compartments",
         nargs="+",
-        default=["nucleus", "cytoplasm", "cell"],
-        help="nucleus (the label), cytoplasm (a ring around it) and/or cell (both)",
+        default=None,
+        help="nucleus (the label), cytoplasm (a ring around it) and/or cell (both) "
+        f"(default {_default(quantify, 'compartments')})",
     )
     p.add_argument(
         "--cytoplasm-um",
         type=float,
-        default=3.0,
-        help="width of the cytoplasm ring grown from the nucleus, in µm",
+        default=None,
+        help="width of the cytoplasm ring grown from the nucleus, in µm "
+        f"(default {_default(quantify, 'cytoplasm_um')})",
     )
-    p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
+    p.add_argument(
+        "--pixel-size-um",
+        type=float,
+        default=None,
+        help=f"pixel size in µm (default {_default(quantify, 'pixel_size_um')})",
+    )
     p.add_argument(
         "--background",
         nargs="+",
@@ -363,7 +388,10 @@ def _parser_quantify(sub):
         "all cells, per frame) or MARKER=VALUE pairs",
     )
     p.add_argument(
-        "--neighbour-radius-um", type=float, default=30.0, help="radius for the n_neighbours column, in µm"
+        "--neighbour-radius-um",
+        type=float,
+        default=None,
+        help=f"radius for the n_neighbours column, in µm (default {_default(quantify, 'neighbour_radius_um')})",
     )
     p.add_argument(
         "--no-morphology", action="store_true", help="skip the shape columns (area, perimeter, solidity, ...)"
@@ -371,9 +399,10 @@ def _parser_quantify(sub):
     p.add_argument(
         "--threads",
         type=int,
-        default=1,
+        default=None,
         help="threads for growing the cytoplasm ring and for the per-channel statistics "
-        "(results do not depend on it; the workflow passes the threads of rule quantify_cells)",
+        "(results do not depend on it; the workflow passes the threads of rule quantify_cells; "
+        f"default {_default(quantify, 'threads')})",
     )
     p.add_argument(
         "--cells",
@@ -426,15 +455,18 @@ def _cmd_quantify(args):
         image,
         channel_names=names,
         markers=args.markers,
-        statistics=args.statistics,
-        compartments=args.compartments,
-        cytoplasm_um=args.cytoplasm_um,
-        pixel_size_um=args.pixel_size_um,
         background=background,
-        neighbour_radius_um=args.neighbour_radius_um,
         morphology=not args.no_morphology,
-        threads=args.threads,
         cells=whole,
+        **_given(
+            args,
+            "statistics",
+            "compartments",
+            "cytoplasm_um",
+            "pixel_size_um",
+            "neighbour_radius_um",
+            "threads",
+        ),
     )
     cells.insert(0, "sample", _sample_name(args, args.image))
     io.write_table(args.output, cells)
@@ -442,7 +474,7 @@ def _cmd_quantify(args):
 
 
 def _parser_segment_cells(sub):
-    from cytotrail.segment.cells import MAX_UM, MIN_UM
+    from cytotrail.segment.cells import grow_cells
 
     p = sub.add_parser(
         "segment-cells",
@@ -458,17 +490,22 @@ def _parser_segment_cells(sub):
     p.add_argument(
         "--max-um",
         type=float,
-        default=MAX_UM,
-        help=f"farthest a cell reaches from its nucleus, in µm (default {MAX_UM:g})",
+        default=None,
+        help=f"farthest a cell reaches from its nucleus, in µm (default {_default(grow_cells, 'max_um')})",
     )
     p.add_argument(
         "--min-um",
         type=float,
-        default=MIN_UM,
+        default=None,
         help="every cell covers the pixels this close to its nucleus whatever the signal, "
-        f"in µm (default {MIN_UM:g}; 0: unstained cells stay at their nucleus)",
+        f"in µm (default {_default(grow_cells, 'min_um')}; 0: unstained cells stay at their nucleus)",
     )
-    p.add_argument("--pixel-size-um", type=float, default=1.0, help="pixel size in µm")
+    p.add_argument(
+        "--pixel-size-um",
+        type=float,
+        default=None,
+        help=f"pixel size in µm (default {_default(grow_cells, 'pixel_size_um')})",
+    )
     _add_image_options(p)
     p.set_defaults(func=_cmd_segment_cells)
 
@@ -485,9 +522,7 @@ def _cmd_segment_cells(args):
             f"labels {args.labels} have shape {labels.shape} but image {args.image} has "
             f"{image.shape[0]} frame(s) of {image.shape[2:]}"
         )
-    cells = grow_cells(
-        labels, channels, max_um=args.max_um, min_um=args.min_um, pixel_size_um=args.pixel_size_um
-    )
+    cells = grow_cells(labels, channels, **_given(args, "max_um", "min_um", "pixel_size_um"))
     io.write_labels(args.output, cells)
     log.info(
         "wrote %s: whole cells of %d frame(s) grown over %s",
@@ -502,6 +537,8 @@ def _cmd_segment_cells(args):
 
 
 def _parser_cluster(sub):
+    from cytotrail.cluster import cluster, merge_tables
+
     p = sub.add_parser(
         "cluster",
         help="cluster cells into types (scanpy) and annotate them from marker signatures",
@@ -539,13 +576,13 @@ def _parser_cluster(sub):
     )
     p.add_argument(
         "--gates",
-        default="auto",
-        help="how signatures type cells: 'auto' (default: gating, a threshold estimated "
+        default=None,
+        help="how signatures type cells: 'auto' (gating, a threshold estimated "
         "per marker), 'none' (percentile signature scores, see --min-score), a gates table "
         "(.csv, as scimap's manual_gates.csv: markers, gate) or a mapping "
         "'{CD3: 1.2, CD20: 0.8}', on the transformed scale "
         "(scimap's gates are log1p: use --transform log1p); markers without a gate get "
-        "an estimated one",
+        f"an estimated one (default {_default(cluster, 'gates')})",
     )
     p.add_argument(
         "--background",
@@ -560,7 +597,12 @@ def _parser_cluster(sub):
         action="store_true",
         help="leave out rows with NaN or infinite marker values instead of failing",
     )
-    p.add_argument("--transform", default="arcsinh", choices=["arcsinh", "percentile", "log1p", "none"])
+    p.add_argument(
+        "--transform",
+        default=None,
+        choices=["arcsinh", "percentile", "log1p", "none"],
+        help=f"per-marker transform (default {_default(cluster, 'transform')})",
+    )
     p.add_argument("--cofactor", type=float, default=None, help="arcsinh cofactor (default: per marker)")
     p.add_argument(
         "--resolution",
@@ -568,31 +610,51 @@ def _parser_cluster(sub):
         default=None,
         help="Leiden resolution (default: chosen from the data, the most stable across seeds)",
     )
-    p.add_argument("--n-neighbors", type=int, default=15, help="neighbours in the kNN graph")
     p.add_argument(
-        "--level", default="cell", choices=["cell", "track"], help="cluster cell-frames or whole tracks"
+        "--n-neighbors",
+        type=int,
+        default=None,
+        help=f"neighbours in the kNN graph (default {_default(cluster, 'n_neighbors')})",
+    )
+    p.add_argument(
+        "--level",
+        default=None,
+        choices=["cell", "track"],
+        help=f"cluster cell-frames or whole tracks (default {_default(cluster, 'level')})",
     )
     p.add_argument(
         "--annotate",
-        default="cell",
+        default=None,
         choices=["cell", "cluster"],
-        help="cell types from each cell's own signature scores or its cluster's",
+        help="cell types from each cell's own signature scores or its cluster's "
+        f"(default {_default(cluster, 'annotate')})",
     )
     p.add_argument(
         "--min-score",
         type=float,
-        default=0.2,
-        help="with --gates none: signature score below which a cell is 'unknown'",
+        default=None,
+        help="with --gates none: signature score below which a cell is 'unknown' "
+        f"(default {_default(cluster, 'min_score')})",
     )
     p.add_argument(
         "--unmatched",
-        default="error",
+        default=None,
         choices=["error", "keep", "drop"],
         help="cells without a track row (and track rows without a cell): fail, keep "
-        "them without track_id, or drop them",
+        f"them without track_id, or drop them (default {_default(merge_tables, 'unmatched')})",
     )
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP embedding")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--seed", type=int, default=None, help=f"random seed (default {_default(cluster, 'seed')})"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads of the neighbour search (the exact search, up to 50,000 cells, gives the same "
+        "neighbours with any number; the workflow passes "
+        f"the threads of rule cluster_cells; default {_default(cluster, 'threads')})",
+    )
     p.set_defaults(func=_cmd_cluster)
 
 
@@ -618,9 +680,9 @@ def _cmd_cluster(args):
     tracks = None
     if args.tracks:
         tracks = pd.concat([io.read_table(path) for path in args.tracks], ignore_index=True)
-    table = merge_tables(cells, tracks, unmatched=args.unmatched)
+    table = merge_tables(cells, tracks, **_given(args, "unmatched"))
     signatures = _read_signatures(args.cell_types) if args.cell_types else None
-    gates = _read_gates(args.gates) if args.gates not in ("auto", "none") else args.gates
+    gates = _read_gates(args.gates) if args.gates not in (None, "auto", "none") else args.gates
     if not markers:
         if signatures or extra:
             raise InputError("--cell-types and --background need --markers")
@@ -631,18 +693,13 @@ def _cmd_cluster(args):
             markers=markers,
             feature=args.feature,
             signatures=signatures,
-            transform=args.transform,
             cofactor=args.cofactor,
             resolution=args.resolution,
-            n_neighbors=args.n_neighbors,
-            level=args.level,
             umap=not args.no_umap,
-            seed=args.seed,
-            annotate=args.annotate,
-            min_score=args.min_score,
-            gates=gates,
             background=extra or None,
             drop_na=args.drop_na,
+            **({} if gates is None else {"gates": gates}),
+            **_given(args, "transform", "n_neighbors", "level", "annotate", "min_score", "seed", "threads"),
         )
     write_anndata(args.output, adata)
     log.info("wrote %s: %d observations x %d markers", args.output, adata.n_obs, adata.n_vars)

@@ -217,6 +217,18 @@ def test_seeded_and_deterministic(synth):
     assert a.uns["umap"]["params"]["random_state"] == 1 if "random_state" in a.uns["umap"]["params"] else True
 
 
+def test_threads_give_the_same_clusters(synth):
+    data, cells, tracks = synth
+    table = merge_tables(cells, tracks)
+    markers = [m.name for m in data.panel]
+    one = cluster(table, markers=markers, umap=False, resolution=0.3)
+    two = cluster(table, markers=markers, umap=False, resolution=0.3, threads=2)
+    np.testing.assert_array_equal(one.obs["leiden"], two.obs["leiden"])
+    for bad in (0, 1.5, True):
+        with pytest.raises(InputError, match="threads must be a whole number"):
+            cluster(table, markers=markers, umap=False, threads=bad)
+
+
 def test_level_track(synth):
     data, cells, tracks = synth
     table = merge_tables(cells, tracks)

@@ -155,3 +155,60 @@ def test_segmentation_execution_defaults_are_the_function_defaults():
     assert set(defaults) <= set(signature)
     for name, value in defaults.items():
         assert (None if value == "auto" and name == "workers" else value) == signature[name], name
+
+
+def _cli_subcommands():
+    import argparse
+
+    from cytotrail.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def _cli_functions():
+    from cytotrail.cluster import cluster
+    from cytotrail.quantify import quantify
+    from cytotrail.segment import segment
+    from cytotrail.segment.cells import grow_cells
+    from cytotrail.track import track
+
+    return {
+        "segment": segment,
+        "track": track,
+        "quantify": quantify,
+        "segment-cells": grow_cells,
+        "cluster": cluster,
+    }
+
+
+# CLI options that feed a function parameter yet keep a default of their own, and why
+CLI_OWN_DEFAULT = {("segment", "backend"): "the command branches on it before calling segment()"}
+
+
+@pytest.mark.parametrize("command", ["segment", "track", "quantify", "segment-cells", "cluster"])
+def test_cli_options_leave_the_default_to_the_function(command):
+    """An option that feeds a parameter defaults to None ("the function's default")."""
+    import argparse
+
+    parser = _cli_subcommands()[command]
+    params = inspect.signature(_cli_functions()[command]).parameters
+    own = []
+    for action in parser._actions:
+        if action.dest not in params or isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction)):
+            continue
+        if action.default is None or action.default is argparse.SUPPRESS:
+            continue
+        if (command, action.dest) in CLI_OWN_DEFAULT:
+            assert _normalise(action.default) == _normalise(params[action.dest].default), action.dest
+            continue
+        own.append(f"{command} {action.option_strings[0]}: default {action.default!r}")
+    assert not own, "\n".join(own)
+
+
+def test_cli_help_shows_the_function_defaults():
+    from cytotrail.quantify import quantify
+
+    help_text = " ".join(_cli_subcommands()["quantify"].format_help().split())
+    assert f"(default {inspect.signature(quantify).parameters['cytoplasm_um'].default:g})" in help_text

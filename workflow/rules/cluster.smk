@@ -44,4 +44,4 @@ rule cluster_cells:
         version=VERSION,
     shell:
         "cytotrail cluster {input.cells:q} --tracks {input.tracks:q} -o {output:q} "
-        "{params.options} > {log:q} 2>&1"
+        "--threads {threads} {params.options} > {log:q} 2>&1"

@@ -232,7 +232,7 @@ class KnnTransformer:
         if exact:
             from sklearn.neighbors import NearestNeighbors
 
-            dist, ind = NearestNeighbors(n_neighbors=query).fit(x).kneighbors(x)
+            dist, ind = NearestNeighbors(n_neighbors=query, n_jobs=self.n_jobs).fit(x).kneighbors(x)
         else:
             from pynndescent import NNDescent
 

@@ -79,6 +79,7 @@ def cluster(
     gates="auto",
     background=None,
     drop_na=False,
+    threads=1,
 ):
     """Cluster cells (or tracks) of all samples and annotate cell types.
 
@@ -146,6 +147,9 @@ def cluster(
     drop_na : bool
         Leave out rows with NaN or infinite marker values (counted in ``uns``) instead
         of raising.
+    threads : int
+        Threads of the neighbour search (the exact search, up to 50,000 observations,
+        gives the same neighbours with any number).
 
     Returns
     -------
@@ -167,6 +171,8 @@ def cluster(
     if transform not in TRANSFORMS:
         raise InputError(f"unknown transform {transform!r}; choose from {list(TRANSFORMS)}")
     gates = "none" if gates is None else gates
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
     if resolution is not None and not float(resolution) > 0:
         raise InputError(f"resolution must be positive, got {resolution!r}")
     table = with_sample(table)
@@ -222,6 +228,7 @@ def cluster(
         resolution=resolution,
         umap=umap,
         timings=timings,
+        threads=int(threads),
     )
     clock = time.perf_counter()
 
@@ -366,7 +373,7 @@ def _background_flags(adata, bg_raw, bg_markers, transform, cofactor, given, see
 
 
 def _cluster_graph(
-    adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_track, resolution, umap, timings
+    adata, constant, *, seed, n_pcs, n_neighbors, exclude_same_track, resolution, umap, timings, threads=1
 ):
     """PCA, kNN graph, Leiden (given or chosen resolution) and UMAP, in place."""
     import scanpy as sc
@@ -390,7 +397,7 @@ def _cluster_graph(
         "resolution": None if resolution is None else float(resolution),
     }
     if n_distinct >= 3 and informative >= 1:
-        transformer = KnnTransformer(n_neighbors=k, groups=groups, random_state=seed)
+        transformer = KnnTransformer(n_neighbors=k, groups=groups, random_state=seed, n_jobs=threads)
         sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed, transformer=transformer)
         timings["neighbors"], clock = _lap(clock)
         if resolution is None:
