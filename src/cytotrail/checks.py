@@ -1,8 +1,9 @@
-"""Checks of the arrays that pass between stages: one home for each, one wording.
+"""Checks of the arrays and options that pass between stages: one home for each, one wording.
 
 Every stage that takes a label stack (tracking, quantification, whole-cell growth) checks
-it here, so that the command line, the API and the workflow refuse the same input with the
-same words.
+it here, and every numeric option (threads, neighbours, lengths in µm or px) is checked by
+:func:`whole_number` or :func:`number`, so that the command line, the API and the workflow
+refuse the same input with the same words.
 """
 
 from __future__ import annotations
@@ -11,7 +12,50 @@ import numpy as np
 
 from cytotrail.io import InputError
 
-__all__ = ["label_stack", "labels_and_image"]
+__all__ = ["label_stack", "labels_and_image", "number", "whole_number"]
+
+
+def whole_number(value, name, *, minimum):
+    """``value`` as an int if it is a whole number >= ``minimum`` (not a bool).
+
+    Raises
+    ------
+    InputError
+        Naming ``name``, the bound and the value.
+    """
+    whole = isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer()
+    )
+    if isinstance(value, bool) or not whole or value < minimum:
+        raise InputError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def number(value, name, *, minimum=None, above=None, maximum=None):
+    """``value`` as a float if it is finite and within the bounds (``above``: strictly).
+
+    Raises
+    ------
+    InputError
+        Naming ``name``, the bounds and the value.
+    """
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    ok = ok and bool(np.isfinite(value))
+    bounds = []
+    if minimum is not None:
+        ok = ok and value >= minimum
+        bounds.append(f">= {minimum:g}")
+    if above is not None:
+        ok = ok and value > above
+        bounds.append(f"> {above:g}")
+    if maximum is not None:
+        ok = ok and value <= maximum
+        bounds.append(f"<= {maximum:g}")
+    if not ok:
+        raise InputError(
+            f"{name} must be a number{' ' + ' and '.join(bounds) if bounds else ''}, got {value!r}"
+        )
+    return float(value)
 
 
 def label_stack(labels, *, name="labels"):

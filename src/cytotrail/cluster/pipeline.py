@@ -39,6 +39,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from cytotrail.checks import number, whole_number
 from cytotrail.cluster.celltypes import annotate as annotate_types
 from cytotrail.cluster.celltypes import normalise_signatures
 from cytotrail.cluster.gating import estimate_thresholds
@@ -171,8 +172,11 @@ def cluster(
     if transform not in TRANSFORMS:
         raise InputError(f"unknown transform {transform!r}; choose from {list(TRANSFORMS)}")
     gates = "none" if gates is None else gates
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
+    threads = whole_number(threads, "threads", minimum=1)
+    n_neighbors = whole_number(n_neighbors, "n_neighbors", minimum=2)
+    n_pcs = whole_number(n_pcs, "n_pcs", minimum=1)
+    seed = whole_number(seed, "seed", minimum=0)
+    number(min_score, "min_score", minimum=0, maximum=1)
     if resolution is not None and not float(resolution) > 0:
         raise InputError(f"resolution must be positive, got {resolution!r}")
     table = with_sample(table)
@@ -228,7 +232,7 @@ def cluster(
         resolution=resolution,
         umap=umap,
         timings=timings,
-        threads=int(threads),
+        threads=threads,
     )
     clock = time.perf_counter()
 

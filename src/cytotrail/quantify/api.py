@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import pandas as pd
 
-from cytotrail.checks import label_stack, labels_and_image
+from cytotrail.checks import label_stack, labels_and_image, number, whole_number
 from cytotrail.io import InputError
 from cytotrail.quantify.frame import quantify_frame
 from cytotrail.quantify.options import (
@@ -99,12 +97,10 @@ def quantify(
     names, markers, channels = channel_selection(channel_names, image.shape[1], markers)
     stats = parse_statistics(statistics, percentiles)
     compartments = parse_compartments(compartments)
-    if pixel_size_um is None or not pixel_size_um > 0:
-        raise InputError(f"pixel_size_um must be positive, got {pixel_size_um}")
-    if cytoplasm_um is None or cytoplasm_um < 0:
-        raise InputError(f"cytoplasm_um must be >= 0, got {cytoplasm_um}")
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
-        raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
+    number(pixel_size_um, "pixel_size_um", above=0)
+    number(cytoplasm_um, "cytoplasm_um", minimum=0)
+    number(neighbour_radius_um, "neighbour_radius_um", minimum=0)
+    threads = whole_number(threads, "threads", minimum=1)
     bg = background_values(background, names, channels)
     if cells is not None:
         cells = label_stack(cells, name="cell labels")

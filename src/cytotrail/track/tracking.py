@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from cytotrail.checks import number, whole_number
 from cytotrail.deprecations import REMOVED_IN, renamed_keywords
 from cytotrail.io import InputError
 from cytotrail.track.calibrate import (
@@ -201,15 +202,12 @@ def _warn_duplicated_rows(detections):
 
 def _check_options(memory, min_length, search_range_px, pixel_size_um):
     """Validate the scalar options; return ``memory, min_length`` as ints."""
-    if memory is None or int(memory) != memory or memory < 0:
-        raise InputError(f"memory must be a whole number >= 0, got {memory!r}")
-    if min_length is None or int(min_length) != min_length or min_length < 1:
-        raise InputError(f"min_length must be a whole number >= 1, got {min_length!r}")
-    if search_range_px is not None and not (np.isfinite(search_range_px) and search_range_px > 0):
-        raise InputError(f"search_range_px must be a positive number of px, got {search_range_px!r}")
+    memory = whole_number(memory, "memory", minimum=0)
+    min_length = whole_number(min_length, "min_length", minimum=1)
+    if search_range_px is not None:
+        number(search_range_px, "search_range_px", above=0)
     if pixel_size_um is not None:
-        if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
-            raise InputError(f"pixel_size_um must be positive, got {pixel_size_um!r}")
+        number(pixel_size_um, "pixel_size_um", above=0)
         warnings.warn(
             "track(): keyword `pixel_size_um` is deprecated: it reads the search range in µm; "
             f"it still works until cytotrail {REMOVED_IN}: give search_range_px in pixels "
@@ -217,7 +215,7 @@ def _check_options(memory, min_length, search_range_px, pixel_size_um):
             FutureWarning,
             stacklevel=4,
         )
-    return int(memory), int(min_length)
+    return memory, min_length
 
 
 def _calibrate_motion(f, p, *, predict, search_range, pixel_size_um):
