@@ -36,8 +36,9 @@ def _say(ax, text):
 
 
 def _contrast(frame):
-    lo, hi = np.percentile(frame, (1, 99.8))
-    return np.clip((frame.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+    from cytotrail.segment.preprocess import normalize, percentiles
+
+    return np.clip(normalize(frame, *percentiles(frame)), 0, 1)
 
 
 def segmentation_figure(nuclear, labels, *, n_frames=3, title=""):

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cytotrail.cluster.gating import GATE, KINDS, REST, rescale, rule_scores
+from cytotrail.cluster.transform import percentile_scale
 from cytotrail.io import InputError
 
 UNKNOWN = "unknown"
@@ -149,9 +150,7 @@ def _scores(values, markers, sigs, thresholds):
     """(scores DataFrame, pass score) by percentile scores or by gates."""
     col = {m: j for j, m in enumerate(markers)}
     if thresholds is None:
-        lo = np.percentile(values, 1, axis=0)
-        hi = np.percentile(values, 99, axis=0)
-        norm = np.clip((values - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
+        norm, _, _ = percentile_scale(values)
         return pd.DataFrame({n: _percentile_score(norm, col, s["rule"]) for n, s in sigs.items()}), None
     if isinstance(thresholds, dict):
         thresholds = [thresholds[m] for m in markers]

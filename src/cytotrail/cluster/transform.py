@@ -39,16 +39,29 @@ def _transform(raw, markers, transform, cofactor):
         params["cofactors"] = dict(zip(markers, cof.tolist()))
         return np.arcsinh(raw / cof), params
     if transform == "percentile":
-        lo = np.percentile(raw, 1, axis=0)
-        hi = np.percentile(raw, 99, axis=0)
-        span = np.where(hi > lo, hi - lo, 1.0)
+        scaled, lo, hi = percentile_scale(raw)
         params["percentiles"] = {m: [float(a), float(b)] for m, a, b in zip(markers, lo, hi)}
-        return np.clip((raw - lo) / span, 0, 1), params
+        return scaled, params
     if transform == "log1p":
         return np.log1p(np.clip(raw, 0, None)), params
     if transform == "none":
         return raw.copy(), params
     raise InputError(f"unknown transform {transform!r}; choose from {list(TRANSFORMS)}")
+
+
+def percentile_scale(values, lo=1.0, hi=99.0):
+    """Each column mapped from its [``lo``, ``hi``] percentiles to [0, 1], clipped.
+
+    Returns
+    -------
+    scaled : (N, M) ndarray
+    low, high : (M,) ndarray
+        The percentiles of each column (a constant column maps to 0).
+    """
+    low = np.percentile(values, lo, axis=0)
+    high = np.percentile(values, hi, axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    return np.clip((values - low) / span, 0, 1), low, high
 
 
 def _scale(values, max_value=10.0):

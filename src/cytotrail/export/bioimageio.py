@@ -307,9 +307,10 @@ def _cover(path, test_input, test_output):
     import matplotlib
     import matplotlib.image
 
+    from cytotrail.segment.preprocess import normalize, percentiles
+
     frame = test_input[0, 0]
-    lo, hi = np.percentile(frame, [1, 99.8])
-    left = np.clip((frame - lo) / max(hi - lo, 1e-6), 0, 1)
+    left = np.clip(normalize(frame, *percentiles(frame)), 0, 1)
     right = test_output[0, 0]
     rgb = np.concatenate([np.stack([left] * 3, -1), matplotlib.colormaps["magma"](right)[..., :3]], axis=1)
     matplotlib.image.imsave(path, rgb, format="png", metadata={"Software": None})
