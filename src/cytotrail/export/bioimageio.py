@@ -20,7 +20,6 @@ alone; ``bioimageio.spec`` / ``bioimageio.core`` (``export`` extra) validate and
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import shutil
 import warnings
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cytotrail.io import InputError
+from cytotrail.segment.model import sha256_file
 
 __all__ = ["FORMAT_VERSION", "DEFAULT_AUTHORS", "model_rdf", "reference_tensors", "export_model"]
 
@@ -62,14 +62,6 @@ _TAGS = (
     "pytorch",
     "cytotrail",
 )
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def reference_tensors(net, config, *, shape=_TEST_SHAPE, seed=_TEST_SEED):
@@ -412,7 +404,7 @@ def export_model(outdir, model=None, *, authors=DEFAULT_AUTHORS, description=Non
         _cover(tmp / names["cover"], test_input, test_output)
         (tmp / names["config"]).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / names["thresholds"]).write_text(json.dumps(thresholds, indent=2, sort_keys=True) + "\n")
-        files = {role: (name, _sha256(tmp / name)) for role, name in names.items()}
+        files = {role: (name, sha256_file(tmp / name)) for role, name in names.items()}
         rdf = model_rdf(config, files, description=description, authors=authors)
         (tmp / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True))
     return Path(outdir) / "rdf.yaml"
