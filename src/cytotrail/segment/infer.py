@@ -24,9 +24,9 @@ import time
 import numpy as np
 
 from cytotrail.deprecations import renamed_keywords
-from cytotrail.segment.diameter import typical_diameter
+from cytotrail.segment.diameter import check_measure, network_diameter
 from cytotrail.segment.postprocess import maps_to_labels
-from cytotrail.segment.preprocess import equivalent_diameters, normalize, percentiles
+from cytotrail.segment.preprocess import normalize, percentiles
 
 __all__ = ["predict_maps", "segment_unet", "estimate_diameter"]
 
@@ -490,14 +490,16 @@ def estimate_diameter(
     max_side=768,
     max_frames=3,
     maps_cache=None,
+    measure="foreground",
 ):
     """Estimate the median nucleus diameter (px) by segmenting a few frames.
 
     Starts from a classical estimate (the mean distance-to-edge in an Otsu mask, which
     fragmenting cannot bias low; when it is over 2.5 times the network's estimate at
     native scale it is taken for merged clumps and the network's is used), segments at
-    the scale it implies and rescales until the median equivalent diameter of the
-    objects found is stable (objects touching the crop border are not counted).
+    the scale it implies and rescales until the nucleus size measured on the network's
+    output is stable (``measure``: see :func:`.diameter.network_diameter`; pieces touching
+    the crop border are not counted).
     Uses up to ``max_frames`` frames (evenly spaced), centrally cropped to
     ``max_side`` x ``max_side`` *model-scale* pixels, so its cost is bounded. Frames that
     fit whole in the crop leave their network outputs in ``maps_cache`` (see
@@ -510,6 +512,7 @@ def estimate_diameter(
     """
     from cytotrail.segment.diameter import estimate_diameter_otsu
 
+    check_measure(measure)
     n = frames.shape[0]
     picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, max_frames))})
     d0 = float(config["train_diameter"])
@@ -528,6 +531,7 @@ def estimate_diameter(
             amp=amp,
             max_side=max_side,
             maps_cache=maps_cache,
+            measure=measure,
         )
         if native is not None and current > _CLASSICAL_TRUST * native:
             current = native
@@ -543,6 +547,7 @@ def estimate_diameter(
             amp=amp,
             max_side=max_side,
             maps_cache=maps_cache,
+            measure=measure,
         )
         if new is None:
             return current
@@ -557,9 +562,9 @@ def estimate_diameter(
 
 
 def _median_diameter(
-    frames, picks, diameter, *, net, config, thresholds, device, amp, max_side, maps_cache=None
+    frames, picks, diameter, *, net, config, thresholds, device, amp, max_side, maps_cache=None, measure
 ):
-    """Median equivalent diameter of the objects found at ``diameter``'s scale (None: native)."""
+    """Typical nucleus diameter of the network's output at ``diameter``'s scale (None: native)."""
     d0 = float(config["train_diameter"])
     scale = _scale_for(diameter, config)
     side = int(max_side / scale)
@@ -571,7 +576,7 @@ def _median_diameter(
         crops.append(np.asarray(f[y0 : y0 + side, x0 : x0 + side]))
     stack = np.stack(crops)
     whole = stack.shape[1:] == frames.shape[1:]
-    local = {} if maps_cache is not None and whole else None
+    local = {}
     labels = _segment_tiles(
         stack,
         net=net,
@@ -585,18 +590,11 @@ def _median_diameter(
         progress=False,
         keep_maps=local,
     )
-    for (i, scale), maps in (local or {}).items():
-        maps_cache[picks[i], scale] = maps
-    diams = []
-    for lab in labels:
-        border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-        inner = lab.copy()
-        inner[np.isin(inner, border)] = 0
-        d = equivalent_diameters(inner)
-        if len(d) < 3:
-            d = equivalent_diameters(lab)
-        diams.extend(d.tolist())
-    return typical_diameter(diams)  # the median of the objects that are not specks
+    if maps_cache is not None and whole:
+        for (i, scale), maps in local.items():
+            maps_cache[picks[i], scale] = maps
+    fg = [m[0] if isinstance(m, np.ndarray) else m[0].float().cpu().numpy() for m in local.values()]
+    return network_diameter(fg, labels, measure=measure)
 
 
 @renamed_keywords(diameter="diameter_px")
