@@ -1,8 +1,12 @@
-"""Reading and writing images, label stacks and tables.
+"""Reading and writing images, label stacks and tables: the inputs and outputs of the stages.
 
-This is the only module of cytotrail that touches files. Every writer is atomic: it writes
-to a temporary file beside the target and renames it into place, so that an interrupted
-job never leaves a half-written file that a rerun would trust.
+Every stage reads and writes its data through this module, and every writer is atomic: it
+writes to a temporary file beside the target and renames it into place (:func:`atomic_path`),
+so that an interrupted job never leaves a half-written file that a rerun would trust.
+The other files cytotrail touches have their own homes: model folders
+(:mod:`cytotrail.segment.model`, :mod:`cytotrail.segment.train`), the workflow's lock records (:mod:`cytotrail.locks`), the exchange formats
+(:mod:`cytotrail.export`, :mod:`cytotrail.track.ctc`) and the report's figures
+(:mod:`cytotrail.report`).
 """
 
 from __future__ import annotations

@@ -212,3 +212,21 @@ def test_cli_help_shows_the_function_defaults():
 
     help_text = " ".join(_cli_subcommands()["quantify"].format_help().split())
     assert f"(default {inspect.signature(quantify).parameters['cytoplasm_um'].default:g})" in help_text
+
+
+@pytest.mark.parametrize(
+    "statistic", ["mean", "median", "p0", "p5", "p90", "p99.5", "p100", "p101", "p9.", "max2"]
+)
+def test_schema_accepts_the_statistics_quantify_accepts(statistic):
+    import re
+
+    from cytotrail.io import InputError
+    from cytotrail.quantify.options import parse_statistics
+
+    pattern = SCHEMA["properties"]["quantify"]["properties"]["statistics"]["items"]["pattern"]
+    try:
+        parse_statistics([statistic], [])
+        accepted = True
+    except InputError:
+        accepted = False
+    assert bool(re.match(pattern, statistic)) == accepted
