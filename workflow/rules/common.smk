@@ -338,11 +338,6 @@ def train_inputs(wildcards):
     return inputs
 
 
-def sample_file(name):
-    """Path of a per-sample output, e.g. sample_file("labels.tif")."""
-    return f"{RESULTS}/{{sample}}/{name}"
-
-
 def all_samples(name):
     return expand(f"{RESULTS}/{{sample}}/{name}", sample=SAMPLES)
 

@@ -2,10 +2,10 @@ rule quantify_cells:
     """Per-cell marker intensities and morphology (cytotrail.quantify)."""
     input:
         image=lambda wildcards: samples.loc[wildcards.sample, "image"],
-        labels=sample_file("labels.tif"),
+        labels=f"{RESULTS}/{{sample}}/labels.tif",
         cells=lambda wildcards: cells_file(wildcards.sample) or [],
     output:
-        sample_file("cells.parquet"),
+        f"{RESULTS}/{{sample}}/cells.parquet",
     log:
         f"{RESULTS}/logs/quantify_cells/{{sample}}.log",
     benchmark:

@@ -2,39 +2,39 @@ rule report_sample:
     """Segmentation and tracking QC figures, and a napari export, of one sample (cytotrail.report)."""
     input:
         image=lambda wildcards: samples.loc[wildcards.sample, "image"],
-        labels=sample_file("labels.tif"),
-        tracks=sample_file("tracks.parquet"),
+        labels=f"{RESULTS}/{{sample}}/labels.tif",
+        tracks=f"{RESULTS}/{{sample}}/tracks.parquet",
     output:
         segmentation=report(
-            sample_file("report/segmentation.png"),
+            f"{RESULTS}/{{sample}}/report/segmentation.png",
             caption="../report/segmentation.rst",
             category="Segmentation",
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "outlines"},
         ),
         worst=report(
-            sample_file("report/worst_frames.png"),
+            f"{RESULTS}/{{sample}}/report/worst_frames.png",
             caption="../report/worst_frames.rst",
             category="Segmentation",
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "worst frames"},
         ),
         tracks=report(
-            sample_file("report/tracks.png"),
+            f"{RESULTS}/{{sample}}/report/tracks.png",
             caption="../report/tracks.rst",
             category="Tracking",
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "trajectories"},
         ),
         lineages=report(
-            sample_file("report/lineages.png"),
+            f"{RESULTS}/{{sample}}/report/lineages.png",
             caption="../report/lineages.rst",
             category="Tracking",
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "lineage trees"},
         ),
-        napari_tracks=sample_file("report/napari_tracks.csv"),
-        napari_graph=sample_file("report/napari_graph.json"),
+        napari_tracks=f"{RESULTS}/{{sample}}/report/napari_tracks.csv",
+        napari_graph=f"{RESULTS}/{{sample}}/report/napari_graph.json",
     log:
         f"{RESULTS}/logs/report_sample/{{sample}}.log",
     conda:

@@ -3,9 +3,9 @@ rule segment_nuclei:
     input:
         unpack(segment_inputs),
     output:
-        labels=sample_file("labels.tif"),
+        labels=f"{RESULTS}/{{sample}}/labels.tif",
         used=report(
-            sample_file("labels.segment.json"),
+            f"{RESULTS}/{{sample}}/labels.segment.json",
             caption="../report/segment_used.rst",
             category="Segmentation",
             subcategory="{sample}",
@@ -51,9 +51,9 @@ rule segment_cells:
     """Whole cells grown from the nuclei over segment.cells.channels (cytotrail.segment.cells)."""
     input:
         image=lambda wildcards: samples.loc[wildcards.sample, "image"],
-        labels=sample_file("labels.tif"),
+        labels=f"{RESULTS}/{{sample}}/labels.tif",
     output:
-        sample_file("cells.tif"),
+        f"{RESULTS}/{{sample}}/cells.tif",
     log:
         f"{RESULTS}/logs/segment_cells/{{sample}}.log",
     benchmark:

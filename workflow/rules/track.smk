@@ -1,12 +1,12 @@
 rule track_cells:
     """Link the nuclei of successive frames into tracks with divisions (cytotrail.track)."""
     input:
-        sample_file("labels.tif"),
+        f"{RESULTS}/{{sample}}/labels.tif",
     output:
-        tracks=sample_file("tracks.parquet"),
-        geff=directory(sample_file("lineages.geff")),
+        tracks=f"{RESULTS}/{{sample}}/tracks.parquet",
+        geff=directory(f"{RESULTS}/{{sample}}/lineages.geff"),
         fitted=report(
-            sample_file("tracks.track.json"),
+            f"{RESULTS}/{{sample}}/tracks.track.json",
             caption="../report/track_fitted.rst",
             category="Tracking",
             subcategory="{sample}",
