@@ -100,6 +100,30 @@ def test_foreground_pieces_split_touching_nuclei_only():
     assert len(foreground_diameters(np.zeros((40, 40), np.float32))) == 0
     with pytest.raises(ValueError, match="2-D"):
         foreground_diameters(np.zeros((2, 40, 40)))
+    # lobed, with a centre-ness peak in each lobe but no valley between them: still one piece
+    centre = np.where(lobed, 0.6 + 0.3 * np.cos(3 * ang) ** 2, 0).astype(np.float32)
+    assert len(foreground_diameters(fg, centre)) == 1
+
+
+def test_foreground_pieces_split_where_the_network_draws_a_border():
+    # two squares side by side: one block of foreground with no waist, one centre-ness
+    # peak each and a valley (0) on their shared border, as the network draws touching nuclei
+    fg = np.zeros((40, 60), np.float32)
+    fg[10:30, 10:50] = 0.9
+    yy, xx = np.mgrid[:40, :60]
+    centre = np.zeros_like(fg)
+    for x0 in (10, 30):
+        inside = (yy >= 10) & (yy < 30) & (xx >= x0) & (xx < x0 + 20)
+        edge = np.minimum.reduce([yy - 9, 30 - yy, xx - x0 + 1, x0 + 20 - xx])
+        centre[inside] = edge[inside] / 10.0
+    assert len(foreground_diameters(fg)) == 1  # the shape alone: one piece
+    d = foreground_diameters(fg, centre)
+    assert len(d) == 2 and np.allclose(d, np.sqrt(4 * 400 / np.pi))
+    # texture: a shallow centre-ness dip (0.5) inside one nucleus does not cut it
+    centre[:, 20] = np.minimum(centre[:, 20], 0.5)
+    assert len(foreground_diameters(fg, centre)) == 2
+    with pytest.raises(ValueError, match="one shape"):
+        foreground_diameters(fg, centre[:20])
 
 
 def test_foreground_pieces_ignore_translation_and_specks():
@@ -116,11 +140,12 @@ def test_network_diameter_measures():
     labels = np.zeros((64, 64), np.int32)
     labels[12:28, 12:20], labels[12:28, 20:28] = 1, 2  # the first disc split in two halves
     labels[36:52, 36:52] = 3
-    assert network_diameter([fg], [labels]) == pytest.approx(np.median(foreground_diameters(fg)))
-    assert network_diameter([fg], [labels], measure="objects") < network_diameter([fg], [labels])
+    maps = np.stack([fg, fg])  # centre-ness: high all over each disc
+    assert network_diameter([maps], [labels]) == pytest.approx(np.median(foreground_diameters(fg)))
+    assert network_diameter([maps], [labels], measure="objects") < network_diameter([maps], [labels])
     assert network_diameter([], []) is None
     with pytest.raises(ValueError, match="foreground, objects"):
-        network_diameter([fg], [labels], measure="median")
+        network_diameter([maps], [labels], measure="median")
 
 
 def test_estimate_refuses_an_unknown_measure_before_any_work():

@@ -593,8 +593,8 @@ def _median_diameter(
     if maps_cache is not None and whole:
         for (i, scale), maps in local.items():
             maps_cache[picks[i], scale] = maps
-    fg = [m[0] if isinstance(m, np.ndarray) else m[0].float().cpu().numpy() for m in local.values()]
-    return network_diameter(fg, labels, measure=measure)
+    maps = [m if isinstance(m, np.ndarray) else m.float().cpu().numpy() for m in local.values()]
+    return network_diameter(maps, labels, measure=measure)
 
 
 @renamed_keywords(diameter="diameter_px")
