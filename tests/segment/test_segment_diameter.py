@@ -141,10 +141,11 @@ def test_network_diameter_measures():
     labels[12:28, 12:20], labels[12:28, 20:28] = 1, 2  # the first disc split in two halves
     labels[36:52, 36:52] = 3
     maps = np.stack([fg, fg])  # centre-ness: high all over each disc
-    assert network_diameter([maps], [labels]) == pytest.approx(np.median(foreground_diameters(fg)))
-    assert network_diameter([maps], [labels], measure="objects") < network_diameter([maps], [labels])
-    assert network_diameter([], []) is None
-    with pytest.raises(ValueError, match="foreground, objects"):
+    whole = network_diameter([maps], [labels], measure="foreground")
+    assert whole == pytest.approx(np.median(foreground_diameters(fg)))
+    assert network_diameter([maps], [labels], measure="objects") < whole
+    assert network_diameter([], [], measure="objects") is None
+    with pytest.raises(ValueError, match="objects, foreground"):
         network_diameter([maps], [labels], measure="median")
 
 
@@ -168,21 +169,21 @@ def test_unet_diameter_estimate_holds_on_tissue(unet):
     for seed, background in ((0, 0.3), (1, 0.3), (2, 0.0)):
         image, labels = tissue_frame(seed=seed, background=background)
         truth = _truth(labels)
-        assert _estimate(image, unet) == pytest.approx(truth, rel=0.15)
-        # the network's own objects (the estimate before): split nuclei pull it 13-24 % low
-        assert _estimate(image, unet, measure="objects") < 0.9 * truth
+        assert _estimate(image, unet, measure="foreground") == pytest.approx(truth, rel=0.15)
+        # the network's own objects (the default): split nuclei pull it 13-24 % low
+        assert _estimate(image, unet) < 0.9 * truth
 
 
 @pytest.mark.slow
 def test_unet_diameter_estimate_on_a_speck_dominated_frame(unet):
     image, labels = tissue_frame(seed=5, n_nuclei=20, n_specks=1500)  # 75 specks per nucleus
     truth = _truth(labels)
-    assert _estimate(image, unet) == pytest.approx(truth, rel=0.15)
-    assert _estimate(image, unet, measure="objects") < 0.6 * truth  # a speck's size, before
+    assert _estimate(image, unet, measure="foreground") == pytest.approx(truth, rel=0.15)
+    assert _estimate(image, unet) < 0.6 * truth  # the objects: half a nucleus
 
 
 @pytest.mark.slow
 def test_unet_diameter_estimate_with_very_few_nuclei(unet):
     image, labels = tissue_frame(seed=6, n_nuclei=4, n_specks=300)
     assert labels.max() == 4
-    assert _estimate(image, unet) == pytest.approx(_truth(labels), rel=0.15)
+    assert _estimate(image, unet, measure="foreground") == pytest.approx(_truth(labels), rel=0.15)

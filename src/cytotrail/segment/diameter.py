@@ -10,15 +10,23 @@ unet backend: per object of an Otsu mask, then the same robust median;
 :func:`estimate_diameter_mask` (the whole mask at once) is the watershed backend's.
 
 The unet backend then measures the network's own output at the scale of the current
-estimate (:func:`network_diameter`). Its objects are not a safe measure: the network splits
-textured, irregular tissue nuclei into fragments, and the smaller the scale it runs at the
-more it splits, so a loop that rescales by the objects' size settles well below the true
-size (22-25 px for nuclei of 28-30 px on the synthetic tissue frames of
-:func:`cytotrail.synth.tissue_frame`). Its foreground is: the confident foreground, holes
-filled, cut only where the network draws a border between nuclei (a centre-ness valley) or
-where it narrows (:func:`foreground_diameters`), gives the nucleus size whatever the scale it
-was computed at (median error 2-5 % from 0.7 to 1.4 times the true diameter on dsb2018
-in-distribution images and the tissue frames).
+estimate (:func:`network_diameter`), in one of two ways (:data:`MEASURES`):
+
+- ``"objects"`` (the default): the size of the network's objects. The network splits
+  textured, irregular tissue nuclei into fragments, the more so the smaller the scale it runs
+  at, so the loop settles 13-24 % below the true size on the synthetic tissue frames of
+  :func:`cytotrail.synth.tissue_frame` (22-26 px for nuclei of 28-30 px).
+- ``"foreground"``: the pieces of the network's confident foreground, holes filled, cut only
+  where the network draws a border between nuclei (a centre-ness valley) or where the
+  foreground narrows (:func:`foreground_diameters`). It holds on the tissue frames (within
+  4 %, specks and very few nuclei included) and on dsb2018 (median error 6.4 % -> 4.7 % over
+  535 images), but crowded, touching large nuclei (the demo generator's at 40 px) merge into
+  pieces 1.3-1.7 x too large, which then segments them merged (F1 0.67 instead of >= 0.85),
+  and AP@0.5 on the held-out dsb2018 families fell from 0.795 to 0.791
+  (``benchmarks/bench_diameter.py``, ``benchmarks/bench_segment_ood.py``). Hence not the
+  default: pass ``measure="foreground"`` to :func:`cytotrail.segment.infer.estimate_diameter`,
+  or give the diameter, for tissue.
+
 Every diameter estimate of the package lives here.
 """
 
@@ -61,9 +69,9 @@ WAIST_FRACTION = 0.3
 # between touching nuclei; 0.2 and 0.3 did best on dsb2018 in-distribution images, 0.2 on
 # the tissue frames; 0.05-0.1 kept touching nuclei together)
 CENTRE_VALLEY = 0.2
-# what network_diameter measures: "foreground" (the default), "objects" (the network's
-# instances, the estimate before the foreground one; split tissue nuclei pull it down)
-MEASURES = ("foreground", "objects")
+# what network_diameter measures (see the module's docstring): "objects", the network's
+# instances (the default of estimate_diameter), or "foreground", the pieces of its foreground
+MEASURES = ("objects", "foreground")
 
 
 def _weighted_quantile(values, weights, q):
@@ -276,7 +284,7 @@ def check_measure(measure):
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
 
 
-def network_diameter(maps, labels, *, measure="foreground"):
+def network_diameter(maps, labels, *, measure):
     """Typical nucleus diameter (px) of a few frames' network outputs, specks set aside.
 
     Parameters
@@ -286,10 +294,10 @@ def network_diameter(maps, labels, *, measure="foreground"):
         by ``measure="foreground"``).
     labels : sequence of (Y, X) integer ndarray
         The network's objects in the same frames (used by ``measure="objects"``).
-    measure : {"foreground", "objects"}
-        ``"foreground"``: :func:`foreground_diameters` of each frame; ``"objects"``: the
-        diameters of the network's objects (the estimate before, which split tissue
-        nuclei pull down; objects cut by the frame's border are left out).
+    measure : {"objects", "foreground"}
+        ``"objects"``: the diameters of the network's objects (objects cut by the frame's
+        border left out; split tissue nuclei pull it down); ``"foreground"``:
+        :func:`foreground_diameters` of each frame (touching large nuclei push it up).
 
     Returns
     -------

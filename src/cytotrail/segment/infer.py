@@ -490,7 +490,7 @@ def estimate_diameter(
     max_side=768,
     max_frames=3,
     maps_cache=None,
-    measure="foreground",
+    measure="objects",
 ):
     """Estimate the median nucleus diameter (px) by segmenting a few frames.
 
