@@ -349,7 +349,7 @@ def test_segment_execution_options(movie, tmp_path, capsys):
     run = ["-q", "segment", image, "--backend", "watershed", "-o", str(tmp_path / "l.tif")]
     assert main([*run, "--workers", "auto", "--threads", "2", "--batch-size", "2"]) == 0
     assert main([*run, "--threads", "0"]) == 2
-    assert "--threads must be >= 1" in _error_line(capsys)
+    assert "--threads must be a whole number >= 1, got 0" in _error_line(capsys)
     with pytest.raises(SystemExit) as exit_:
         main([*run, "--workers", "none"])
     assert exit_.value.code == 2

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from cytotrail import __version__
+from cytotrail.checks import whole_number
 from cytotrail.io import InputError
 
 log = logging.getLogger("cytotrail")
@@ -189,8 +190,8 @@ def _cmd_segment(args):
     from cytotrail.segment import segment
 
     diameter_px = _renamed_value(args, "--diameter", "--diameter-px")
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None:
+        whole_number(args.threads, "--threads", minimum=1)
     if args.threads is not None and args.backend in ("unet", "cellpose"):  # the others use one
         import torch
 
