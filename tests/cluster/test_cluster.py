@@ -462,7 +462,7 @@ def test_leiden_matches_scanpy_igraph_flavour():
     with pytest.raises(InputError, match="connectivities"):
         import anndata as ad
 
-        leiden(ad.AnnData(X=x))
+        leiden(ad.AnnData(X=x), resolution=0.3)
 
 
 def test_auto_umap_epochs():

@@ -8,7 +8,7 @@ import pandas as pd
 from cytotrail.io import InputError
 
 
-def leiden(adata, *, resolution=0.1, seed=0, n_iterations=2, key_added="leiden"):
+def leiden(adata, *, resolution, seed=0, n_iterations=2, key_added="leiden"):
     """Leiden communities of the kNN graph: :func:`scanpy.tl.leiden` with ``flavor="igraph"``
     and ``directed=False``, the same communities, built in seconds instead of minutes.
 
@@ -23,7 +23,8 @@ def leiden(adata, *, resolution=0.1, seed=0, n_iterations=2, key_added="leiden")
     adata : AnnData
         With ``obsp["connectivities"]`` (:func:`scanpy.pp.neighbors`); modified in place.
     resolution : float
-        Modularity resolution.
+        Modularity resolution (no default: :func:`cytotrail.cluster.cluster` chooses it from the
+        data or takes the user's, see :mod:`cytotrail.cluster.resolution`).
     seed : int
         Seed of igraph's random number generator (igraph's default is restored after).
     n_iterations : int
