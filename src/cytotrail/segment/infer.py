@@ -518,12 +518,12 @@ def estimate_diameter(
     d0 = float(config["train_diameter"])
     found = [d for d in (estimate_diameter_otsu(frames[t]) for t in picks) if d]
     current = float(np.median(found)) if found else None
-    if current is not None and current > _CLASSICAL_TRUST * d0:
-        # clumps inflate the Otsu estimate: check it against the network at native scale
-        native = _median_diameter(
+
+    def measured_at(diameter):  # the network's typical diameter at diameter's scale (None: native)
+        return _median_diameter(
             frames,
             picks,
-            None,
+            diameter,
             net=net,
             config=config,
             thresholds=thresholds,
@@ -533,22 +533,14 @@ def estimate_diameter(
             maps_cache=maps_cache,
             measure=measure,
         )
+
+    if current is not None and current > _CLASSICAL_TRUST * d0:
+        # clumps inflate the Otsu estimate: check it against the network at native scale
+        native = measured_at(None)
         if native is not None and current > _CLASSICAL_TRUST * native:
             current = native
     for _ in range(max_iter):
-        new = _median_diameter(
-            frames,
-            picks,
-            current,
-            net=net,
-            config=config,
-            thresholds=thresholds,
-            device=device,
-            amp=amp,
-            max_side=max_side,
-            maps_cache=maps_cache,
-            measure=measure,
-        )
+        new = measured_at(current)
         if new is None:
             return current
         if current is not None and abs(math.log(new / current)) < math.log(1.15):
