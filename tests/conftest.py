@@ -29,8 +29,8 @@ def _bin(name):
     return str(candidate) if candidate.exists() else shutil.which(name)
 
 
-def snakemake(workdir, *args, check=True, timeout=900, env=None):
-    """Run the project's Snakefile in ``workdir``; returns the CompletedProcess."""
+def snakemake_command(workdir, *args, env=None):
+    """The command line and environment that run the project's Snakefile in ``workdir``."""
     cmd = [
         _bin("snakemake"),
         "--snakefile",
@@ -44,6 +44,12 @@ def snakemake(workdir, *args, check=True, timeout=900, env=None):
     full_env = dict(os.environ)
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.update(env or {})
+    return cmd, full_env
+
+
+def snakemake(workdir, *args, check=True, timeout=900, env=None):
+    """Run the project's Snakefile in ``workdir``; returns the CompletedProcess."""
+    cmd, full_env = snakemake_command(workdir, *args, env=env)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, prepare_demo, result_files, snakemake
+from conftest import prepare_demo, result_files, snakemake, snakemake_command
 
 pytestmark = pytest.mark.workflow
 
@@ -34,17 +34,7 @@ def _processes(pattern):
 
 
 def _start(workdir, *args):
-    cmd = [
-        str(Path(sys.executable).parent / "snakemake"),
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        *args,
-    ]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd, env = snakemake_command(workdir, *args)
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
