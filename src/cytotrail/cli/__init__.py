@@ -928,7 +928,7 @@ def _cmd_init(args):
                 "channel_names column)",
                 path,
             )
-    snakefile = Path(__file__).resolve().parents[2] / "Snakefile"
+    snakefile = Path(__file__).resolve().parents[3] / "Snakefile"
     snakefile = snakefile if snakefile.is_file() else "PATH/TO/cytotrail/Snakefile"
     log.info(
         "wrote %s and %s; check them, then run:\n  snakemake --snakefile %s --directory %s --cores all",
