@@ -396,7 +396,7 @@ def test_default_batch_and_workers_on_the_cpu():
 
 
 def test_intensity_augmentation_keeps_shape_and_finite_values():
-    from cytotrail.segment.train import _augment_intensity
+    from cytotrail.segment.train.crops import _augment_intensity
 
     img = np.zeros((32, 32), np.float32)
     img[8:20, 8:20] = 1.0

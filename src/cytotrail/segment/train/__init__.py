@@ -1,35 +1,42 @@
-"""Training the U-Net: ``cytotrail train`` and :func:`train_model` (see :mod:`.loop`)."""
+"""Training the U-Net: ``cytotrail train`` and :func:`train_model`.
 
-from cytotrail.segment.train.loop import (
-    CHECKPOINT,
+Modules, one responsibility each:
+
+- :mod:`.defaults`: the recipe's defaults (:data:`DEFAULTS`) and the hardware's (workers, batch size);
+- :mod:`.crops`: crop drawing, augmentation, the torch ``Dataset`` and worker seeding;
+- :mod:`.checkpoint`: writing, reading and checking checkpoints, and a resumed run's checks;
+- :mod:`.loop`: :func:`train_model` (device, autocast, optimiser, schedule, progress);
+- :mod:`.thresholds`: post-processing thresholds tuned on validation samples, and :func:`evaluate`;
+- :mod:`.cli`: the ``cytotrail train`` subcommand (:func:`add_parser`).
+
+torch is imported inside the functions that use it, so importing this package stays light.
+"""
+
+from cytotrail.segment.train.checkpoint import CHECKPOINT, read_checkpoint
+from cytotrail.segment.train.cli import add_parser
+from cytotrail.segment.train.crops import CropDataset, sample_weights
+from cytotrail.segment.train.defaults import (
     DEFAULTS,
     DIAMETER_RANGE,
     TRAIN_DIAMETER,
-    CropDataset,
-    _augment_intensity,
-    add_parser,
     default_batch_size,
     default_workers,
-    evaluate,
-    read_checkpoint,
-    sample_weights,
-    train_model,
-    tune_thresholds,
 )
+from cytotrail.segment.train.loop import train_model
+from cytotrail.segment.train.thresholds import evaluate, tune_thresholds
 
 __all__ = [
-    "CHECKPOINT",
-    "DEFAULTS",
-    "DIAMETER_RANGE",
-    "TRAIN_DIAMETER",
-    "CropDataset",
-    "_augment_intensity",
+    "train_model",
+    "read_checkpoint",
+    "tune_thresholds",
+    "evaluate",
     "add_parser",
+    "CropDataset",
+    "sample_weights",
     "default_batch_size",
     "default_workers",
-    "evaluate",
-    "read_checkpoint",
-    "sample_weights",
-    "train_model",
-    "tune_thresholds",
+    "DEFAULTS",
+    "TRAIN_DIAMETER",
+    "DIAMETER_RANGE",
+    "CHECKPOINT",
 ]
