@@ -136,49 +136,28 @@ def test_round_trip_with_the_geff_package(demo_tracks, tmp_path):
     assert all(nodes.loc[a, "track_id"] == nodes.loc[b, "track_id"] for a, b in links)
 
 
+def _track_with_geff(data, tmp_path, geff):
+    """Exit status of `cytotrail track labels.tif -o t.csv --geff GEFF` on the demo's labels."""
+    from cytotrail import io
+
+    io.write_labels(tmp_path / "labels.tif", data.labels)
+    labels, table = str(tmp_path / "labels.tif"), str(tmp_path / "t.csv")
+    return main(["-q", "track", labels, "-o", table, "--geff", str(geff)])
+
+
 def test_cli_track_writes_geff_beside_the_table(demo_tracks, tmp_path):
     from cytotrail import io
 
     data, _ = demo_tracks
-    io.write_labels(tmp_path / "labels.tif", data.labels)
-    assert (
-        main(
-            [
-                "-q",
-                "track",
-                str(tmp_path / "labels.tif"),
-                "-o",
-                str(tmp_path / "t.csv"),
-                "--geff",
-                str(tmp_path / "t.geff"),
-            ]
-        )
-        == 0
-    )
+    assert _track_with_geff(data, tmp_path, tmp_path / "t.geff") == 0
     tracks = io.read_table(tmp_path / "t.csv")
     ids = json.loads((tmp_path / "t.geff" / "nodes" / "ids" / ".zarray").read_text())
     assert ids["shape"] == [len(tracks)]
 
 
 def test_cli_track_refuses_geff_over_its_input(demo_tracks, tmp_path, capsys):
-    from cytotrail import io
-
     data, _ = demo_tracks
-    io.write_labels(tmp_path / "labels.tif", data.labels)
-    assert (
-        main(
-            [
-                "-q",
-                "track",
-                str(tmp_path / "labels.tif"),
-                "-o",
-                str(tmp_path / "t.csv"),
-                "--geff",
-                str(tmp_path / "labels.tif"),
-            ]
-        )
-        == 2
-    )
+    assert _track_with_geff(data, tmp_path, tmp_path / "labels.tif") == 2
     assert (tmp_path / "labels.tif").is_file()
     assert "labels.tif" in capsys.readouterr().err
 
