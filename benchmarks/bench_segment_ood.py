@@ -18,6 +18,7 @@ images, and the script says so beside its score. One use of the held-out score: 
 weights (already chosen on val) are not adopted when it would drop (a veto, never a ranking).
 
 Usage: .venv/bin/python benchmarks/bench_segment_ood.py [--model DIR] [--limit N] [--threads N] [--tta]
+    [--true-diameter]
 """
 
 from __future__ import annotations
@@ -58,10 +59,14 @@ def family_splits(limit=None):
 def scores(cases, options):
     from cytotrail.segment import segment
     from cytotrail.segment.metrics import average_precision
+    from cytotrail.segment.preprocess import equivalent_diameters
 
     aps, started = [], time.perf_counter()
     for _, image, truth, _ in cases:
-        aps.append(average_precision(truth, segment(image, device="cpu", **options)[0]))
+        given = dict(options)
+        if given.get("diameter_px") == "true":  # the oracle: the annotation's median diameter
+            given["diameter_px"] = float(np.median(equivalent_diameters(truth)))
+        aps.append(average_precision(truth, segment(image, device="cpu", **given)[0]))
     row = {k: float(np.mean([a[k] for a in aps])) for k in (0.5, 0.75, 0.9)}
     row["seconds"] = time.perf_counter() - started
     row["per_image"] = [a[0.5] for a in aps]
@@ -77,6 +82,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
         "--tta", action="store_true", help="also the unet backend with flip test-time augmentation"
+    )
+    parser.add_argument(
+        "--true-diameter",
+        action="store_true",
+        help="also the unet backend given each image's true median nucleus diameter (an oracle no user "
+        "has: how much of the gap is the diameter estimate, how much the network)",
     )
     args = parser.parse_args(argv)
     if not (DSB / "manifest.csv").is_file():
@@ -105,6 +116,8 @@ def main(argv=None):
     backends = {"unet": {"model": args.model}}
     if args.tta:
         backends["unet + flip TTA"] = {"model": args.model, "tta": True}
+    if args.true_diameter:
+        backends["unet, true diameter"] = {"model": args.model, "diameter_px": "true"}
     backends["watershed (classical)"] = {"backend": "watershed"}
     for title, cases in splits.items():
         fams = Counter(c[3] for c in cases)
