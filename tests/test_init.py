@@ -67,10 +67,36 @@ def test_nuclear_only_imagej_movie(tmp_path):
         (["DAPI"], "DAPI"),
         (["PIK3CA", "PI"], "PI"),
         (["only"], "only"),
+        # a MIBI panel in alphabetical order: the DNA dye, not the first histone mark
+        (["Au", "Background", "CD3", "dsDNA", "H3K27me3", "HH3"], "dsDNA"),
+        (["CD45", "H3K9ac", "HH3", "Ki67"], "HH3"),  # pan-histone before a modification
+        (["Ir191", "Ir193", "CD3"], "Ir191"),
     ],
 )
 def test_nuclear_channel_is_guessed_from_its_name(names, expected):
     assert guess_nuclear_channel(names) == expected
+
+
+def test_channels_without_an_antibody_are_no_markers(tmp_path):
+    """MIBI and IMC panels: a second DNA channel, the slide's elements and Background are not
+    clustered; Background becomes the background channel that vetoes positive calls."""
+    from cytotrail.project import channel_roles
+
+    names = ["Au", "Background", "CD3", "dsDNA", "HH3", "H3K27me3", "Ki67", "Si", "Ta", "Ag107"]
+    markers, background, left_out = channel_roles(names, ["dsDNA"])
+    assert markers == ["CD3", "H3K27me3", "Ki67", "Ag107"]
+    assert background == ["Background"]
+    assert set(left_out) == {"Au", "HH3", "Si", "Ta"}
+    image = _multiplexed(
+        tmp_path / "mibi.ome.tif", names=("DNA1", "DNA2", "CD3", "CD20", "Background", "Au"), frames=1
+    )
+    assert main(["-q", "init", str(image), "-o", str(tmp_path / "p")]) == 0
+    text = (tmp_path / "p" / "config" / "config.yaml").read_text()
+    assert "left out: DNA2 (a nuclear stain), Au (an element, no antibody)" in text
+    config, _ = _read(tmp_path / "p")
+    assert config["nuclear_channel"] == "DNA1"
+    assert config["cluster"]["markers"] == ["CD3", "CD20"]
+    assert config["cluster"]["background"] == ["Background"]
 
 
 def test_unclear_nuclear_channel_asks_for_it(tmp_path, capsys):
@@ -102,11 +128,12 @@ def test_init_project_passes_the_workflows_checks(tmp_path):
     """From `cytotrail init` to the workflow: the pre-flight checks accept what init wrote."""
     from conftest import planned_jobs
 
-    a = _multiplexed(tmp_path / "data" / "a.ome.tif")
-    b = _multiplexed(tmp_path / "data" / "b.ome.tif", names=("DNA1", "CD20", "CD3", "Ki67"))
+    a = _multiplexed(tmp_path / "data" / "a.ome.tif", names=("DNA1", "CD3", "CD20", "Background"))
+    b = _multiplexed(tmp_path / "data" / "b.ome.tif", names=("DNA1", "CD20", "CD3", "Ki67", "Background"))
     assert main(["-q", "init", str(a), str(b), "-o", str(tmp_path / "proj")]) == 0
     config, _ = _read(tmp_path / "proj")
     assert config["cluster"]["markers"] == ["CD3", "CD20"]  # only those every image has
+    assert config["cluster"]["background"] == ["Background"]
     jobs = planned_jobs(tmp_path / "proj")
     assert jobs["segment_nuclei"] == 2 and jobs["quantify_cells"] == 2
 

@@ -12,17 +12,26 @@ from pathlib import Path
 
 from cytotrail.io import InputError
 
-__all__ = ["NUCLEAR_HINTS", "config_text", "guess_nuclear_channel", "sample_names", "sample_sheet"]
+__all__ = [
+    "NUCLEAR_HINTS",
+    "channel_roles",
+    "config_text",
+    "guess_nuclear_channel",
+    "nuclear_rank",
+    "sample_names",
+    "sample_sheet",
+]
 
-# Channel names that say "nuclear stain", matched at the start of the lower-cased name
-# without punctuation: DNA1, DAPI, Hoechst 33342, H2B-GFP, H3, SiR-DNA, DRAQ5, NucBlue, ...
-NUCLEAR_HINTS = (
+# Channel names that say "nuclear stain", matched at the start of the lower-cased name without
+# punctuation, in order of preference: DNA dyes (DNA1, dsDNA, DAPI, Hoechst 33342, SiR-DNA,
+# DRAQ5, Ir191, ...), then pan-histone channels (HH3, Histone H3, H2B-GFP), then histone
+# modifications (H3K27me3, H3K9ac), which are nuclear but also markers in their own right.
+DNA_STAINS = (
     "dna",
+    "dsdna",
+    "ssdna",
     "dapi",
     "hoechst",
-    "h2b",
-    "h3",
-    "histone",
     "sirdna",
     "draq",
     "nucblue",
@@ -35,10 +44,30 @@ NUCLEAR_HINTS = (
     "ir191",
     "ir193",
 )
+HISTONES = ("h2b", "hh3", "h3", "histone")
+NUCLEAR_HINTS = DNA_STAINS + HISTONES
+# Channels that record no antibody: background (MIBI's "Background", empty masses) and the
+# elements MIBI records from the slide and the tissue (Au, Si, Ta, Na, C, P, Fe, Ca).
+BACKGROUND_HINTS = ("background", "bkg", "empty", "blank")
+ELEMENTS = frozenset({"au", "si", "ta", "na", "c", "p", "fe", "ca", "al", "ti", "cu", "zn", "mg", "k", "s"})
+
+
+def _key(name):
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def nuclear_rank(name):
+    """0 for a DNA dye, 1 for a pan-histone channel, 2 for a histone modification, else None."""
+    key = _key(name)
+    if key == "pi" or key.startswith(DNA_STAINS):  # "pi": propidium iodide
+        return 0
+    if key.startswith(HISTONES):
+        return 2 if re.search(r"h[1-4][a-z]?k[0-9]", key) else 1
+    return None
 
 
 def guess_nuclear_channel(names, *, given=None, source="image"):
-    """The nuclear channel among ``names``: ``given``, the first that looks nuclear, or the only one.
+    """The nuclear channel among ``names``: ``given``, the best nuclear-looking one, or the only one.
 
     Parameters
     ----------
@@ -52,6 +81,7 @@ def guess_nuclear_channel(names, *, given=None, source="image"):
     Returns
     -------
     str
+        The first channel of the best :func:`nuclear_rank` (a DNA dye before a histone).
 
     Raises
     ------
@@ -62,15 +92,52 @@ def guess_nuclear_channel(names, *, given=None, source="image"):
         if given not in names:
             raise InputError(f"{source}: no channel {given!r} (--nuclear-channel); channels are {names}")
         return given
-    for name in names:
-        key = re.sub(r"[^a-z0-9]", "", name.lower())
-        if any(key.startswith(hint) for hint in NUCLEAR_HINTS) or key == "pi":  # propidium iodide
-            return name
+    ranked = [(rank, i) for i, name in enumerate(names) if (rank := nuclear_rank(name)) is not None]
+    if ranked:
+        return names[min(ranked)[1]]
     if len(names) == 1:
         return names[0]
     raise InputError(
         f"{source}: cannot tell the nuclear channel among {names}; give it with --nuclear-channel NAME"
     )
+
+
+def channel_roles(names, nuclear):
+    """Split channel names into markers, background channels and channels left out.
+
+    Parameters
+    ----------
+    names : list of str
+        The channels every image has.
+    nuclear : sequence of str
+        The nuclear channel(s) (never markers).
+
+    Returns
+    -------
+    markers : list of str
+        The channels to cluster: all but the ones below.
+    background : list of str
+        Background channels (names starting like ``BACKGROUND_HINTS``): for
+        ``cluster.background``, which flags the cells where they are high.
+    left_out : dict
+        ``{name: why}`` of the other channels that are no marker: further DNA dyes or
+        pan-histone channels (DNA2 beside DNA1, HH3 beside dsDNA) and elements of the
+        slide (``ELEMENTS``, named alone: MIBI's Au, Si, Ta, ...).
+    """
+    markers, background, left_out = [], [], {}
+    for name in names:
+        key = _key(name)
+        if name in nuclear:
+            continue
+        if key.startswith(BACKGROUND_HINTS):
+            background.append(name)
+        elif nuclear_rank(name) in (0, 1):
+            left_out[name] = "a nuclear stain"
+        elif key in ELEMENTS:
+            left_out[name] = "an element, no antibody"
+        else:
+            markers.append(name)
+    return markers, background, left_out
 
 
 def sample_names(paths):
@@ -166,12 +233,9 @@ def config_text(metadata, nuclear, *, images):
             "pixel size: run `cytotrail init` once per group of images"
         )
     pixel_size = sizes.pop()
-    # markers: every channel but the nuclear one that every image has, in the first one's order
-    common = [
-        n
-        for n in metadata[0]["channel_names"]
-        if all(n in m["channel_names"] for m in metadata) and n not in nuclear
-    ]
+    # the channels every image has, in the first one's order
+    common = [n for n in metadata[0]["channel_names"] if all(n in m["channel_names"] for m in metadata)]
+    markers, background, left_out = channel_roles(common, nuclear)
 
     def dump(value):  # JSON is YAML: strings quoted and escaped, lists in brackets
         return json.dumps(value, ensure_ascii=False)
@@ -216,8 +280,11 @@ def config_text(metadata, nuclear, *, images):
         "",
         "cluster:",
         "  # markers whose intensities are clustered"
-        + ("" if common else " (none: a nuclear-only movie is not clustered)"),
-        f"  markers: {dump(common)}",
+        + ("" if markers else " (none: a nuclear-only movie is not clustered)"),
+        *([f"  # left out: {', '.join(f'{n} ({why})' for n, why in left_out.items())}"] if left_out else []),
+        f"  markers: {dump(markers)}",
+        "  # background channels: cells where one is high are flagged and typed unknown, not positive",
+        f"  background: {dump(background)}",
         "  feature: cell_mean",
         "  # cell-type signatures, e.g. T_cell: {positive: [CD3], negative: [CD20]};",
         "  # a child type names its parent: CD8_T: {positive: [CD8], parent: T_cell}",

@@ -16,8 +16,9 @@ def _parser_init(sub):
         description="Write OUTDIR/config/config.yaml and OUTDIR/config/samples.tsv for IMAGES: axes, "
         "channel names and pixel size are read from the files, the nuclear channel is guessed from "
         "names like DNA, DAPI, Hoechst, H2B or H3 (or given with --nuclear-channel), the other "
-        "channels every image has become the clustered markers, and no cell-type signatures are "
-        "written. Then run the workflow in OUTDIR: snakemake --snakefile PATH/TO/cytotrail/Snakefile "
+        "channels every image has become the clustered markers (but further DNA channels and "
+        "elements such as Au or Si; a Background channel becomes cluster.background), and no "
+        "cell-type signatures are written. Then run the workflow in OUTDIR: snakemake --snakefile PATH/TO/cytotrail/Snakefile "
         "--directory OUTDIR --cores all",
     )
     p.add_argument("images", nargs="+", help="TIFF/OME-TIFF images, one sample each")
