@@ -234,6 +234,31 @@ def test_background_channel_flags_cells():
         cluster(table, markers=["CD3", "CD20"], background="Bkg")
 
 
+def test_even_background_flags_nobody():
+    # noise alone in the background channel (cytotrail init names MIBI's Background
+    # channel for every such project): a mixture splits it and would flag its upper 16 %
+    table, truth = _two_types(n=600, seed=5)
+    table["Background"] = np.random.default_rng(5).gamma(2.0, 5.0, len(table))
+    sigs = {"T": {"pos": ["CD3"], "neg": ["CD20"]}, "B": {"pos": ["CD20"], "neg": ["CD3"]}}
+    adata = cluster(table, markers=["CD3", "CD20"], signatures=sigs, background="Background", umap=False)
+    assert not adata.obs["background_high"].any()
+    assert np.mean(adata.obs["cell_type"].astype(str) == truth) > 0.97
+    # a gate the user gives is taken as it is, even inside the bulk
+    from cytotrail.cluster.transform import _transform
+
+    background, _ = _transform(table[["Background"]].to_numpy(float), ["Background"], "arcsinh", None)
+    median = float(np.median(background))
+    given = cluster(
+        table,
+        markers=["CD3", "CD20"],
+        signatures=sigs,
+        background="Background",
+        gates={"Background": median},
+        umap=False,
+    )
+    assert 0.4 < given.obs["background_high"].mean() < 0.6
+
+
 # --------------------------------------------------------------------------------------
 # real CyCIF tables (scimap's test data): the authors' gates and hierarchy
 

@@ -40,6 +40,7 @@ REST = "-rest"
 NEGATIVE_SDS = 3.0
 POSITIVE_ODDS = 0.99
 FLOOR_SHARE = 0.05
+BACKGROUND_MADS = 5.0
 
 THRESHOLD_METHODS = ("posterior", "negative_tail", "mixture_boundary")
 
@@ -136,6 +137,21 @@ def estimate_thresholds(
         mixture = (gm.weights_[order], gm.means_.ravel()[order], np.sqrt(gm.covariances_.ravel()[order]))
         out[str(marker)] = _threshold(mixture, method, n_sds, confidence)
     return out
+
+
+def outlier_fence(values, n_mads=BACKGROUND_MADS):
+    """Per column, the median plus ``n_mads`` robust SDs (1.4826 x the median absolute deviation).
+
+    A background channel is "high" only where it stands out of the bulk of the cells: a
+    mixture fitted to a channel of even background (noise alone) splits it in two and
+    would flag its upper half. The fence sits far above the bulk's spread (about 3e-7 of a
+    normal bulk beyond it) and, as long as fewer than half the cells are in a bright
+    field, is set by the cells outside it.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    median = np.median(values, axis=0)
+    mad = np.median(np.abs(values - median), axis=0)
+    return median + n_mads * 1.4826 * mad
 
 
 def _threshold(mixture, method, n_sds, confidence):

@@ -42,7 +42,7 @@ import pandas as pd
 from cytotrail.checks import number, whole_number
 from cytotrail.cluster.celltypes import annotate as annotate_types
 from cytotrail.cluster.celltypes import normalise_signatures
-from cytotrail.cluster.gating import estimate_thresholds
+from cytotrail.cluster.gating import estimate_thresholds, outlier_fence
 from cytotrail.cluster.graph import KnnTransformer, _track_groups, embed_umap, leiden
 from cytotrail.cluster.resolution import choose_resolution
 from cytotrail.cluster.tables import (
@@ -143,8 +143,10 @@ def cluster(
         47 % for the percentile scores (``benchmarks/bench_cluster_gating.py``).
     background : str or sequence of str, optional
         Background channel(s) (columns like the markers'): cells whose background is
-        above its threshold (given in ``gates`` or estimated) are flagged in
-        ``obs["background_high"]`` and typed ``"unknown"`` instead of positive.
+        above its threshold (given in ``gates``, or estimated and then at least
+        :func:`~cytotrail.cluster.gating.outlier_fence` above the bulk, so that an even
+        background flags nobody) are flagged in ``obs["background_high"]`` and typed
+        ``"unknown"`` instead of positive.
     drop_na : bool
         Leave out rows with NaN or infinite marker values (counted in ``uns``) instead
         of raising.
@@ -354,6 +356,9 @@ def _background_flags(adata, bg_raw, bg_markers, transform, cofactor, given, see
     cof = cofactor if not isinstance(cofactor, dict) else {m: cofactor.get(m, 1.0) for m in bg_markers}
     bg, _ = _transform(bg_raw, bg_markers, transform, cof)
     thresholds = _thresholds(bg, bg_markers, given, seed)
+    for marker, fence in zip(bg_markers, outlier_fence(bg)):  # estimated: also above the bulk
+        if marker not in given:
+            thresholds[marker] = max(thresholds[marker], float(fence))
     high = (bg > np.array([thresholds[m] for m in bg_markers])).any(axis=1)
     adata.obs["background_high"] = high
     info["background"] = {
