@@ -138,9 +138,9 @@ def main():
     import torch
 
     from cytotrail.segment.device import select_device
-    from cytotrail.segment.infer import _segment_maps_frame
     from cytotrail.segment.model import load_model
     from cytotrail.segment.postprocess import h_maxima
+    from cytotrail.segment.tiled import _segment_maps_frame
     from cytotrail.synth import make_timelapse
 
     torch.set_num_threads(args.threads)

@@ -67,19 +67,23 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
     """Seconds per stage of one synchronised pass (each stage waits for the device)."""
     import torch
 
-    from cytotrail.segment import infer
+    from cytotrail.segment.batches import _host_batches, _resize
     from cytotrail.segment.preprocess import percentiles
+    from cytotrail.segment.resources import _batch_pixels, _postprocess_path, _workers
+    from cytotrail.segment.tile_labels import _labels_for_tiles, _labels_for_tiles_torch
+    from cytotrail.segment.tiled import predict_maps
+    from cytotrail.segment.tiles import _paste, _scale_for, _tiles
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    on_device = infer._postprocess_path(postprocess, device) == "torch"
+    on_device = _postprocess_path(postprocess, device) == "torch"
     n, ny, nx = frames.shape
-    scale = infer._scale_for(DIAMETER, config)
+    scale = _scale_for(DIAMETER, config)
     tile_size = int(config.get("tile_size", 1024) * (2 if device.type == "cuda" else 1))
     tiles = list(
-        infer._tiles(
+        _tiles(
             n,
             (ny, nx),
             scale=scale,
@@ -94,8 +98,8 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
     t = time.perf_counter()
     ranges = [percentiles(f) for f in frames]
     seconds["host preparation"] += time.perf_counter() - t
-    batches = infer._host_batches(
-        frames, tiles, ranges=ranges, batch_size=batch_size, batch_pixels=infer._batch_pixels(device)
+    batches = _host_batches(
+        frames, tiles, ranges=ranges, batch_size=batch_size, batch_pixels=_batch_pixels(device)
     )
     while True:
         t = time.perf_counter()
@@ -105,7 +109,7 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
             break
         seconds["host preparation"] += time.perf_counter() - t
         t = time.perf_counter()
-        maps = infer.predict_maps(net, batch, device=device, keep_on_device=on_device)
+        maps = predict_maps(net, batch, device=device, keep_on_device=on_device)
         sync()
         seconds["network"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -113,24 +117,24 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
         for tile, m in zip(group, maps):
             m = m[:, : tile.scaled[0], : tile.scaled[1]]
             h, w = tile.crop[1] - tile.crop[0], tile.crop[3] - tile.crop[2]
-            items.append((tile, infer._resize(m[None], (h, w))[0]))
+            items.append((tile, _resize(m[None], (h, w))[0]))
         if on_device:
             done = list(
-                infer._labels_for_tiles_torch(
+                _labels_for_tiles_torch(
                     items, diameter=DIAMETER, thresholds=thresholds, device=device, group=batch_size
                 )
             )
         else:
             done = list(
-                infer._labels_for_tiles(
-                    items, diameter=DIAMETER, thresholds=thresholds, workers=infer._workers(None, device)
+                _labels_for_tiles(
+                    items, diameter=DIAMETER, thresholds=thresholds, workers=_workers(None, device)
                 )
             )
         sync()
         seconds["maps to labels"] += time.perf_counter() - t
         t = time.perf_counter()
         for tile, _, lab, seeds in done:
-            infer._paste(out[tile.frame], lab, seeds, tile, next_id, tile.frame)
+            _paste(out[tile.frame], lab, seeds, tile, next_id, tile.frame)
         seconds["paste"] += time.perf_counter() - t
     return seconds
 
@@ -219,10 +223,11 @@ def main():
     import torch
 
     from cytotrail.segment.device import select_device
-    from cytotrail.segment.infer import _postprocess_path, predict_maps, segment_unet
+    from cytotrail.segment.infer import predict_maps, segment_unet
     from cytotrail.segment.metrics import match_labels
     from cytotrail.segment.model import load_model
     from cytotrail.segment.preprocess import normalize, percentiles
+    from cytotrail.segment.resources import _postprocess_path
 
     torch.set_num_threads(args.threads)
     device = select_device(args.device)

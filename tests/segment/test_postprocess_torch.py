@@ -52,8 +52,8 @@ def random_maps(rng, shape, smooth):
 @pytest.fixture(scope="session")
 def _network_maps():
     """Network maps of 3 synthetic frames (crowded, sparse, large nuclei), computed once."""
-    from cytotrail.segment.infer import _segment_maps_frame
     from cytotrail.segment.model import load_model
+    from cytotrail.segment.tiled import _segment_maps_frame
 
     net, config, thresholds = load_model(None)
     out = []
@@ -246,9 +246,9 @@ def test_shape_mismatch_is_an_error():
 @pytest.fixture
 def torch_everywhere(monkeypatch):
     """segment() with maps turned into labels by the torch path, whatever the device."""
-    import cytotrail.segment.infer as infer
+    import cytotrail.segment.tiled as tiled
 
-    monkeypatch.setattr(infer, "_postprocess_path", lambda postprocess, device: "torch")
+    monkeypatch.setattr(tiled, "_postprocess_path", lambda postprocess, device: "torch")
 
 
 @pytest.mark.parametrize("case", ["1x1", "zeros", "nan"])
@@ -262,13 +262,13 @@ def test_segment_rejects_or_empties_odd_frames_on_every_path(case, torch_everywh
 
 
 def test_segment_int32_and_float64_frames_alike_on_both_paths(monkeypatch):
-    import cytotrail.segment.infer as infer
+    import cytotrail.segment.tiled as tiled
 
     data = make_timelapse(n_frames=2, shape=(96, 96), n_cells=14, seed=5)
     frames = data.image[:, 0]
     runs = {}
     for path in ("host", "torch"):
-        monkeypatch.setattr(infer, "_postprocess_path", lambda postprocess, device, p=path: p)
+        monkeypatch.setattr(tiled, "_postprocess_path", lambda postprocess, device, p=path: p)
         for dtype in (np.int32, np.float64):
             runs[path, dtype] = segment(frames.astype(dtype), device="cpu", diameter_px=14.0)
     reference = runs["host", np.int32]
@@ -294,7 +294,7 @@ def test_segment_unet_tiled_torch_path_equals_host_path():
 
 
 def test_auto_picks_torch_beside_an_accelerator_and_numba_on_the_cpu():
-    from cytotrail.segment.infer import _postprocess_path
+    from cytotrail.segment.resources import _postprocess_path
 
     assert _postprocess_path("auto", torch.device("cpu")) == "host"
     assert _postprocess_path("auto", torch.device("cuda")) == "torch"
@@ -311,8 +311,8 @@ def test_dsb2018_val_maps_give_the_same_labels_and_ap():
     import pandas as pd
     import tifffile
 
-    from cytotrail.segment.infer import _segment_maps_frame
     from cytotrail.segment.model import load_model
+    from cytotrail.segment.tiled import _segment_maps_frame
 
     root = shared_data("nuclei", "dsb2018_fluo")
     table = pd.read_csv(root / "manifest.csv")

@@ -287,6 +287,7 @@ def test_unet_reuses_the_estimate_pass_for_whole_frames(monkeypatch):
     import torch
 
     import cytotrail.segment.infer as infer
+    import cytotrail.segment.tiled as tiled
     from cytotrail.segment.model import load_model
 
     data = make_timelapse(n_frames=2, shape=(160, 160), n_cells=20, diameter=18, seed=8)
@@ -296,9 +297,9 @@ def test_unet_reuses_the_estimate_pass_for_whole_frames(monkeypatch):
         frames, net=net, config=config, thresholds=thresholds, device=torch.device("cpu")
     )
     passes = []
-    predict = infer.predict_maps
+    predict = tiled.predict_maps
     monkeypatch.setattr(
-        infer,
+        tiled,
         "predict_maps",
         lambda net, batch, **kw: (passes.append(len(batch)), predict(net, batch, **kw))[1],
     )
@@ -439,7 +440,7 @@ def test_cli_segment_unet_workers_and_diameter(tmp_path, synth):
 
 
 def test_prefetch_keeps_the_order_hands_on_errors_and_stops_with_its_consumer():
-    from cytotrail.segment.infer import _prefetch
+    from cytotrail.segment.batches import _prefetch
 
     assert list(_prefetch(iter(range(50)), 2)) == list(range(50))
     assert list(_prefetch(iter(range(5)), 0)) == list(range(5))

@@ -14,7 +14,7 @@ cellpose
     Cellpose's network, only when the ``cellpose`` package and its weights are installed.
 
 Modules: :mod:`.device` (device choice), :mod:`.net` (network), :mod:`.model` (model
-folders), :mod:`.infer` (inference and tiling), :mod:`.postprocess` (maps to labels),
+folders), :mod:`.infer` (inference), :mod:`.tiled` (the tile loop), :mod:`.postprocess` (maps to labels),
 :mod:`.classical` (watershed backend), :mod:`.metrics` (AP, F1), :mod:`.train` (training).
 """
 

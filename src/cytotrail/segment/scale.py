@@ -1,5 +1,5 @@
-"""The scale loop: the nucleus diameter of a stack, estimated by segmenting a few frames,
-and the rescaling factor a diameter implies for the network."""
+"""The scale loop: the nucleus diameter of a stack, estimated by segmenting a few frames
+(the rescaling factor a diameter implies is :func:`.tiles._scale_for`)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,12 @@ import math
 import numpy as np
 
 from cytotrail.segment.diameter import check_measure, network_diameter
+from cytotrail.segment.tiled import _segment_tiles
+from cytotrail.segment.tiles import _scale_for
 
-# diameters within this factor of the training diameter are segmented without rescaling
-# (1.5 merged just-divided daughters of 8 px on the demo: nuclei near the low end of the
-# training range are better upscaled; 1.2 scored best on dsb2018 val and synthetic frames)
-_SCALE_TOLERANCE = 1.2
 # a classical (Otsu) diameter estimate more than this many times the network's native-scale
 # estimate is taken for clumps and replaced by the network's (checked only above this x d0)
 _CLASSICAL_TRUST = 2.5
-
-
-def _scale_for(diameter, config):
-    d0 = float(config["train_diameter"])
-    if diameter is None:
-        return 1.0
-    ratio = d0 / float(diameter)
-    if 1.0 / _SCALE_TOLERANCE <= ratio <= _SCALE_TOLERANCE:
-        return 1.0
-    return ratio
 
 
 def estimate_diameter(
@@ -107,8 +95,6 @@ def _median_diameter(
     frames, picks, diameter, *, net, config, thresholds, device, amp, max_side, maps_cache=None, measure
 ):
     """Typical nucleus diameter of the network's output at ``diameter``'s scale (None: native)."""
-    from cytotrail.segment.infer import _segment_tiles  # here: infer imports this module
-
     d0 = float(config["train_diameter"])
     scale = _scale_for(diameter, config)
     side = int(max_side / scale)

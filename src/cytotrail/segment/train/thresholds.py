@@ -19,8 +19,8 @@ log = logging.getLogger("cytotrail.train")
 
 def _val_maps(model, val_samples, *, device="cpu"):
     """Network maps of every validation sample at its known diameter."""
-    from cytotrail.segment.infer import _segment_maps_frame
     from cytotrail.segment.model import load_model
+    from cytotrail.segment.tiled import _segment_maps_frame
 
     net, config, _ = load_model(model, device=device)
     import torch
