@@ -353,3 +353,18 @@ def test_segment_execution_options(movie, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*run, "--workers", "none"])
     assert exit_.value.code == 2
+
+
+def test_segment_reads_a_kaggle_style_rgba_png_like_its_tiff(movie, tmp_path):
+    import imageio.v3 as iio
+
+    folder, data = movie
+    frame = data.image[0, 0]
+    grey = np.round(255 * (frame - frame.min()) / np.ptp(frame)).astype(np.uint8)
+    iio.imwrite(tmp_path / "nuclei.png", np.dstack([grey] * 3 + [np.full_like(grey, 255)]))
+    tifffile.imwrite(tmp_path / "nuclei.tif", grey)
+    for name in ("nuclei.png", "nuclei.tif"):
+        assert main(["-q", "segment", str(tmp_path / name), "-o", str(tmp_path / f"{name}.labels.tif")]) == 0
+    from_png = io.read_labels(tmp_path / "nuclei.png.labels.tif")
+    np.testing.assert_array_equal(from_png, io.read_labels(tmp_path / "nuclei.tif.labels.tif"))
+    assert from_png.max() >= 6  # the frame's nuclei are found

@@ -241,3 +241,40 @@ def test_real_tiffs_are_not_taken_for_truncated_or_ambiguous():
             assert "without axes metadata" in str(err), err
         else:
             assert len(names) == shape[1]
+
+
+def _png(path, array):
+    import imageio.v3 as iio
+
+    iio.imwrite(path, array)
+    return path
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_png_planes_read_as_one_channel(tmp_path, dtype):
+    """A grey PNG, and one stored as RGBA as the Kaggle Data Science Bowl's images are."""
+    grey = np.random.default_rng(2).integers(0, np.iinfo(dtype).max, (20, 24)).astype(dtype)
+    for name, stored in (("grey.png", grey), ("rgba.png", np.dstack([grey] * 3 + [np.full_like(grey, 255)]))):
+        if stored.ndim == 3 and dtype == np.uint16:
+            continue  # 16-bit RGBA PNGs are rare and Pillow does not write them
+        path = _png(tmp_path / name, stored)
+        data, names = io.read_image(path)
+        assert data.shape == (1, 1, 20, 24) and data.dtype == dtype and names == ["ch0"]
+        np.testing.assert_array_equal(data[0, 0], grey)
+        assert io.image_channels(path) == (["ch0"], (1, 1, 20, 24))
+        meta = io.image_metadata(path, channel_names=["DNA"])
+        assert meta["channel_names"] == ["DNA"] and meta["named"] and meta["pixel_size_um"] is None
+
+
+def test_colour_png_needs_axes_and_a_broken_one_is_named(tmp_path):
+    rgb = np.random.default_rng(3).integers(0, 255, (16, 20, 3), dtype=np.uint8)
+    path = _png(tmp_path / "colour.png", rgb)
+    with pytest.raises(InputError, match="RGB samples.*axes"):
+        io.read_image(path)
+    data, _ = io.read_image(path, axes="YXC")
+    assert data.shape == (1, 3, 16, 20)
+    np.testing.assert_array_equal(data[0, 2], rgb[..., 2])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(InputError, match=r"cannot read image .*broken.png: not a readable PNG"):
+        io.read_image(broken)

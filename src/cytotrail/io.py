@@ -117,13 +117,42 @@ def _tiff_axes_and_channels(tif):
     return axes, names
 
 
+# single-plane formats read with imageio (a scikit-image dependency), e.g. the Kaggle Data
+# Science Bowl's PNGs; everything else is read as a TIFF
+PLANE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def _read_plane(path):
+    """Pixels and stored axes (``YX`` or ``YXS``) of a PNG, JPEG or BMP image.
+
+    An alpha sample is dropped (no microscope records one), and a grey image stored as RGB
+    (every colour sample equal, as in the Kaggle Data Science Bowl's PNGs) is one plane.
+    """
+    import imageio.v3 as iio
+
+    try:
+        data = np.asarray(iio.imread(path))
+    except Exception as err:
+        kind = path.suffix[1:].upper()
+        raise InputError(f"cannot read image {path}: not a readable {kind} ({err})") from err
+    if data.ndim == 3 and data.shape[-1] in (2, 4):  # grey + alpha, RGBA
+        data = data[..., :-1]
+    if data.ndim == 3 and (data == data[..., :1]).all():
+        data = data[..., 0]
+    if data.ndim not in (2, 3):
+        raise InputError(f"image {path} has shape {data.shape}; expected one 2-D plane (grey or RGB)")
+    return data, ("YX" if data.ndim == 2 else "YXS")
+
+
 def read_image(path, *, axes=None, channel_names=None):
-    """Read a TIFF/OME-TIFF as a (T, C, Y, X) array with its channel names.
+    """Read a TIFF/OME-TIFF (or a PNG/JPEG plane) as a (T, C, Y, X) array with its channel names.
 
     Parameters
     ----------
     path : str or Path
-        TIFF or OME-TIFF file with axes TCYX, CYX, TYX or YX.
+        TIFF or OME-TIFF file with axes TCYX, CYX, TYX or YX; or a PNG, JPEG or BMP
+        image (one plane; grey, or RGB read as channels with ``axes="YXC"``; a grey
+        image stored as RGB(A) reads as one channel).
     axes : str, optional
         Axes of the stored array, e.g. ``"TYX"``, when the file does not record them
         (a plain 3-D TIFF is ambiguous between CYX and TYX), or when they are ambiguous
@@ -146,11 +175,31 @@ def read_image(path, *, axes=None, channel_names=None):
         When the file is missing, not a TIFF, truncated (naming how many pages were
         readable), or its axes are unsupported or ambiguous.
     """
-    import tifffile
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
+    if path.suffix.lower() in PLANE_SUFFIXES:
+        data, stored_axes = _read_plane(path)
+        ome_names = None
+    else:
+        data, stored_axes, ome_names = _read_tiff(path)
+
+    axes = (axes or "").upper() or _guess_axes(stored_axes, data.ndim, path)
+    _check_axes(axes, data.shape, path)
+    for ax in "TC":
+        if ax not in axes:
+            data = data[np.newaxis]
+            axes = ax + axes
+    order = [axes.index(ax) for ax in "TCYX"]
+    data = np.transpose(data, order)
+
+    return data, _channel_names(path, data.shape[1], channel_names, ome_names)
+
+
+def _read_tiff(path):
+    """Pixels, stored axes and OME channel names (or None) of a TIFF, or InputError."""
+    import tifffile
+
     try:
         with _tiff_warnings() as warnings, tifffile.TiffFile(path) as tif:
             stored_axes, ome_names = _tiff_axes_and_channels(tif)
@@ -163,17 +212,7 @@ def read_image(path, *, axes=None, channel_names=None):
         raise
     except Exception as err:  # tifffile raises many types for corrupt files
         raise InputError(f"cannot read image {path}: not a readable TIFF ({err})") from err
-
-    axes = (axes or "").upper() or _guess_axes(stored_axes, data.ndim, path)
-    _check_axes(axes, data.shape, path)
-    for ax in "TC":
-        if ax not in axes:
-            data = data[np.newaxis]
-            axes = ax + axes
-    order = [axes.index(ax) for ax in "TCYX"]
-    data = np.transpose(data, order)
-
-    return data, _channel_names(path, data.shape[1], channel_names, ome_names)
+    return data, stored_axes, ome_names
 
 
 # tifffile logs (instead of raising) when a file ends before its chain of pages does; a
@@ -432,6 +471,10 @@ def image_channels(path, *, axes=None, channel_names=None):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
+    if path.suffix.lower() in PLANE_SUFFIXES:  # one plane: reading it is the cheap way
+        data, stored_axes = _read_plane(path)
+        full = _tcyx_shape(data.shape, axes or _guess_axes(stored_axes, data.ndim, path), path)
+        return _channel_names(path, full[1], channel_names, None), full
     try:
         with _tiff_warnings() as warnings, tifffile.TiffFile(path) as tif:
             _check_complete(tif, path, warnings)
@@ -490,6 +533,13 @@ def image_metadata(path, *, axes=None, channel_names=None):
     import tifffile
 
     names, shape = image_channels(path, axes=axes, channel_names=channel_names)
+    if Path(path).suffix.lower() in PLANE_SUFFIXES:  # no channel names, no pixel size
+        return {
+            "channel_names": names,
+            "shape": shape,
+            "named": channel_names is not None,
+            "pixel_size_um": None,
+        }
     with tifffile.TiffFile(path) as tif:
         named = channel_names is not None or (tif.is_ome and _tiff_axes_and_channels(tif)[1] is not None)
         pixel_size = _pixel_size_um(tif)

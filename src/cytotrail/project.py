@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-from cytotrail.io import InputError
+from cytotrail.io import PLANE_SUFFIXES, InputError
 
 __all__ = [
     "NUCLEAR_HINTS",
@@ -145,7 +145,7 @@ def sample_names(paths):
     names = []
     for path in paths:
         name = Path(path).name
-        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", *PLANE_SUFFIXES):
             if name.lower().endswith(suffix):
                 name = name[: -len(suffix)]
                 break

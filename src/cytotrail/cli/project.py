@@ -21,7 +21,7 @@ def _parser_init(sub):
         "cell-type signatures are written. Then run the workflow in OUTDIR: snakemake --snakefile PATH/TO/cytotrail/Snakefile "
         "--directory OUTDIR --cores all",
     )
-    p.add_argument("images", nargs="+", help="TIFF/OME-TIFF images, one sample each")
+    p.add_argument("images", nargs="+", help="TIFF/OME-TIFF images (or PNG/JPEG planes), one sample each")
     p.add_argument("-o", "--outdir", required=True, help="project folder (created)")
     p.add_argument(
         "--nuclear-channel",
