@@ -368,3 +368,20 @@ def test_segment_reads_a_kaggle_style_rgba_png_like_its_tiff(movie, tmp_path):
     from_png = io.read_labels(tmp_path / "nuclei.png.labels.tif")
     np.testing.assert_array_equal(from_png, io.read_labels(tmp_path / "nuclei.tif.labels.tif"))
     assert from_png.max() >= 6  # the frame's nuclei are found
+
+
+def test_segment_reads_a_folder_of_frames_like_the_stack(movie, tmp_path, capsys):
+    folder, data = movie
+    frames = tmp_path / "01"
+    frames.mkdir()
+    for t, frame in enumerate(data.image[:, 0]):
+        tifffile.imwrite(frames / f"t{t:03d}.tif", frame)
+    tifffile.imwrite(tmp_path / "stack.tif", data.image[:, 0], imagej=True, metadata={"axes": "TYX"})
+    for name in ("01", "stack.tif"):
+        assert main(["-q", "segment", str(tmp_path / name), "-o", str(tmp_path / f"{name}.labels.tif")]) == 0
+    from_folder = io.read_labels(tmp_path / "01.labels.tif")
+    assert from_folder.shape == (4, 80, 80)
+    np.testing.assert_array_equal(from_folder, io.read_labels(tmp_path / "stack.tif.labels.tif"))
+    # an output inside the folder would be read as a frame by the next run
+    assert main(["-q", "segment", str(frames), "-o", str(frames / "labels.tif")]) == 2
+    assert "inside the input folder" in capsys.readouterr().err and not (frames / "labels.tif").exists()

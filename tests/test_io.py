@@ -278,3 +278,28 @@ def test_colour_png_needs_axes_and_a_broken_one_is_named(tmp_path):
     broken.write_bytes(path.read_bytes()[:40])
     with pytest.raises(InputError, match=r"cannot read image .*broken.png: not a readable PNG"):
         io.read_image(broken)
+
+
+def test_folder_of_frames_is_a_movie_in_natural_order(tmp_path):
+    """A Cell Tracking Challenge sequence: 01/t0.tif, t1.tif, ..., t10.tif."""
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 4000, (11, 20, 24), dtype=np.uint16)
+    folder = tmp_path / "01"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"t{t}.tif", frame)
+    (folder / "notes.txt").write_text("not a frame")
+    data, names = io.read_image(folder)
+    assert data.shape == (11, 1, 20, 24) and names == ["ch0"]
+    np.testing.assert_array_equal(data[:, 0], frames)  # t10 after t9, not after t1
+    assert io.image_channels(folder) == (["ch0"], (11, 1, 20, 24))
+    assert io.image_metadata(folder)["shape"] == (11, 1, 20, 24)
+    tifffile.imwrite(folder / "t11.tif", frames[0][:10])
+    for read in (io.read_image, io.image_channels):
+        with pytest.raises(
+            InputError, match=r"image folder .*01: t11.tif has channels \['ch0'\] of \(10, 24\)"
+        ):
+            read(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no .tif/.tiff frames"):
+        io.read_image(tmp_path / "empty")

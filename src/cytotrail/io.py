@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -71,8 +72,9 @@ def _umask():
     return mask
 
 
-def check_output_is_not_input(output, inputs):
-    """Raise InputError when ``output`` is one of ``inputs`` (same file, also through links).
+def check_output_is_not_input(output, inputs, *, frame_folders=()):
+    """Raise InputError when ``output`` is one of ``inputs`` (same file, also through links)
+    or lies inside one of ``frame_folders``.
 
     Parameters
     ----------
@@ -80,6 +82,9 @@ def check_output_is_not_input(output, inputs):
         A path the caller is about to write.
     inputs : iterable of str or Path
         Paths the caller reads (None entries are skipped).
+    frame_folders : iterable of str or Path
+        Inputs that may be folders of frames (:func:`frame_files`): every TIFF in them is
+        read, so an output written there would be read as a frame next time.
     """
     out = Path(output)
     for source in inputs:
@@ -94,6 +99,16 @@ def check_output_is_not_input(output, inputs):
             raise InputError(
                 f"output {output} is the input {source}: refusing to overwrite an input; "
                 "choose another output path"
+            )
+    for folder in frame_folders:
+        if (
+            folder is not None
+            and Path(folder).is_dir()
+            and out.resolve().is_relative_to(Path(folder).resolve())
+        ):
+            raise InputError(
+                f"output {output} is inside the input folder {folder}, whose files are read as "
+                "frames: choose another output path"
             )
 
 
@@ -144,6 +159,34 @@ def _read_plane(path):
     return data, ("YX" if data.ndim == 2 else "YXS")
 
 
+def frame_files(folder):
+    """The TIFF frames of a folder (a Cell Tracking Challenge sequence: t000.tif, t001.tif, ...).
+
+    In natural order of their names (t2 before t10); InputError when there is none.
+    """
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".tif", ".tiff")]
+    if not files:
+        raise InputError(f"image folder {folder} holds no .tif/.tiff frames")
+    return sorted(files, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
+
+
+def _check_frames(folder, frames):
+    """InputError unless every (file name, (T, C, Y, X) shape, names) of a folder is one matching time point."""
+    first_name, first_shape, first_names = frames[0]
+    for name, shape, names in frames:
+        if shape[0] != 1:
+            raise InputError(
+                f"image folder {folder}: {name} holds {shape[0]} time points; a folder of frames "
+                "holds one per file"
+            )
+        if shape[1:] != first_shape[1:] or names != first_names:
+            raise InputError(
+                f"image folder {folder}: {name} has channels {names} of {shape[2:]} but "
+                f"{first_name} has {first_names} of {first_shape[2:]}"
+            )
+
+
 def read_image(path, *, axes=None, channel_names=None):
     """Read a TIFF/OME-TIFF (or a PNG/JPEG plane) as a (T, C, Y, X) array with its channel names.
 
@@ -152,7 +195,9 @@ def read_image(path, *, axes=None, channel_names=None):
     path : str or Path
         TIFF or OME-TIFF file with axes TCYX, CYX, TYX or YX; or a PNG, JPEG or BMP
         image (one plane; grey, or RGB read as channels with ``axes="YXC"``; a grey
-        image stored as RGB(A) reads as one channel).
+        image stored as RGB(A) reads as one channel); or a folder of TIFF frames, one
+        time point per file in natural name order (a Cell Tracking Challenge sequence:
+        ``01/t000.tif``, ...), each read as above.
     axes : str, optional
         Axes of the stored array, e.g. ``"TYX"``, when the file does not record them
         (a plain 3-D TIFF is ambiguous between CYX and TYX), or when they are ambiguous
@@ -176,6 +221,11 @@ def read_image(path, *, axes=None, channel_names=None):
         readable), or its axes are unsupported or ambiguous.
     """
     path = Path(path)
+    if path.is_dir():  # a folder of frames, one time point per file
+        files = frame_files(path)
+        frames = [read_image(f, axes=axes, channel_names=channel_names) for f in files]
+        _check_frames(path, [(f.name, d.shape, n) for f, (d, n) in zip(files, frames)])
+        return np.concatenate([data for data, _ in frames]), frames[0][1]
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
     if path.suffix.lower() in PLANE_SUFFIXES:
@@ -469,6 +519,12 @@ def image_channels(path, *, axes=None, channel_names=None):
     import tifffile
 
     path = Path(path)
+    if path.is_dir():  # a folder of frames: every file's header
+        files = frame_files(path)
+        found = [image_channels(f, axes=axes, channel_names=channel_names) for f in files]
+        _check_frames(path, [(f.name, shape, names) for f, (names, shape) in zip(files, found)])
+        names, shape = found[0]
+        return names, (len(files), *shape[1:])
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
     if path.suffix.lower() in PLANE_SUFFIXES:  # one plane: reading it is the cheap way
@@ -533,6 +589,9 @@ def image_metadata(path, *, axes=None, channel_names=None):
     import tifffile
 
     names, shape = image_channels(path, axes=axes, channel_names=channel_names)
+    if Path(path).is_dir():  # a folder of frames: the first one's metadata
+        first = image_metadata(frame_files(path)[0], axes=axes, channel_names=channel_names)
+        return dict(first, channel_names=names, shape=shape)
     if Path(path).suffix.lower() in PLANE_SUFFIXES:  # no channel names, no pixel size
         return {
             "channel_names": names,

@@ -252,6 +252,30 @@ def test_user_tiff_without_metadata_runs_with_axes_and_names(tmp_path):
     assert len(cells) > 0 and "CD3_cell_mean" in cells
 
 
+def test_folder_of_frames_is_a_sample_and_an_edited_frame_reruns_it(tmp_path):
+    """A Cell Tracking Challenge sequence (01/t000.tif, ...) as a sample's image."""
+    import tifffile
+
+    from cytotrail.synth import make_timelapse
+
+    data = make_timelapse(n_frames=3, shape=(80, 80), n_cells=8, seed=7)
+    frames = tmp_path / "data" / "01"
+    frames.mkdir(parents=True)
+    for t, frame in enumerate(data.image[:, 0]):
+        tifffile.imwrite(frames / f"t{t:03d}.tif", frame)
+    write_config(tmp_path, **{"nuclear_channel": "ch0", "cluster.markers": [], "cluster.cell_types": {}})
+    (tmp_path / "config" / "samples.tsv").write_text("sample\timage\nseq\tdata/01\n")
+    snakemake(tmp_path, "results/seq/tracks.parquet")
+    from cytotrail import io
+
+    assert io.read_labels(tmp_path / "results" / "seq" / "labels.tif").shape == (3, 80, 80)
+    edited = data.image[1, 0].copy()
+    edited[0, 0] += 1
+    tifffile.imwrite(frames / "t001.tif", edited)
+    jobs = planned_jobs(tmp_path, "results/seq/tracks.parquet")
+    assert jobs == {"segment_nuclei": 1, "track_cells": 1}
+
+
 def _copy_workflow(tmp_path):
     """A private copy of the workflow definition, to edit."""
     import shutil

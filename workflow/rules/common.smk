@@ -14,7 +14,7 @@ from snakemake.utils import validate
 
 import cytotrail
 from cytotrail.deprecations import upgrade_config
-from cytotrail.io import InputError, image_channels
+from cytotrail.io import InputError, frame_files, image_channels
 from cytotrail.locks import register_run, release_stale_locks, unlock_command
 
 # Renamed keys (segment.diameter -> segment.diameter_px, track.search_range ->
@@ -307,8 +307,18 @@ def cli_flags(options):
     return " ".join(flags)
 
 
+def image_frames(wildcards):
+    """The frame files of a sample whose image is a folder of frames, else none: inputs, so
+    that an edited frame reruns the sample's chain as an edited image file does."""
+    image = Path(samples.loc[wildcards.sample, "image"])
+    return [str(p) for p in frame_files(image)] if image.is_dir() else []
+
+
 def segment_inputs(wildcards):
-    inputs = {"image": samples.loc[wildcards.sample, "image"]}
+    inputs = {
+        "image": samples.loc[wildcards.sample, "image"],
+        "frames": image_frames(wildcards),
+    }
     if config["segment"]["backend"] == "labels":
         inputs["labels"] = sample_value(wildcards.sample, "labels")
     if MODEL_FOLDER:

@@ -2,6 +2,7 @@ rule quantify_cells:
     """Per-cell marker intensities and morphology (cytotrail.quantify)."""
     input:
         image=lambda wildcards: samples.loc[wildcards.sample, "image"],
+        frames=image_frames,
         labels=f"{RESULTS}/{{sample}}/labels.tif",
         cells=lambda wildcards: cells_file(wildcards.sample) or [],
     output:

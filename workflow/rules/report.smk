@@ -2,6 +2,7 @@ rule report_sample:
     """Segmentation and tracking QC figures, and a napari export, of one sample (cytotrail.report)."""
     input:
         image=lambda wildcards: samples.loc[wildcards.sample, "image"],
+        frames=image_frames,
         labels=f"{RESULTS}/{{sample}}/labels.tif",
         tracks=f"{RESULTS}/{{sample}}/tracks.parquet",
     output:

@@ -51,6 +51,7 @@ rule segment_cells:
     """Whole cells grown from the nuclei over segment.cells.channels (cytotrail.segment.cells)."""
     input:
         image=lambda wildcards: samples.loc[wildcards.sample, "image"],
+        frames=image_frames,
         labels=f"{RESULTS}/{{sample}}/labels.tif",
     output:
         f"{RESULTS}/{{sample}}/cells.tif",

@@ -106,7 +106,9 @@ def _refuse_overwriting_inputs(args):
         inputs.extend(value if isinstance(value, list) else [value])
     for name in _OUTPUT_ARGS:
         if getattr(args, name, None):
-            check_output_is_not_input(getattr(args, name), inputs)
+            check_output_is_not_input(
+                getattr(args, name), inputs, frame_folders=[getattr(args, "image", None)]
+            )
 
 
 def main(argv=None):

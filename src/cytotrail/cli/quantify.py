@@ -16,7 +16,11 @@ def _parser_quantify(sub):
         description="Measure every cell of LABELS in every channel of IMAGE: one row per cell per frame "
         "with `sample, frame, label`, morphology and `<marker>_<compartment>_<statistic>` columns.",
     )
-    p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX (or a PNG/JPEG plane)")
+    p.add_argument(
+        "image",
+        help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX (or a PNG/JPEG plane, or a folder of TIFF "
+        "frames t000.tif, t001.tif, ...)",
+    )
     p.add_argument("labels", help="label stack (.tif), (T, Y, X) or (Y, X)")
     p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
     p.add_argument("--markers", nargs="+", default=None, help="channels to measure (default: all)")

@@ -26,7 +26,11 @@ def _parser_segment(sub):
         description="Segment the nuclei of every frame of IMAGE's nuclear channel. Writes a (T, Y, X) "
         "uint32 label stack as a compressed TIFF (opens in napari and Fiji).",
     )
-    p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX (or a PNG/JPEG plane)")
+    p.add_argument(
+        "image",
+        help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX (or a PNG/JPEG plane, or a folder of TIFF "
+        "frames t000.tif, t001.tif, ...)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -145,7 +149,11 @@ def _parser_segment_cells(sub):
         "of IMAGE's --channels, bounded by --max-um from the nucleus. Writes a (T, Y, X) uint32 "
         "label stack, each cell labelled like its nucleus.",
     )
-    p.add_argument("image", help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX (or a PNG/JPEG plane)")
+    p.add_argument(
+        "image",
+        help="TIFF/OME-TIFF image, axes TCYX, CYX, TYX or YX (or a PNG/JPEG plane, or a folder of TIFF "
+        "frames t000.tif, t001.tif, ...)",
+    )
     p.add_argument("labels", help="nucleus label stack (.tif), (T, Y, X) or (Y, X)")
     p.add_argument("-o", "--output", required=True, help="output cell label stack (.tif)")
     p.add_argument("--channels", nargs="+", required=True, help="membrane and/or cytoplasm channels, summed")
