@@ -300,6 +300,9 @@ def test_folder_of_frames_is_a_movie_in_natural_order(tmp_path):
             InputError, match=r"image folder .*01: t11.tif has channels \['ch0'\] of \(10, 24\)"
         ):
             read(folder)
+    tifffile.imwrite(folder / "t11.tif", frames[0].astype(np.float32))
+    with pytest.raises(InputError, match="t11.tif holds float32, the frames before uint16"):
+        io.read_image(folder)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no .tif/.tiff frames"):
         io.read_image(tmp_path / "empty")

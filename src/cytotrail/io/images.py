@@ -107,11 +107,19 @@ def read_image(path, *, axes=None, channel_names=None):
         readable), or its axes are unsupported or ambiguous.
     """
     path = Path(path)
-    if path.is_dir():  # a folder of frames, one time point per file
-        files = frame_files(path)
-        frames = [read_image(f, axes=axes, channel_names=channel_names) for f in files]
-        _check_frames(path, [(f.name, d.shape, n) for f, (d, n) in zip(files, frames)])
-        return np.concatenate([data for data, _ in frames]), frames[0][1]
+    if path.is_dir():  # a folder of frames: every header checked, then one array filled
+        names, shape = image_channels(path, axes=axes, channel_names=channel_names)
+        out = None
+        for t, file in enumerate(frame_files(path)):
+            data, _ = read_image(file, axes=axes, channel_names=channel_names)
+            if out is None:
+                out = np.empty(shape, data.dtype)
+            elif data.dtype != out.dtype:
+                raise InputError(
+                    f"image folder {path}: {file.name} holds {data.dtype}, the frames before {out.dtype}"
+                )
+            out[t] = data[0]
+        return out, names
     if not path.is_file():
         raise InputError(f"image file not found: {path}")
     if path.suffix.lower() in PLANE_SUFFIXES:
