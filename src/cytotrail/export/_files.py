@@ -48,7 +48,7 @@ def atomic_dir(path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         # the umask's mode, like every other output (mkdtemp makes the folder private)
-        from cytotrail.io import _umask
+        from cytotrail.io.files import _umask
 
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp

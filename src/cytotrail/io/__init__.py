@@ -15,7 +15,7 @@ records (:mod:`cytotrail.locks`), the exchange formats (:mod:`cytotrail.export`,
 
 from __future__ import annotations
 
-from cytotrail.io.files import InputError, _umask, atomic_path, check_output_is_not_input
+from cytotrail.io.files import InputError, atomic_path, check_output_is_not_input
 from cytotrail.io.images import (
     PLANE_SUFFIXES,
     frame_files,
@@ -30,7 +30,6 @@ from cytotrail.io.tables import read_table, save_figure, write_json, write_table
 __all__ = [
     "InputError",
     "PLANE_SUFFIXES",
-    "_umask",
     "atomic_path",
     "check_output_is_not_input",
     "frame_files",
