@@ -385,3 +385,19 @@ def test_segment_reads_a_folder_of_frames_like_the_stack(movie, tmp_path, capsys
     # an output inside the folder would be read as a frame by the next run
     assert main(["-q", "segment", str(frames), "-o", str(frames / "labels.tif")]) == 2
     assert "inside the input folder" in capsys.readouterr().err and not (frames / "labels.tif").exists()
+
+
+def test_track_links_a_folder_of_label_frames_like_the_stack(movie, tmp_path):
+    folder, _ = movie
+    truth = io.read_labels(folder / "truth" / "m_labels.tif")
+    masks = tmp_path / "SEG"
+    masks.mkdir()
+    for t, frame in enumerate(truth):
+        tifffile.imwrite(masks / f"mask{t:03d}.tif", frame.astype(np.uint16))
+    runs = {}
+    for name, source in (("folder", masks), ("stack", folder / "truth" / "m_labels.tif")):
+        out = tmp_path / f"{name}.csv"
+        assert main(["-q", "track", str(source), "-o", str(out), "--sample", "m"]) == 0
+        runs[name] = io.read_table(out)
+    assert len(runs["folder"]) == int(sum(len(np.unique(f)) - 1 for f in truth))
+    assert runs["folder"].equals(runs["stack"])

@@ -306,3 +306,17 @@ def test_folder_of_frames_is_a_movie_in_natural_order(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no .tif/.tiff frames"):
         io.read_image(tmp_path / "empty")
+
+
+def test_folder_of_label_frames_is_a_stack(tmp_path):
+    labels = np.zeros((3, 16, 16), np.uint16)
+    for t in range(3):
+        labels[t, 2 + t : 6 + t, 3:7] = t + 1
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for t, frame in enumerate(labels):
+        tifffile.imwrite(folder / f"mask{t:03d}.tif", frame)
+    np.testing.assert_array_equal(io.read_labels(folder), labels.astype(np.uint32))
+    tifffile.imwrite(folder / "mask003.tif", labels[:2])
+    with pytest.raises(InputError, match=r"label folder .*masks: mask003.tif has shape \(2, 16, 16\)"):
+        io.read_labels(folder)

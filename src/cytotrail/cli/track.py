@@ -16,12 +16,15 @@ def _parser_track(sub):
         description="Link the cells of successive frames into tracks. INPUT is a label stack (T, Y, X), "
         "a detections table (.csv/.parquet with columns frame, x, y; other columns are kept) or a Cell "
         "Tracking Challenge folder (man_track.txt or res_track.txt plus masks: its masks are re-linked, "
-        "its links ignored). OUTPUT (.csv/.parquet) has one row per detection with track_id, "
+        "its links ignored) or a folder of one label image per frame (mask000.tif, ...). OUTPUT (.csv/.parquet) has one row per detection with track_id, "
         "parent_track_id (empty when none), lineage_id and generation added; beside it, "
         "OUTPUT's name with .track.json holds the motion and division model fitted to the movie "
         "(search range, step scale, division scales, missed-frame cost) and the event counts.",
     )
-    p.add_argument("input", help="label stack (.tif), detections table (.csv/.parquet) or CTC folder")
+    p.add_argument(
+        "input",
+        help="label stack (.tif), detections table (.csv/.parquet), CTC folder or folder of label frames",
+    )
     p.add_argument("-o", "--output", required=True, help="output table (.csv or .parquet)")
     p.add_argument(
         "--search-range-px",
@@ -72,11 +75,12 @@ def _cmd_track(args):
 
     search_range_px = _renamed_value(args, "--search-range", "--search-range-px")
     labels = None
-    if Path(args.input).is_dir():
+    folder = Path(args.input).is_dir()
+    if folder and any((Path(args.input) / txt).is_file() for txt in ("man_track.txt", "res_track.txt")):
         from cytotrail.track.ctc import read_ctc_masks
 
         labels = read_ctc_masks(args.input)
-    elif Path(args.input).suffix.lower() in (".tif", ".tiff"):
+    elif folder or Path(args.input).suffix.lower() in (".tif", ".tiff"):  # a stack, or a folder of frames
         labels = io.read_labels(args.input)
     if labels is not None:
         detections = detections_from_labels(labels)

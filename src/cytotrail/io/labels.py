@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cytotrail.io.files import InputError, atomic_path
+from cytotrail.io.images import frame_files
 
 
 def write_labels(path, labels):
@@ -32,10 +33,25 @@ def write_labels(path, labels):
 
 
 def read_labels(path):
-    """Read a label stack (T, Y, X) or a single label image (Y, X) as uint32 (T, Y, X)."""
+    """Read a label stack (T, Y, X) or a single label image (Y, X) as uint32 (T, Y, X).
+
+    ``path`` may also be a folder of one label image per frame (``mask000.tif``, ... in
+    natural name order, as :func:`cytotrail.io.frame_files`), all of one size.
+    """
     import tifffile
 
     path = Path(path)
+    if path.is_dir():
+        frames = []
+        for file in frame_files(path):
+            frame = read_labels(file)
+            if len(frame) != 1 or (frames and frame.shape != frames[0].shape):
+                raise InputError(
+                    f"label folder {path}: {file.name} has shape {frame.shape}; every file holds "
+                    f"one frame of the first's size {frames[0].shape[1:] if frames else frame.shape[1:]}"
+                )
+            frames.append(frame)
+        return np.concatenate(frames)
     if not path.is_file():
         raise InputError(f"label file not found: {path}")
     try:
