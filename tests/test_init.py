@@ -82,9 +82,22 @@ def test_channels_without_an_antibody_are_no_markers(tmp_path):
     clustered; Background becomes the background channel that vetoes positive calls."""
     from cytotrail.project import channel_roles
 
-    names = ["Au", "Background", "CD3", "dsDNA", "HH3", "H3K27me3", "Ki67", "Si", "Ta", "Ag107"]
+    names = [
+        "Au",
+        "Background",
+        "CD3",
+        "dsDNA",
+        "HH3",
+        "H3K27me3",
+        "Ki67",
+        "Si",
+        "Ta",
+        "Ag107",
+        "H3S10p",
+        "Histone H3 pS10",
+    ]
     markers, background, left_out = channel_roles(names, ["dsDNA"])
-    assert markers == ["CD3", "H3K27me3", "Ki67", "Ag107"]
+    assert markers == ["CD3", "H3K27me3", "Ki67", "Ag107", "H3S10p", "Histone H3 pS10"]  # marks are markers
     assert background == ["Background"]
     assert set(left_out) == {"Au", "HH3", "Si", "Ta"}
     image = _multiplexed(

@@ -62,7 +62,8 @@ def nuclear_rank(name):
     if key == "pi" or key.startswith(DNA_STAINS):  # "pi": propidium iodide
         return 0
     if key.startswith(HISTONES):
-        return 2 if re.search(r"h[1-4][a-z]?k[0-9]", key) else 1
+        # a modified residue (H3K27me3, H3K9ac, H3S10p, Histone H3 pS10) is a marker too
+        return 2 if re.search(r"h[1-4][a-z]?[kstry][0-9]|p[sty][0-9]|phospho", key) else 1
     return None
 
 
