@@ -35,24 +35,25 @@ ROOT = Path(__file__).resolve().parents[1]
 DSB = ROOT / ".." / "shared" / "data" / "nuclei" / "dsb2018_fluo"
 
 
-def family_splits(limit=None):
+def family_splits(limit=None, root=None):
     """{"in-distribution val": [...], "held-out families": [...]} of (id, image, labels, family)."""
     import pandas as pd
     import tifffile
 
     from cytotrail.segment.data import HOLD_OUT_FRACTION, acquisition_family, held_out_families
 
-    table = pd.read_csv(DSB / "manifest.csv")
+    root = Path(root or DSB)
+    table = pd.read_csv(root / "manifest.csv")
     rows = []
     for i, split in zip(table["id"], table["split"]):
-        image = tifffile.imread(DSB / "images" / f"{i}.tif")
+        image = tifffile.imread(root / "images" / f"{i}.tif")
         rows.append((i, split, image, acquisition_family(image)))
     held = held_out_families([r[3] for r in rows], HOLD_OUT_FRACTION)
     out = {"in-distribution val": [], "held-out families": []}
     for i, split, image, family in rows:
         key = "held-out families" if family in held else ("in-distribution val" if split == "val" else None)
         if key and (limit is None or len(out[key]) < limit):
-            out[key].append((i, image, tifffile.imread(DSB / "masks" / f"{i}.tif"), family))
+            out[key].append((i, image, tifffile.imread(root / "masks" / f"{i}.tif"), family))
     return out, held
 
 
@@ -78,6 +79,9 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: the shipped nuclei_unet)")
+    parser.add_argument(
+        "--data", type=Path, default=DSB, help="the dsb2018_fluo folder (default: ../shared's)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="at most N images per split (a quick look)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
@@ -90,14 +94,14 @@ def main(argv=None):
         "has: how much of the gap is the diameter estimate, how much the network)",
     )
     args = parser.parse_args(argv)
-    if not (DSB / "manifest.csv").is_file():
-        print(f"{DSB} not found: nothing to benchmark")
+    if not (args.data / "manifest.csv").is_file():
+        print(f"{args.data} not found: nothing to benchmark")
         return 0
     torch.set_num_threads(args.threads)
     from cytotrail.segment.model import load_model
 
     _, config, _ = load_model(args.model)
-    splits, held = family_splits(args.limit)
+    splits, held = family_splits(args.limit, args.data)
     # every training in the model's lineage (a fine-tune's init, its init, ...) must have excluded them
     record, lineage = config.get("training"), []
     while record:
