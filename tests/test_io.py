@@ -289,6 +289,7 @@ def test_folder_of_frames_is_a_movie_in_natural_order(tmp_path):
     for t, frame in enumerate(frames):
         tifffile.imwrite(folder / f"t{t}.tif", frame)
     (folder / "notes.txt").write_text("not a frame")
+    (folder / "._t0.tif").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
     data, names = io.read_image(folder)
     assert data.shape == (11, 1, 20, 24) and names == ["ch0"]
     np.testing.assert_array_equal(data[:, 0], frames)  # t10 after t9, not after t1

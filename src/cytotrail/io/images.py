@@ -48,10 +48,15 @@ def _read_plane(path):
 def frame_files(folder):
     """The TIFF frames of a folder (a Cell Tracking Challenge sequence: t000.tif, t001.tif, ...).
 
-    In natural order of their names (t2 before t10); InputError when there is none.
+    In natural order of their names (t2 before t10), hidden files (the ``._t000.tif`` that
+    macOS leaves beside copied files) left out; InputError when there is none.
     """
     folder = Path(folder)
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".tif", ".tiff")]
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in (".tif", ".tiff") and not p.name.startswith(".")  # ._t000.tif
+    ]
     if not files:
         raise InputError(f"image folder {folder} holds no .tif/.tiff frames")
     return sorted(files, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
