@@ -243,6 +243,16 @@ def test_even_background_flags_nobody():
     adata = cluster(table, markers=["CD3", "CD20"], signatures=sigs, background="Background", umap=False)
     assert not adata.obs["background_high"].any()
     assert np.mean(adata.obs["cell_type"].astype(str) == truth) > 0.97
+    # a MIBI-like channel: zero for most cells, noise counts for the others, then a bright field
+    counts = np.random.default_rng(6).poisson(3.0, len(table)).astype(float)
+    counts[np.random.default_rng(7).random(len(table)) < 0.7] = 0.0
+    table["Background"] = counts
+    sparse = cluster(table, markers=["CD3", "CD20"], signatures=sigs, background="Background", umap=False)
+    assert not sparse.obs["background_high"].any()
+    table.loc[:29, "Background"] = 60.0
+    bright = cluster(table, markers=["CD3", "CD20"], signatures=sigs, background="Background", umap=False)
+    assert bright.obs["background_high"].to_numpy()[:30].all() and bright.obs["background_high"].sum() == 30
+    table["Background"] = np.random.default_rng(5).gamma(2.0, 5.0, len(table))
     # a gate the user gives is taken as it is, even inside the bulk
     from cytotrail.cluster.transform import _transform
 

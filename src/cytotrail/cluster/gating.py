@@ -146,12 +146,19 @@ def outlier_fence(values, n_mads=BACKGROUND_MADS):
     mixture fitted to a channel of even background (noise alone) splits it in two and
     would flag its upper half. The fence sits far above the bulk's spread (about 3e-7 of a
     normal bulk beyond it) and, as long as fewer than half the cells are in a bright
-    field, is set by the cells outside it.
+    field, is set by the cells outside it. As in :func:`estimate_thresholds`, a spike at
+    the minimum (``FLOOR_SHARE`` of the cells or more: the zeros of ion counts) is left
+    out, so that a mostly-zero channel gets the spread of its counts, not a fence of 0.
     """
     values = np.asarray(values, dtype=np.float64)
-    median = np.median(values, axis=0)
-    mad = np.median(np.abs(values - median), axis=0)
-    return median + n_mads * 1.4826 * mad
+    out = np.empty(values.shape[1])
+    for j, v in enumerate(values.T):
+        floor = v.min(initial=0.0)
+        if np.mean(v <= floor) >= FLOOR_SHARE and (v > floor).any():
+            v = v[v > floor]
+        median = np.median(v)
+        out[j] = median + n_mads * 1.4826 * np.median(np.abs(v - median))
+    return out
 
 
 def _threshold(mixture, method, n_sds, confidence):
