@@ -121,7 +121,7 @@ def main(argv=None):
     )
     cuda = "cuda True" in text
     if have_smi:
-        subprocess.run(["nvidia-smi"], stdout=(out / "nvidia-smi.txt").open("w"), check=False)
+        run("nvidia-smi", ["nvidia-smi"], out)
     rows.append(("gpu", rc, secs, text.strip().splitlines()[-1] if text.strip() else "-"))
     if not cuda and not args.dry_run:
         print(f"no CUDA GPU here ({text.strip()}); use --dry-run to check the script on the CPU")
@@ -213,27 +213,35 @@ def main(argv=None):
             "--log-every",
             "200",
         ]
-    sampler = None
-    if have_smi and cuda:
-        sampler = subprocess.Popen(
-            ["nvidia-smi", "--query-gpu=timestamp,utilization.gpu,memory.used", "--format=csv", "-l", "5"],
-            stdout=(out / "gpu-utilisation.csv").open("w"),
-            stderr=subprocess.DEVNULL,
-        )
-    try:
-        rc, secs, text = run(
-            "train", train, out, env=env, timeout=None if args.dry_run else 60 * (args.minutes + 6)
-        )
-    finally:
-        if sampler is not None:
-            sampler.terminate()
+    with (out / "gpu-utilisation.csv").open("w") as samples:
+        sampler = None
+        if have_smi and cuda:
+            sampler = subprocess.Popen(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=timestamp,utilization.gpu,memory.used",
+                    "--format=csv",
+                    "-l",
+                    "5",
+                ],
+                stdout=samples,
+                stderr=subprocess.DEVNULL,
+            )
+        try:
+            rc, secs, text = run(
+                "train", train, out, env=env, timeout=None if args.dry_run else 60 * (args.minutes + 6)
+            )
+        finally:
+            if sampler is not None:
+                sampler.terminate()
+                sampler.wait()
     utilisation = "-"
     if (out / "gpu-utilisation.csv").is_file():
         values = [int(v) for v in re.findall(r", (\d+) %", (out / "gpu-utilisation.csv").read_text())]
         busy = [v for v in values if v > 0]
         if busy:
             utilisation = (
-                f"GPU busy {sum(busy) / len(busy):.0f} % (median of {len(busy)} samples while training)"
+                f"GPU busy {sorted(busy)[len(busy) // 2]} % (median of {len(busy)} samples while training)"
             )
     rows.append(("train", rc, secs, f"{last(r'([0-9.]+ crops/s)', text)}; {utilisation}"))
 
