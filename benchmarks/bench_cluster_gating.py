@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytotrail.cluster.gating import REST
+from cytotrail.cluster.gating import rest_base
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "multiplex" / "scimap-cycif"
@@ -128,8 +128,7 @@ def lineage_of(signatures, markers):
     for name, sig in sigs.items():
         top = name
         while sigs[top].get("parent"):
-            parent = sigs[top]["parent"]
-            top = parent if parent in sigs else parent[: -len(REST)]  # "<type>-rest"
+            top = rest_base(sigs[top]["parent"], sigs)
         out.setdefault(sig["label"], sigs[top]["label"])
     return out
 

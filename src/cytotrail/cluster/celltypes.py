@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cytotrail.cluster.gating import GATE, KINDS, REST, rescale, rule_scores
+from cytotrail.cluster.gating import GATE, KINDS, REST, rescale, rest_base, rule_scores
 from cytotrail.cluster.transform import percentile_scale
 from cytotrail.io import InputError
 
@@ -80,7 +80,7 @@ def normalise_signatures(signatures, markers=None):
     for name in out:
         seen, parent = {name}, out[name]["parent"]
         while parent is not None:
-            base = parent[: -len(REST)] if parent.endswith(REST) and parent not in out else parent
+            base = rest_base(parent, out)
             if base not in out:
                 raise InputError(
                     f"signature of {name!r}: parent {parent!r} is not a cell type; types are {list(out)}"
@@ -188,10 +188,8 @@ def _descend(scores, sigs, pass_score=None, *, min_score=0.2):
         parent = queue.pop(0)
         if parent is None:
             rows = np.arange(n)
-        elif parent.endswith(REST) and parent not in sigs:
-            rows = np.flatnonzero(node == names.index(parent[: -len(REST)]))
         else:
-            rows = np.flatnonzero(node == names.index(parent))
+            rows = np.flatnonzero(node == names.index(rest_base(parent, sigs)))
         kids = children.get(parent, [])
         if kids and len(rows):
             sub = arr[np.ix_(rows, kids)]

@@ -123,10 +123,7 @@ def estimate_thresholds(
     )
     out = {}
     for j, marker in enumerate(markers):
-        v = values[rows, j]
-        floor = v.min()
-        if np.mean(v <= floor) >= FLOOR_SHARE:  # a spike of zeros (counts): fit the rest
-            v = v[v > floor]
+        v, floor = _above_floor(values[rows, j])  # a spike of zeros (counts): fit the rest
         q1, q3, p_lo, p_hi = np.percentile(v, [25, 75, 0.5, 99.9]) if len(v) else [floor] * 4
         v = v[(v >= max(q1 - 3 * (q3 - q1), p_lo)) & (v <= p_hi)]
         if len(v) < 10 or not np.ptp(v) > 0:
@@ -137,6 +134,21 @@ def estimate_thresholds(
         mixture = (gm.weights_[order], gm.means_.ravel()[order], np.sqrt(gm.covariances_.ravel()[order]))
         out[str(marker)] = _threshold(mixture, method, n_sds, confidence)
     return out
+
+
+def _above_floor(v):
+    """(``v`` without its minimum when ``FLOOR_SHARE`` of it or more sits there, that minimum).
+
+    The spike is the zeros of ion counts (IMC, MIBI): negatives a mixture or a spread would
+    take for a component of zero width.
+    """
+    floor = v.min()
+    return (v[v > floor] if np.mean(v <= floor) >= FLOOR_SHARE else v), floor
+
+
+def rest_base(parent, types):
+    """The type a ``parent`` names: itself, or ``<type>`` for ``<type>-rest`` when no type has that name."""
+    return parent[: -len(REST)] if parent.endswith(REST) and parent not in types else parent
 
 
 def outlier_fence(values, n_mads=BACKGROUND_MADS):
@@ -152,10 +164,9 @@ def outlier_fence(values, n_mads=BACKGROUND_MADS):
     """
     values = np.asarray(values, dtype=np.float64)
     out = np.empty(values.shape[1])
-    for j, v in enumerate(values.T):
-        floor = v.min(initial=0.0)
-        if np.mean(v <= floor) >= FLOOR_SHARE and (v > floor).any():
-            v = v[v > floor]
+    for j, column in enumerate(values.T):
+        v = _above_floor(column)[0]
+        v = v if len(v) else column
         median = np.median(v)
         out[j] = median + n_mads * 1.4826 * np.median(np.abs(v - median))
     return out
