@@ -31,11 +31,17 @@ def test_rule_scores_semantics():
     np.testing.assert_allclose(rule_scores(u, col, {"neg": ["B"]}), [0.8, 0.2, 0.6])
     np.testing.assert_allclose(rule_scores(u, col, {"anypos": ["B", "C"]}), [0.7, 0.8, 0.4])
     np.testing.assert_allclose(rule_scores(u, col, {"anyneg": ["A", "B"]}), [0.8, 0.4, 0.7])
-    # allpos: the best marker only when every one passes the gate (+0.01 edge)
-    np.testing.assert_allclose(rule_scores(u, col, {"allpos": ["A", "C"]}), [0.91, 0.01, 0.01])
-    np.testing.assert_allclose(rule_scores(u, col, {"allneg": ["B", "C"]}), [0.01, 0.01, 0.81])
-    # kinds average: pos A and neg B
-    np.testing.assert_allclose(rule_scores(u, col, {"pos": ["A"], "neg": ["B"]}), [0.85, 0.4, 0.45])
+    # allpos: the best marker only when every one passes the gate (+0.01 edge), else 0
+    np.testing.assert_allclose(rule_scores(u, col, {"allpos": ["A", "C"]}), [0.91, 0.0, 0.0])
+    np.testing.assert_allclose(rule_scores(u, col, {"allneg": ["B", "C"]}), [0.0, 0.0, 0.81])
+    # a failed allpos vetoes the type, however negative its 'neg' marker (scimap: 0.505)
+    np.testing.assert_allclose(rule_scores(u, col, {"allpos": ["A", "C"], "neg": ["B"]}), [0.855, 0.0, 0.0])
+    u0 = np.array([[0.9, 0.0, 0.2]])
+    assert rule_scores(u0, col, {"allpos": ["A", "C"], "neg": ["B"]})[0] == 0.0
+    # kinds must each pass: pos A and neg B average where both do, else 0
+    np.testing.assert_allclose(rule_scores(u, col, {"pos": ["A"], "neg": ["B"]}), [0.85, 0.0, 0.0])
+    # a marker at its minimum under 'neg' does not make up for a failed 'pos' (scimap: 0.65)
+    assert rule_scores(np.array([[0.3, 0.0, 0.0]]), col, {"pos": ["A"], "neg": ["B"]})[0] == 0.0
 
 
 def test_rescale_puts_threshold_at_gate():

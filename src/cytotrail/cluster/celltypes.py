@@ -108,7 +108,8 @@ def score_signatures(values, markers, signatures, *, min_score=0.2, thresholds=N
     markers' values; ``neg``: mean, ``anyneg``: min, ``allneg``: max), in [-1, 1]; a
     type needs ``min_score``. With ``thresholds`` the markers are gated
     (:mod:`cytotrail.cluster.gating`): rescaled with the threshold at 0.5 and scored as
-    scimap's ``phenotype_cells``; a type needs 0.5.
+    scimap's ``phenotype_cells`` does, except that every kind of a rule must pass (see
+    the module); a type needs 0.5.
 
     Types are chosen top down: the best of the types without ``parent``, then, while the
     chosen type has children, the best child if it passes (else the cell stays at the

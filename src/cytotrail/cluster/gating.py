@@ -3,20 +3,27 @@
 Biologists type cells by gates: a marker is positive above its threshold. Here each
 marker's transformed values are rescaled piecewise-linearly to [0, 1] with the
 threshold at ``GATE`` (0.5): the minimum maps to 0, the threshold to 0.5, the maximum
-to 1 (scimap's ``rescale``). A signature then combines its markers as scimap's
+to 1 (scimap's ``rescale``). A signature then combines its markers much as scimap's
 ``phenotype_cells`` does:
 
 ========  =======================================================================
-kind      score of the type (each kind used contributes one term; the score is
-          the mean of the terms)
+kind      term of the type's score (one per kind the rule uses)
 ========  =======================================================================
 pos       mean of the rescaled values of the markers
 neg       mean of (1 - rescaled value)
 anypos    max of the rescaled values (any one marker positive suffices)
 anyneg    max of (1 - rescaled value)
-allpos    max of the rescaled values if every marker is positive, else 0; + 0.01
-allneg    max of (1 - rescaled value) if every marker is negative, else 0; + 0.01
+allpos    max of the rescaled values if every marker is positive; + 0.01
+allneg    max of (1 - rescaled value) if every marker is negative; + 0.01
 ========  =======================================================================
+
+A cell has the type only when every kind its rule uses passes on its own: each term
+reaches ``GATE``, and an ``allpos`` (``allneg``) has every marker positive (negative).
+Otherwise the score is 0; when all pass, it is the mean of the terms. scimap averages
+the terms instead, so a very negative ``neg`` marker makes up for a failed ``pos``
+one: with ``allpos: [CD57, CD16], neg: [CD11B]`` every cell at CD11B's minimum scored
+0.505 and passed, and once the lowest fifth of each marker of MCMICRO exemplar-001 was
+set to zero (as ion counts are), a fifth of its immune cells became NK cells that way.
 
 Among the children of a type, a cell takes the best-scoring child if that score reaches
 ``GATE``, and otherwise stays at the parent. Unlike scimap, a cell whose ``pos`` markers
@@ -232,6 +239,7 @@ def rule_scores(u, col, rule):
     (N,) ndarray
     """
     terms = []
+    vetoed = np.zeros(len(u), dtype=bool)
     for kind in KINDS:
         names = rule.get(kind) or []
         if not names:
@@ -246,10 +254,15 @@ def rule_scores(u, col, rule):
         elif kind == "anyneg":
             terms.append((1 - x).max(axis=1))
         elif kind == "allpos":
-            terms.append(np.where((x >= GATE).all(axis=1), x.max(axis=1), 0.0) + 0.01)
+            vetoed |= ~(x >= GATE).all(axis=1)
+            terms.append(x.max(axis=1) + 0.01)
         else:  # allneg
-            terms.append(np.where((x < GATE).all(axis=1), (1 - x).max(axis=1), 0.0) + 0.01)
-    return np.mean(terms, axis=0)
+            vetoed |= ~(x < GATE).all(axis=1)
+            terms.append((1 - x).max(axis=1) + 0.01)
+    terms = np.asarray(terms)
+    if len(terms) > 1:
+        vetoed |= (terms < GATE).any(axis=0)
+    return np.where(vetoed, 0.0, terms.mean(axis=0))
 
 
 def signatures_from_workflow(table):
