@@ -12,8 +12,10 @@ from cytotrail.cluster import cluster, score_signatures
 from cytotrail.cluster.celltypes import normalise_signatures
 from cytotrail.cluster.gating import (
     GATE,
+    SCALE_POWERS,
     estimate_thresholds,
     rescale,
+    rest_base,
     rule_scores,
     signatures_from_workflow,
     thresholds_from_gates,
@@ -70,7 +72,7 @@ def test_estimate_thresholds_separates_populations(method):
     assert np.mean((values[:, 0] > t["A"]) == truth) > 0.98
     assert t == estimate_thresholds(values, ["A", "B"], seed=3, method=method)  # seeded
     constant = estimate_thresholds(np.ones((100, 1)), ["C"])
-    assert constant == {"C": 1.0}
+    assert constant["C"] > 1.0  # one value: every cell negative
     with pytest.raises(InputError, match="threshold method"):
         estimate_thresholds(values, ["A", "B"], method="otsu")
 
@@ -335,7 +337,18 @@ def test_estimate_thresholds_zeros_of_ion_counts():
     assert np.mean((values[:, 0] >= t) == positive) > 0.98
 
 
-@pytest.mark.slow  # nine mixture fits on 11,201 cells, ~8 s
+def _lineage_share(types, truth, sigs, markers):
+    norm = normalise_signatures(sigs, markers)
+    top = {"unknown": "unknown"}
+    for name, sig in norm.items():
+        root = name
+        while norm[root].get("parent"):
+            root = rest_base(norm[root]["parent"], norm)
+        top.setdefault(sig["label"], norm[root]["label"])
+    return np.mean(np.array([top[t] for t in types]) == np.array([top[t] for t in truth]))
+
+
+@pytest.mark.slow  # 45 mixture fits on 11,201 cells, ~8 s
 def test_exemplar_estimated_thresholds(exemplar):
     from cytotrail.cluster.transform import _transform
 
@@ -343,10 +356,11 @@ def test_exemplar_estimated_thresholds(exemplar):
     values, _ = _transform(cells[markers].to_numpy(float), markers, "arcsinh", None)
     est = estimate_thresholds(values, markers)
     types, _, _ = score_signatures(values, markers, sigs, thresholds=est)
-    assert np.mean(types == truth) >= 0.88  # measured: 88.9 % (issue target 90 %: not met)
+    assert np.mean(types == truth) >= 0.85  # measured: 85.5 % (issue target 90 %: not met)
+    assert _lineage_share(types, truth, sigs, markers) >= 0.9  # measured: 91.1 %
     calls = values >= np.array([est[m] for m in markers])
     gated = np.log1p(cells[markers].to_numpy(float)) >= np.array([gates[m] for m in markers])
-    assert np.mean(calls != gated) < 0.06  # measured: 5.1 % of marker calls differ from the gates
+    assert np.mean(calls != gated) < 0.08  # measured: 7.3 % of marker calls differ from the gates
     flat, _, _ = score_signatures(values, markers, sigs)  # percentile scores: far worse
     assert np.mean(types == truth) > np.mean(flat == truth) + 0.3
 
@@ -364,3 +378,42 @@ def test_lymphoid_33_gates_at_half():
         np.asarray(adata.X, float), markers, sigs, thresholds={m: 0.5 for m in markers}
     )
     assert np.mean(types == adata.obs["phenotype"].astype(str).to_numpy()) >= 0.98  # 99.1 %
+
+
+@pytest.mark.slow  # 90 mixture fits on 11,201 cells, ~10 s
+def test_exemplar_as_ion_counts(exemplar):
+    # exemplar-001 as an ion-count instrument would record it: Poisson counts over each
+    # cell's area, 10 counts for a cell at the marker's median; the one-scale mixture
+    # fit called ECAD positive in 95 % of cells (lineage 62 %), the five scales do not
+    from cytotrail.cluster.transform import _transform
+
+    cells, markers, gates, sigs, truth = exemplar
+    raw = cells[markers].to_numpy(float)
+    area = cells["Area"].to_numpy(float)[:, None]
+    rate = raw * 10 / np.median(raw, axis=0) / area.mean()
+    counts = np.random.default_rng(0).poisson(rate * area) / area
+    values, _ = _transform(counts, markers, "arcsinh", None)
+    share = {}
+    for scales in ((1.0,), SCALE_POWERS):
+        est = estimate_thresholds(values, markers, scales=scales)
+        types, _, _ = score_signatures(values, markers, sigs, thresholds=est)
+        share[scales] = _lineage_share(types, truth, sigs, markers)
+    assert share[SCALE_POWERS] >= 0.72  # measured: 73.8 % (the authors' gates on these counts: 79 %)
+    assert share[SCALE_POWERS] > share[(1.0,)] + 0.08  # one scale: 62.1 %
+
+
+def test_lymphoid_33_estimated_lineage():
+    import anndata as ad
+
+    folder = shared_data("multiplex", "scimap-cycif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ad.OldFormatWarning)
+        adata = ad.read_h5ad(folder / "cycif_lymphoid_33markers.h5ad")
+    sigs = signatures_from_workflow(pd.read_csv(folder / "cycif_lymphoid_phenotype_workflow.csv"))
+    markers = [str(m) for m in adata.var_names]
+    values = np.asarray(adata.X, float)
+    types, _, _ = score_signatures(values, markers, sigs, thresholds=estimate_thresholds(values, markers))
+    truth = adata.obs["phenotype"].astype(str).to_numpy()
+    # held out: nothing was chosen on this table; one scale gave 69.4 % (types 50.0 %)
+    assert _lineage_share(types, truth, sigs, markers) >= 0.85  # measured: 86.9 %
+    assert np.mean(types == truth) >= 0.6  # measured: 63.4 %
