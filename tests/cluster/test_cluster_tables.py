@@ -7,7 +7,7 @@ import pytest
 
 from cytotrail.cluster import cluster, merge_tables
 from cytotrail.cluster.resolution import choose_resolution
-from cytotrail.cluster.tables import check_marker_columns, resolve_feature, with_sample
+from cytotrail.cluster.tables import check_marker_columns, resolve_feature, spatial_columns, with_sample
 from cytotrail.io import InputError
 
 
@@ -43,6 +43,8 @@ def test_with_sample_and_feature_guess():
     scimap = table.rename(columns={"fov": "imageid"})
     assert (with_sample(scimap)["sample"] == table["fov"]).all()
     assert with_sample(table.drop(columns="fov")) is not None
+    keren = table.rename(columns={"fov": "SampleID"})  # the published MIBI TNBC table
+    assert (with_sample(keren)["sample"] == table["fov"]).all()
     own = table.assign(sample="s", CD3_cell_mean=1.0, CD20_cell_mean=1.0)
     assert resolve_feature(own, ["CD3", "CD20"]) == "cell_mean"  # cytotrail's own columns
     assert resolve_feature(table, ["CD3", "CD20"]) == ""  # named like the markers
@@ -273,3 +275,18 @@ def test_report_summary_without_types_or_markers(tmp_path):
         assert main(["cluster", str(tmp_path / "cells.csv"), "-o", str(out), "--no-umap", *markers]) == 0
         assert main(["report", "summary", str(out), "-o", str(tmp_path / name)]) == 0
         assert (tmp_path / name / "summary.tsv").is_file()
+
+
+def test_spatial_from_other_tools_centroids():
+    table, _ = _mibi()
+    markers = ["CD3", "CD20", "PanCK"]
+    rng = np.random.default_rng(1)
+    row, col = rng.uniform(0, 500, len(table)), rng.uniform(0, 800, len(table))
+    ark = table.assign(**{"centroid-0": row, "centroid-1": col})  # ark/steinbock: row first
+    mcmicro = table.assign(X_centroid=col, Y_centroid=row)
+    assert spatial_columns(ark) == ("centroid-1", "centroid-0")
+    assert spatial_columns(mcmicro) == ("X_centroid", "Y_centroid")
+    assert spatial_columns(table) is None
+    for t in (ark, mcmicro):
+        adata = cluster(t, markers=markers, umap=False, resolution=0.5)
+        np.testing.assert_allclose(adata.obsm["spatial"], np.column_stack([col, row]))

@@ -20,7 +20,8 @@ def _parser_cluster(sub):
         "transform, PCA, neighbours, Leiden, UMAP, and name cell types from marker signatures or gates. "
         "Any per-cell table will do: cytotrail's own (<marker>_<compartment>_<stat> columns), or one whose "
         "columns are named like the markers (MCMICRO/MCQuant, steinbock, scimap, a spreadsheet); "
-        "sample, frame and label columns are optional (fov or imageid name the sample).",
+        "sample, frame and label columns are optional (fov, imageid or SampleID name the sample; "
+        "x/y, X_centroid/Y_centroid or centroid-0/centroid-1 give obsm['spatial']).",
     )
     p.add_argument("tables", nargs="+", help="per-cell tables (.csv/.tsv/.parquet/.h5ad)")
     p.add_argument("-o", "--output", required=True, help="output AnnData (.h5ad)")

@@ -27,7 +27,8 @@ Pipeline (:func:`cluster`)
 
 ``obs`` keeps every other column of the table (``sample, frame, label, track_id, ...``);
 ``obsm["spatial"]`` holds the centroid as ``(x, y)`` in pixels (the squidpy convention,
-column 0 is x).
+column 0 is x), from ``x``/``y`` or the centroid columns of MCMICRO, steinbock or ark
+(:data:`~cytotrail.cluster.tables.SPATIAL_ALIASES`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from cytotrail.cluster.tables import (
     _feature_columns,
     marker_values,
     resolve_feature,
+    spatial_columns,
     track_summaries,
     with_sample,
 )
@@ -221,8 +223,9 @@ def cluster(
     adata.var["feature"] = columns
     adata.layers["raw"] = raw.astype(np.float32)
     adata.layers["transformed"] = transformed.astype(np.float32)
-    if {"x", "y"} <= set(obs.columns):
-        adata.obsm["spatial"] = obs[["x", "y"]].to_numpy(dtype=np.float64)
+    xy = spatial_columns(obs)
+    if xy is not None:
+        adata.obsm["spatial"] = obs[list(xy)].to_numpy(dtype=np.float64)
 
     graph = _cluster_graph(
         adata,

@@ -116,22 +116,49 @@ def _examples(rows, keys, n=3):
     return "; ".join(", ".join(f"{k}={r[k]}" for k in keys) for _, r in rows[keys].head(n).iterrows())
 
 
-SAMPLE_ALIASES = ("fov", "imageid", "ImageId", "image_id", "ImageID", "image")
+SAMPLE_ALIASES = ("fov", "imageid", "image_id", "image", "sampleid", "sample_id", "roi")
+# (x, y) centroid columns of the tables users bring: cytotrail, MCMICRO/scimap, steinbock
+# and ark (centroid-0 is the row), other spreadsheets
+SPATIAL_ALIASES = (
+    ("x", "y"),
+    ("x_centroid", "y_centroid"),
+    ("centroid-1", "centroid-0"),
+    ("centroid_x", "centroid_y"),
+    ("x_position", "y_position"),
+)
+
+
+def _column(table, name):
+    """The column of ``table`` named ``name`` whatever its case, or None."""
+    return next((c for c in table.columns if str(c).lower() == name), None)
 
 
 def with_sample(table):
     """``table`` with a ``sample`` column copied from ``fov``/``imageid`` when it has none.
 
-    The first of ``SAMPLE_ALIASES`` present (MIBI/steinbock ``fov``, scimap/MCMICRO
-    ``imageid``) names the sample; a table with neither is returned unchanged (the
-    same object).
+    The first of ``SAMPLE_ALIASES`` present, whatever its case (MIBI/ark ``fov``,
+    scimap/MCMICRO ``imageid``, ``SampleID`` of the published MIBI tables, ``ROI``), names
+    the sample; a table with none is returned unchanged (the same object).
     """
     if "sample" in table.columns:
         return table
-    alias = next((c for c in SAMPLE_ALIASES if c in table.columns), None)
+    alias = next((c for c in map(lambda a: _column(table, a), SAMPLE_ALIASES) if c is not None), None)
     if alias is None:
         return table
     return table.assign(sample=table[alias].astype(str))
+
+
+def spatial_columns(table):
+    """Names of the (x, y) centroid columns of ``table`` (``SPATIAL_ALIASES``, any case), or None."""
+    for x, y in SPATIAL_ALIASES:
+        cx, cy = _column(table, x), _column(table, y)
+        if (
+            cx is not None
+            and cy is not None
+            and all(pd.api.types.is_numeric_dtype(table[c]) for c in (cx, cy))
+        ):
+            return cx, cy
+    return None
 
 
 def resolve_feature(table, markers, feature=None):
