@@ -396,7 +396,12 @@ def _cluster_graph(
     n_comps = max(1, min(n_pcs, n_vars - 1, n_obs - 1))
     n_distinct = len(np.unique(adata.X, axis=0)) if n_obs >= 3 else n_obs
     if n_vars >= 2 and n_distinct >= 3 and informative >= 2:
-        sc.pp.pca(adata, n_comps=min(n_comps, informative), random_state=seed)
+        # X is finite (checked rows, constant markers at 0, clipped): an "invalid value"
+        # flag here is OpenBLAS's stale FPU flag (numpy#24067), seen now and then under load
+        with np.errstate(invalid="ignore"):
+            sc.pp.pca(adata, n_comps=min(n_comps, informative), random_state=seed)
+        if not np.all(np.isfinite(adata.obsm["X_pca"])):
+            raise RuntimeError("PCA of the scaled markers is not finite")
         timings["pca"], clock = _lap(clock)
     use_rep = "X" if n_vars <= n_pcs or "X_pca" not in adata.obsm else "X_pca"
     k = int(min(n_neighbors, max(n_obs - 1, 1)))
