@@ -100,7 +100,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytotrail.cluster.gating import rest_base
+from cytotrail.cluster.celltypes import lineages
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "multiplex" / "scimap-cycif"
@@ -145,20 +145,6 @@ def load(folder):
             "none",
         )
     )
-    return out
-
-
-def lineage_of(signatures, markers):
-    """{label: label of its top-level ancestor} of a hierarchy (``unknown`` maps to itself)."""
-    from cytotrail.cluster.celltypes import normalise_signatures
-
-    sigs = normalise_signatures(signatures, markers)
-    out = {"unknown": "unknown"}
-    for name, sig in sigs.items():
-        top = name
-        while sigs[top].get("parent"):
-            top = rest_base(sigs[top]["parent"], sigs)
-        out.setdefault(sig["label"], sigs[top]["label"])
     return out
 
 
@@ -210,7 +196,7 @@ def stress(table, markers, sigs, truth, gates, gate_tf, auto_tf):
     from cytotrail.cluster.gating import SCALE_POWERS, estimate_thresholds
     from cytotrail.cluster.transform import _transform
 
-    top = lineage_of(sigs, markers)
+    top = lineages(sigs, markers)
     lineage = np.array([top[x] for x in truth])
     raw_gates = np.array([gates[m] for m in markers])
     raw_gates = np.expm1(raw_gates) if gate_tf == "log1p" else raw_gates
@@ -315,7 +301,7 @@ def main(argv=None):
             b.obs["cell_type"].astype(str),
             time.perf_counter() - t0,
         )
-        top = lineage_of(sigs, markers)
+        top = lineages(sigs, markers)
         for label, adata in (("given gates", a), ("estimated thresholds", b)):
             lineage = np.mean(
                 [top[x] for x in adata.obs["cell_type"].astype(str)] == np.array([top[x] for x in truth])

@@ -9,13 +9,12 @@ import pytest
 from conftest import shared_data
 
 from cytotrail.cluster import cluster, score_signatures
-from cytotrail.cluster.celltypes import normalise_signatures
+from cytotrail.cluster.celltypes import lineages, normalise_signatures
 from cytotrail.cluster.gating import (
     GATE,
     SCALE_POWERS,
     estimate_thresholds,
     rescale,
-    rest_base,
     rule_scores,
     signatures_from_workflow,
     thresholds_from_gates,
@@ -338,13 +337,7 @@ def test_estimate_thresholds_zeros_of_ion_counts():
 
 
 def _lineage_share(types, truth, sigs, markers):
-    norm = normalise_signatures(sigs, markers)
-    top = {"unknown": "unknown"}
-    for name, sig in norm.items():
-        root = name
-        while norm[root].get("parent"):
-            root = rest_base(norm[root]["parent"], norm)
-        top.setdefault(sig["label"], norm[root]["label"])
+    top = lineages(sigs, markers)
     return np.mean(np.array([top[t] for t in types]) == np.array([top[t] for t in truth]))
 
 

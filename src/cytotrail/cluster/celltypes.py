@@ -213,6 +213,22 @@ def _labels(node, sigs):
     return np.asarray([UNKNOWN if k is None else sigs[k]["label"] for k in node], dtype=object).astype(str)
 
 
+def lineages(signatures, markers=None):
+    """``{label: label of its top-level type}`` of a hierarchy of signatures.
+
+    The lineage a pathologist reads first (immune, epithelial, stromal) is the type at the
+    top of the ``parent`` chain; ``unknown`` maps to itself.
+    """
+    sigs = normalise_signatures(signatures, markers)
+    out = {UNKNOWN: UNKNOWN}
+    for name, sig in sigs.items():
+        top = name
+        while sigs[top].get("parent"):
+            top = rest_base(sigs[top]["parent"], sigs)
+        out.setdefault(sig["label"], sigs[top]["label"])
+    return out
+
+
 def type_categories(sigs):
     """The labels of ``sigs`` in order, without repeats, then ``UNKNOWN``."""
     return list(dict.fromkeys(s["label"] for s in sigs.values())) + [UNKNOWN]
