@@ -142,7 +142,7 @@ def with_sample(table):
     """
     if "sample" in table.columns:
         return table
-    alias = next((c for c in map(lambda a: _column(table, a), SAMPLE_ALIASES) if c is not None), None)
+    alias = next((c for c in (_column(table, a) for a in SAMPLE_ALIASES) if c is not None), None)
     if alias is None:
         return table
     return table.assign(sample=table[alias].astype(str))
