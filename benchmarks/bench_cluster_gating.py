@@ -220,8 +220,8 @@ def stress(table, markers, sigs, truth, gates, gate_tf, auto_tf):
                 values, markers, sigs, thresholds=dict(zip(markers, raw_gates * units))
             )
             cells = ["{:6.1%} {:6.1%}".format(*shares(types))]
-        centred = version == "asinh-z" or (version == "given" and auto_tf == "none")
-        v, _ = _transform(values, markers, "none" if centred else "arcsinh", None)
+        on_a_scale = version == "asinh-z" or (version == "given" and auto_tf == "none")  # already transformed
+        v, _ = _transform(values, markers, "none" if on_a_scale else "arcsinh", None)
         for scales in ((1.0,), SCALE_POWERS):
             types, _, _ = score_signatures(
                 v, markers, sigs, thresholds=estimate_thresholds(v, markers, scales=scales)
