@@ -180,13 +180,14 @@ def _fit_threshold(x, seed, n_sds, confidence, method):
 
 def _threshold_at_share(values, share):
     """The value halfway between the cells ``share`` of ``values`` puts above and the rest."""
-    ordered = np.sort(values)
-    n_pos = int(round(share * len(ordered)))
+    n = len(values)
+    n_pos = int(round(share * n))
     if n_pos <= 0:
-        return float(np.nextafter(ordered[-1], np.inf))
-    if n_pos >= len(ordered):
-        return float(ordered[0])
-    return float((ordered[-n_pos - 1] + ordered[-n_pos]) / 2)
+        return float(np.nextafter(values.max(), np.inf))
+    if n_pos >= n:
+        return float(values.min())
+    below, above = np.partition(values, [n - n_pos - 1, n - n_pos])[[n - n_pos - 1, n - n_pos]]
+    return float((below + above) / 2)
 
 
 def _above_floor(v):
