@@ -68,7 +68,7 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
     import torch
 
     from cytotrail.segment.batches import _host_batches, _resize
-    from cytotrail.segment.preprocess import percentiles
+    from cytotrail.segment.preprocess import denoise_sigma, percentiles
     from cytotrail.segment.resources import _batch_pixels, _postprocess_path, _workers
     from cytotrail.segment.tile_labels import _labels_for_tiles, _labels_for_tiles_torch
     from cytotrail.segment.tiled import predict_maps
@@ -96,7 +96,7 @@ def stage_shares(frames, net, config, thresholds, device, batch_size, postproces
     out = np.zeros(frames.shape, np.uint32)
     next_id = np.ones(n, np.int64)
     t = time.perf_counter()
-    ranges = [percentiles(f) for f in frames]
+    ranges = [(lo, hi, denoise_sigma(f, lo, hi)) for f in frames for lo, hi in [percentiles(f)]]
     seconds["host preparation"] += time.perf_counter() - t
     batches = _host_batches(
         frames, tiles, ranges=ranges, batch_size=batch_size, batch_pixels=_batch_pixels(device)

@@ -4,6 +4,7 @@ optionally prepared in a background thread ahead of the device."""
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from cytotrail.segment.preprocess import normalize
 from cytotrail.segment.tiles import _pad_to
@@ -25,8 +26,12 @@ def _resize(array, size, *, antialias=True):
 
 
 def _host_batches(frames, tiles, *, ranges, batch_size, batch_pixels):
-    """Yield (tiles, batch (N, H, W) float32): tiles normalised, rescaled, padded and stacked
-    on the host, grouped by padded shape."""
+    """Yield (tiles, batch (N, H, W) float32): tiles normalised, smoothed, rescaled, padded and
+    stacked on the host, grouped by padded shape.
+
+    ``ranges``: per frame, (low, high) intensity that map to 0 and 1, and the Gaussian sigma
+    (frame pixels, 0: none) of :func:`cytotrail.segment.preprocess.denoise_sigma`.
+    """
     pending = []
 
     def stack():
@@ -37,8 +42,10 @@ def _host_batches(frames, tiles, *, ranges, batch_size, batch_pixels):
 
     for tile in tiles:
         y0, y1, x0, x1 = tile.crop
-        p_lo, p_hi = ranges[tile.frame]
+        p_lo, p_hi, sigma = ranges[tile.frame]
         img = normalize(frames[tile.frame][y0:y1, x0:x1], p_lo, p_hi)
+        if sigma > 0:  # the tile's margin is far wider than the kernel
+            img = ndi.gaussian_filter(img, sigma, mode="reflect")
         img = _resize(img[None, None], tile.scaled, antialias=True)[0, 0]
         limit = max(1, min(batch_size, batch_pixels // (tile.padded[0] * tile.padded[1])))
         if pending and (pending[0][0].padded != tile.padded or len(pending) >= limit):

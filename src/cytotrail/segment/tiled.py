@@ -2,9 +2,10 @@
 
 Frames are cut into tiles (a core plus a margin of context on each side) in the
 original pixel grid (:mod:`.tiles`). Each tile is normalised with its frame's
-percentiles, rescaled so that nuclei have the model's training diameter, run through
-the network (:func:`predict_maps`), and its maps are scaled back and turned into labels
-(:mod:`.tile_labels`). A tile keeps only the nuclei whose seed lies in its core; the
+percentiles, smoothed when its frame is noisier than the training images (ion counts:
+:func:`.preprocess.denoise_sigma`), rescaled so that nuclei have the model's training
+diameter, run through the network (:func:`predict_maps`), and its maps are scaled back
+and turned into labels (:mod:`.tile_labels`). A tile keeps only the nuclei whose seed lies in its core; the
 margin is wider than a nucleus, so every nucleus is segmented whole by exactly one tile.
 Only one batch of tiles is held at a time, so memory is bounded by the output label
 stack plus a few tiles. Tests patch ``predict_maps`` and ``_postprocess_path`` on this
@@ -18,9 +19,10 @@ import logging
 import time
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from cytotrail.segment.batches import _host_batches, _prefetch, _resize
-from cytotrail.segment.preprocess import percentiles
+from cytotrail.segment.preprocess import denoise_sigma, percentiles
 from cytotrail.segment.resources import _batch_pixels, _postprocess_path, _release_memory, _workers
 from cytotrail.segment.tile_labels import _labels_for_tiles, _labels_for_tiles_torch
 from cytotrail.segment.tiles import _paste, _scale_for, _tiles
@@ -123,8 +125,20 @@ def _segment_tiles(
     lo, hi = config.get("normalization", {}).get("percentiles", (1.0, 99.8))
     for t in range(n_frames):
         p_lo, p_hi = percentiles(frames[t], lo, hi)
-        ranges.append((p_lo, p_hi))
+        sigma = denoise_sigma(frames[t], p_lo, p_hi)
+        if sigma > 0:  # the range of the smoothed frame: hot pixels no longer set the top
+            p_lo, p_hi = percentiles(ndi.gaussian_filter(np.asarray(frames[t], np.float32), sigma), lo, hi)
+        ranges.append((p_lo, p_hi, sigma))
         flat.append(p_hi - p_lo <= 1e-6 * max(1.0, abs(p_hi)))
+    smoothed = [r[2] for r in ranges if r[2] > 0]
+    if smoothed:
+        log.debug(
+            "segment: %d of %d frame(s) smoothed (Gaussian sigma %.2g px), their pixel noise "
+            "above the training images' (ion counts?)",
+            len(smoothed),
+            n_frames,
+            max(smoothed),
+        )
     tiles = [
         tile
         for tile in _tiles(
@@ -178,7 +192,7 @@ def _segment_maps_frame(image, *, net, config, device, diameter, normalized=True
     ``image`` is already normalised when ``normalized`` (training samples are).
     """
     image = np.asarray(image, np.float32)
-    ranges = [(0.0, 1.0)] if normalized else [percentiles(image)]
+    ranges = [(0.0, 1.0, 0.0)] if normalized else [(*percentiles(image), 0.0)]
     scale = _scale_for(diameter, config)
     tiles = list(_tiles(1, image.shape, scale=scale, tile_size=10**9, margin=0, multiple=net.multiple))
     ((_, maps),) = _maps_for_tiles(

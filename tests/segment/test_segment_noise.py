@@ -1,0 +1,81 @@
+"""Noisy (ion-count) nuclear channels are smoothed before the network; fluorescence is not."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import shared_data
+from scipy import ndimage as ndi
+
+from cytotrail.segment.preprocess import (
+    DENOISE_SIGMA,
+    NOISE_TARGET,
+    denoise_sigma,
+    noise_ratio,
+    percentiles,
+)
+
+
+def blobs(shape=(128, 128), n=12, radius=6.0, seed=0):
+    """Bright discs on a dark field, slightly blurred (a clean fluorescence frame)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img = np.zeros(shape)
+    for y, x in rng.uniform(10, min(shape) - 10, size=(n, 2)):
+        img[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = 1.0
+    return ndi.gaussian_filter(img, 1.5)
+
+
+@pytest.mark.parametrize("sd", [0.01, 0.05, 0.2])
+def test_noise_ratio_recovers_white_noise(sd):
+    rng = np.random.default_rng(1)
+    frame = blobs() + rng.normal(0, sd, (128, 128))
+    # against a range of 1: the estimate is the noise's SD, the blobs' edges add little
+    assert noise_ratio(frame, 0.0, 1.0) == pytest.approx(sd, rel=0.15, abs=0.004)
+
+
+def test_flat_and_tiny_frames_have_no_noise():
+    assert noise_ratio(np.full((50, 50), 7.0), 7.0, 7.0) == 0.0
+    assert noise_ratio(np.ones((2, 2)), 0.0, 1.0) == 0.0
+    assert denoise_sigma(np.zeros((1, 1)), 0.0, 0.0) == 0.0
+
+
+def test_clean_frames_are_left_and_shot_noise_is_smoothed():
+    clean = blobs() * 1000 + 100
+    assert denoise_sigma(clean, *percentiles(clean)) == 0.0
+    counts = np.random.default_rng(2).poisson(blobs() * 3 + 0.2).astype(np.float32)  # a few ions a pixel
+    assert noise_ratio(counts, *percentiles(counts)) > NOISE_TARGET
+    assert denoise_sigma(counts, *percentiles(counts)) == DENOISE_SIGMA
+
+
+def test_dsb2018_fluorescence_is_almost_never_smoothed():
+    import tifffile
+
+    root = shared_data("nuclei", "dsb2018_fluo")
+    ids = pd.read_csv(root / "manifest.csv")["id"]
+    smoothed = [
+        denoise_sigma(im, *percentiles(im)) > 0
+        for im in (tifffile.imread(root / "images" / f"{i}.tif") for i in ids)
+    ]
+    assert np.mean(smoothed) < 0.03  # 8 of 535: the target sits at the training images' 99th percentile
+
+
+def test_imc_nuclei_are_found_once_per_cell():
+    """steinbock's IMC images (H3K27Ac): each of DeepCell's whole cells should hold one nucleus;
+    without the smoothing 41.8 % did (267 nuclei for 404 cells), with it 54.2 % (310)."""
+    from cytotrail import io
+    from cytotrail.segment import segment
+
+    folder = shared_data("multiplex", "steinbock-mock")
+    names = pd.read_csv(folder / "panel.csv")["name"].tolist()
+    one, cells, nuclei = 0, 0, 0
+    for path in sorted((folder / "img").glob("*.tiff")):
+        image, _ = io.read_image(path, axes="CYX", channel_names=names)
+        found = segment(image[:, names.index("H3K27Ac")], device="cpu")[0]
+        truth = io.read_labels(folder / "masks_deepcell" / path.name)[0]
+        nuclei += int(found.max())
+        for cell in np.unique(truth[truth > 0]):
+            inside = np.unique(found[truth == cell])
+            one += int(np.count_nonzero(inside) == 1)
+            cells += 1
+    assert one / cells > 0.50
+    assert nuclei > 0.7 * cells
