@@ -79,3 +79,15 @@ def test_imc_nuclei_are_found_once_per_cell():
             cells += 1
     assert one / cells > 0.50
     assert nuclei > 0.7 * cells
+
+
+def test_the_smoothing_is_recorded_in_the_provenance():
+    from cytotrail.segment import segment
+
+    clean = (blobs((96, 96), n=8) * 1000 + 100).astype(np.float32)
+    counts = np.random.default_rng(3).poisson(blobs((96, 96), n=8) * 3 + 0.2).astype(np.float32)
+    for frame, expected in ((clean, 0), (counts, 1)):
+        info = {}
+        segment(np.stack([frame, frame]), device="cpu", diameter_px=12, info=info)
+        assert info["frames_smoothed"] == 2 * expected
+        assert info["smoothing_sigma_px"] == (DENOISE_SIGMA if expected else 0.0)

@@ -137,7 +137,8 @@ def segment(
     info : dict, optional
         Receives the provenance of the result: ``backend``, the diameter used
         (``diameter_px``, None when the backend does not use one) and where it came from
-        (``diameter_source``), and for the unet backend the device, thresholds and ``tta``.
+        (``diameter_source``), and for the unet backend the device, thresholds, ``tta`` and
+        the frames smoothed for their pixel noise (``frames_smoothed``, ``smoothing_sigma_px``).
         The command line and the workflow save it beside the labels.
 
     Returns

@@ -58,7 +58,8 @@ def segment_unet(
     pass (:class:`.net.FlipTTA`; four times the network time; the diameter estimate runs without).
     ``info``: a dict that receives the diameter used (``diameter_px``) and where it came from
     (``diameter_source``: given, estimated, or the model's training diameter when no nucleus
-    was found), the device and the thresholds.
+    was found), the device, the thresholds, and how many frames were smoothed for their
+    pixel noise (``frames_smoothed``, ``smoothing_sigma_px``).
     """
     if postprocess not in ("auto", "torch", "host"):
         from cytotrail.io import InputError
@@ -112,4 +113,5 @@ def segment_unet(
         maps_cache=maps_cache,
         workers=workers,
         postprocess=postprocess,
+        info=info,
     )

@@ -103,10 +103,13 @@ def _segment_tiles(
     keep_maps=None,
     workers=None,
     postprocess="auto",
+    info=None,
 ):
     """Segment frames (T, Y, X) at a known diameter into ``out`` (T, Y, X) uint32.
 
-    ``postprocess``: where maps become labels (see :func:`_postprocess_path`).
+    ``postprocess``: where maps become labels (see :func:`_postprocess_path`). ``info``: a
+    dict that receives ``frames_smoothed`` and ``smoothing_sigma_px`` (0 for none) of the
+    noisy frames smoothed before the network (:func:`.preprocess.denoise_sigma`).
 
     ``maps_cache``: a dict {(frame, scale): maps} of whole-frame network outputs; frames
     found in it at this call's scale skip the network (and leave it). ``keep_maps``: a dict
@@ -131,6 +134,8 @@ def _segment_tiles(
         ranges.append((p_lo, p_hi, sigma))
         flat.append(p_hi - p_lo <= 1e-6 * max(1.0, abs(p_hi)))
     smoothed = [r[2] for r in ranges if r[2] > 0]
+    if info is not None:
+        info.update(frames_smoothed=len(smoothed), smoothing_sigma_px=float(max(smoothed, default=0.0)))
     if smoothed:
         log.debug(
             "segment: %d of %d frame(s) smoothed (Gaussian sigma %.2g px), their pixel noise "
