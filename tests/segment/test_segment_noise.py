@@ -91,3 +91,18 @@ def test_the_smoothing_is_recorded_in_the_provenance():
         segment(np.stack([frame, frame]), device="cpu", diameter_px=12, info=info)
         assert info["frames_smoothed"] == 2 * expected
         assert info["smoothing_sigma_px"] == (DENOISE_SIGMA if expected else 0.0)
+
+
+def test_nuclei_recorded_as_a_few_ions_are_found():
+    """Synthetic nuclei with a known truth, Poisson-sampled at 5 ions a pixel at the brightest:
+    F1@0.5 0.94 with the smoothing, 0.43 without (``benchmarks/bench_segment.py``)."""
+    from cytotrail.segment import segment
+    from cytotrail.segment.metrics import f1_score
+    from cytotrail.synth import make_timelapse
+
+    data = make_timelapse(n_frames=3, shape=(256, 256), n_cells=60, seed=11, noise=0.5)
+    signal = data.image[:, 0].astype(np.float64)
+    signal = np.clip(signal - np.percentile(signal, 1), 0, None)
+    signal /= np.percentile(signal, 99)
+    counts = np.random.default_rng(0).poisson(signal * 5 + 0.3).astype(np.float32)
+    assert f1_score(data.labels, segment(counts, device="cpu"), iou=0.5) > 0.85
