@@ -5,11 +5,12 @@ original pixel grid (:mod:`.tiles`). Each tile is normalised with its frame's
 percentiles, smoothed when its frame is noisier than the training images (ion counts:
 :func:`.preprocess.denoise_sigma`), rescaled so that nuclei have the model's training
 diameter, run through the network (:func:`predict_maps`), and its maps are scaled back
-and turned into labels (:mod:`.tile_labels`). A tile keeps only the nuclei whose seed lies in its core; the
-margin is wider than a nucleus, so every nucleus is segmented whole by exactly one tile.
-Only one batch of tiles is held at a time, so memory is bounded by the output label
-stack plus a few tiles. Tests patch ``predict_maps`` and ``_postprocess_path`` on this
-module, where the loop looks them up.
+and turned into labels (:mod:`.tile_labels`). A tile keeps only the nuclei whose seed
+lies in its core; the margin is wider than a nucleus, so every nucleus is segmented
+whole by exactly one tile. Only one batch of tiles is held at a time, so memory is
+bounded by the output label stack plus a few tiles. Tests and benchmarks patch
+``predict_maps``, ``_postprocess_path`` and ``denoise_sigma`` on this module, where the
+loop looks them up.
 """
 
 from __future__ import annotations
