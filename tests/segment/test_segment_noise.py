@@ -10,6 +10,7 @@ from cytotrail.segment.preprocess import (
     DENOISE_SIGMA,
     NOISE_TARGET,
     denoise_sigma,
+    looks_like_counts,
     noise_ratio,
     percentiles,
 )
@@ -43,11 +44,22 @@ def test_clean_frames_are_left_and_shot_noise_is_smoothed():
     clean = blobs() * 1000 + 100
     assert denoise_sigma(clean, *percentiles(clean)) == 0.0
     counts = np.random.default_rng(2).poisson(blobs() * 3 + 0.2).astype(np.float32)  # a few ions a pixel
-    assert noise_ratio(counts, *percentiles(counts)) > NOISE_TARGET
+    assert noise_ratio(counts, *percentiles(counts)) > NOISE_TARGET and looks_like_counts(counts)
     assert denoise_sigma(counts, *percentiles(counts)) == DENOISE_SIGMA
 
 
-def test_dsb2018_fluorescence_is_almost_never_smoothed():
+def test_noisy_fluorescence_is_left_to_the_network():
+    """Dense Gaussian-like noise above the target is no reason to smooth: the network copes
+    (smoothing synthetic fluorescence at these levels cost up to 0.045 F1 on small nuclei)."""
+    from cytotrail.synth import make_timelapse
+
+    frame = make_timelapse(n_frames=1, shape=(128, 128), n_cells=15, seed=21, noise=4.0).image[0, 0]
+    assert noise_ratio(frame, *percentiles(frame)) > NOISE_TARGET
+    assert not looks_like_counts(frame)
+    assert denoise_sigma(frame, *percentiles(frame)) == 0.0
+
+
+def test_dsb2018_fluorescence_is_never_smoothed():
     import tifffile
 
     root = shared_data("nuclei", "dsb2018_fluo")
@@ -56,7 +68,7 @@ def test_dsb2018_fluorescence_is_almost_never_smoothed():
         denoise_sigma(im, *percentiles(im)) > 0
         for im in (tifffile.imread(root / "images" / f"{i}.tif") for i in ids)
     ]
-    assert np.mean(smoothed) < 0.03  # 9 of 535: the target sits at the training images' 99th percentile
+    assert not any(smoothed)  # 9 of the 535 are above the noise target, none is counts
 
 
 def test_imc_nuclei_are_found_once_per_cell():
