@@ -118,3 +118,11 @@ def test_nuclei_recorded_as_a_few_ions_are_found():
     signal /= np.percentile(signal, 99)
     counts = np.random.default_rng(0).poisson(signal * 5 + 0.3).astype(np.float32)
     assert f1_score(data.labels, segment(counts, device="cpu"), iou=0.5) > 0.85
+
+
+def test_counts_with_a_few_negative_pixels_still_look_like_counts():
+    counts = np.random.default_rng(4).poisson(blobs() * 3 + 0.2).astype(np.float32)
+    counts[::17, ::13] -= 0.3  # what a spillover compensation leaves
+    assert looks_like_counts(counts)
+    shifted = blobs() * 1000 + 100 + np.random.default_rng(5).normal(0, 20, (128, 128))
+    assert not looks_like_counts(shifted)

@@ -96,15 +96,18 @@ def noise_ratio(frame, p_lo, p_hi):
 
 
 def looks_like_counts(frame):
-    """Whether at least ``COUNTS_FLOOR_SHARE`` of a frame's pixels sit at its minimum.
+    """Whether at least ``COUNTS_FLOOR_SHARE`` of a frame's pixels sit at its floor.
 
     A counting detector at low flux (IMC, MIBI) records no ion in most pixels of the
-    background and of dim cells: 41-84 % of the steinbock IMC pixels are 0. Fluorescence
-    has a noisy floor: over dsb2018, 99 % of the images have under 61 % of their pixels at
-    the minimum, and the median image none.
+    background and of dim cells: 41-84 % of the steinbock IMC pixels are 0. The floor is
+    the minimum, or 0 when the minimum is below it (a few negative pixels left by a
+    spillover compensation). Fluorescence has a noisy floor: over dsb2018, 99 % of the
+    images have under 61 % of their pixels at the minimum, and the median image none.
     """
     crop = _central_crop(np.asarray(frame))
-    return bool(crop.size) and float(np.mean(crop <= crop.min())) >= COUNTS_FLOOR_SHARE
+    if not crop.size:
+        return False
+    return float(np.mean(crop <= max(float(crop.min()), 0.0))) >= COUNTS_FLOOR_SHARE
 
 
 def denoise_sigma(frame, p_lo, p_hi, *, target=NOISE_TARGET):
