@@ -124,5 +124,6 @@ def test_counts_with_a_few_negative_pixels_still_look_like_counts():
     counts = np.random.default_rng(4).poisson(blobs() * 3 + 0.2).astype(np.float32)
     counts[::17, ::13] -= 0.3  # what a spillover compensation leaves
     assert looks_like_counts(counts)
-    shifted = blobs() * 1000 + 100 + np.random.default_rng(5).normal(0, 20, (128, 128))
-    assert not looks_like_counts(shifted)
+    noise = np.random.default_rng(5).normal(0, 20, (128, 128))
+    assert not looks_like_counts(blobs() * 1000 + 100 + noise)  # fluorescence over an offset
+    assert not looks_like_counts((blobs() * 1000 + noise).astype(np.float32))  # background subtracted

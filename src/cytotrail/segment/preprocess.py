@@ -96,18 +96,19 @@ def noise_ratio(frame, p_lo, p_hi):
 
 
 def looks_like_counts(frame):
-    """Whether at least ``COUNTS_FLOOR_SHARE`` of a frame's pixels sit at its floor.
+    """Whether at least ``COUNTS_FLOOR_SHARE`` of a frame's pixels are at its minimum or exactly 0.
 
     A counting detector at low flux (IMC, MIBI) records no ion in most pixels of the
-    background and of dim cells: 41-84 % of the steinbock IMC pixels are 0. The floor is
-    the minimum, or 0 when the minimum is below it (a few negative pixels left by a
-    spillover compensation). Fluorescence has a noisy floor: over dsb2018, 99 % of the
-    images have under 61 % of their pixels at the minimum, and the median image none.
+    background and of dim cells: 41-84 % of the steinbock IMC pixels are 0 (exact zeros
+    count even when a spillover compensation left a few pixels below them). Fluorescence
+    has a noisy floor: over dsb2018, 99 % of the images have under 61 % of their pixels at
+    the minimum, and the median image none; a background-subtracted frame whose noise
+    straddles 0 has next to no pixel exactly at 0.
     """
     crop = _central_crop(np.asarray(frame))
     if not crop.size:
         return False
-    return float(np.mean(crop <= max(float(crop.min()), 0.0))) >= COUNTS_FLOOR_SHARE
+    return float(np.mean((crop <= crop.min()) | (crop == 0))) >= COUNTS_FLOOR_SHARE
 
 
 def denoise_sigma(frame, p_lo, p_hi, *, target=NOISE_TARGET):
