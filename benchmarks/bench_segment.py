@@ -115,6 +115,22 @@ def demo_f1():
         )
 
 
+def _f1_with_smoothing(frames, labels, sigma):
+    """F1@0.5 of the unet backend on ``frames``: smoothing as the default decides (None), or
+    with this Gaussian sigma for every frame (0: none). The tile loop looks
+    ``denoise_sigma`` up on its module, where it is replaced for the call."""
+    from cytotrail.segment import segment, tiled
+    from cytotrail.segment.metrics import f1_score
+
+    auto = tiled.denoise_sigma
+    if sigma is not None:
+        tiled.denoise_sigma = lambda *args, **kwargs: sigma
+    try:
+        return f1_score(labels, segment(frames, device="cpu"), iou=0.5)
+    finally:
+        tiled.denoise_sigma = auto
+
+
 def ion_counts(peaks=(50, 20, 10, 5, 3)):
     """F1@0.5 of synthetic nuclei recorded as ion counts (IMC, MIBI), with and without the
     smoothing of noisy frames (:func:`cytotrail.segment.preprocess.denoise_sigma`), same run.
@@ -122,8 +138,6 @@ def ion_counts(peaks=(50, 20, 10, 5, 3)):
     Six 256 x 256 frames of ``make_timelapse(seed=11)``, rescaled so that the brightest
     nuclei expect ``peak`` ions a pixel over 0.3 of background, then Poisson-sampled.
     """
-    from cytotrail.segment import segment, tiled
-    from cytotrail.segment.metrics import f1_score
     from cytotrail.segment.preprocess import noise_ratio, percentiles
     from cytotrail.synth import make_timelapse
 
@@ -134,44 +148,34 @@ def ion_counts(peaks=(50, 20, 10, 5, 3)):
     rng = np.random.default_rng(0)
     print("\nSynthetic nuclei as ion counts (6 frames of 256 x 256, seed 11), F1@0.5")
     print(f"  {'peak counts':>11} {'pixel noise':>11} {'smoothed':>9} {'as given':>9}")
-    auto = tiled.denoise_sigma
     for peak in peaks:
         counts = rng.poisson(signal * peak + 0.3).astype(np.float32)
         noise = np.median([noise_ratio(f, *percentiles(f)) for f in counts])
-        f1 = {}
-        for name, rule in (("smoothed", auto), ("as given", lambda *a, **k: 0.0)):
-            tiled.denoise_sigma = rule  # the tile loop looks it up on its module
-            try:
-                f1[name] = f1_score(data.labels, segment(counts, device="cpu"), iou=0.5)
-            finally:
-                tiled.denoise_sigma = auto
+        f1 = {
+            "smoothed": _f1_with_smoothing(counts, data.labels, None),
+            "as given": _f1_with_smoothing(counts, data.labels, 0.0),
+        }
         print(f"  {peak:>11} {noise:>11.3f} {f1['smoothed']:>9.3f} {f1['as given']:>9.3f}")
 
 
 def dense_noise(noises=(3.0, 4.0, 6.0, 8.0), diameters=(9.0, 14.0)):
     """F1@0.5 of synthetic fluorescence with dense noise above the noise target: as the
     default leaves it (not counts), and smoothed as ion counts are, same run."""
-    from cytotrail.segment import segment, tiled
-    from cytotrail.segment.metrics import f1_score
     from cytotrail.segment.preprocess import DENOISE_SIGMA, looks_like_counts, noise_ratio, percentiles
     from cytotrail.synth import make_timelapse
 
     print("\nSynthetic fluorescence with dense noise (4 frames of 256 x 256, seed 21), F1@0.5")
     print(f"  {'noise':>5} {'diameter':>8} {'pixel noise':>11} {'counts?':>7} {'default':>8} {'smoothed':>9}")
-    auto = tiled.denoise_sigma
     for noise in noises:
         for diameter in diameters:
             data = make_timelapse(
                 n_frames=4, shape=(256, 256), n_cells=60, seed=21, noise=noise, diameter=diameter
             )
             frames = data.image[:, 0]
-            f1 = {}
-            for name, rule in (("default", auto), ("smoothed", lambda *a, **k: DENOISE_SIGMA)):
-                tiled.denoise_sigma = rule
-                try:
-                    f1[name] = f1_score(data.labels, segment(frames, device="cpu"), iou=0.5)
-                finally:
-                    tiled.denoise_sigma = auto
+            f1 = {
+                "default": _f1_with_smoothing(frames, data.labels, None),
+                "smoothed": _f1_with_smoothing(frames, data.labels, DENOISE_SIGMA),
+            }
             ratio = np.median([noise_ratio(f, *percentiles(f)) for f in frames])
             counts = "yes" if looks_like_counts(frames[0]) else "no"
             print(
