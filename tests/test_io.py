@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -241,6 +243,50 @@ def test_real_tiffs_are_not_taken_for_truncated_or_ambiguous():
             assert "without axes metadata" in str(err), err
         else:
             assert len(names) == shape[1]
+
+
+def test_a_folder_given_as_a_table_is_named_as_a_folder(tmp_path):
+    (tmp_path / "cells").mkdir()
+    with pytest.raises(InputError, match="cells is a folder"):
+        io.read_table(tmp_path / "cells")
+
+
+def test_real_masks_are_labels_and_real_images_are_not():
+    """An intensity image given as labels was tracked as 627 one-pixel 'cells' (issue 16's
+    audit): every dsb2018 and steinbock mask reads, every image is refused, naming it."""
+    from conftest import shared_data
+
+    dsb, imc = shared_data("nuclei", "dsb2018_fluo"), shared_data("multiplex", "steinbock-mock")
+    masks = sorted((dsb / "masks").glob("*.tif"))[::25] + sorted((imc / "masks_deepcell").glob("*.tif*"))
+    images = sorted((dsb / "images").glob("*.tif"))[::25]
+    assert masks and images
+    for path in masks:
+        assert io.read_labels(path).max() > 0
+    for path in images:
+        with pytest.raises(InputError, match=f"{path.name}: looks like an intensity image"):
+            io.read_labels(path)
+    for path in sorted((imc / "img").glob("*.tif*"))[:3]:  # float ion counts
+        with pytest.raises(InputError, match=f"{path.name} are not integers"):
+            io.read_labels(path)
+
+
+def test_colour_images_and_binary_masks_are_not_labels(tmp_path):
+    from cytotrail.synth import make_timelapse
+
+    labels = make_timelapse(n_frames=3, shape=(128, 128), n_cells=20, seed=1).labels
+    tifffile.imwrite(
+        tmp_path / "rgb.tif", np.stack([labels[0]] * 3, axis=-1).astype(np.uint8), photometric="rgb"
+    )
+    with pytest.raises(InputError, match="rgb.tif are a colour"):
+        io.read_labels(tmp_path / "rgb.tif")
+    tifffile.imwrite(tmp_path / "binary.tif", (labels[0] > 0).astype(np.uint8))
+    with pytest.raises(InputError, match="binary.tif: a binary mask"):
+        io.read_labels(tmp_path / "binary.tif")
+    # three frames saved without metadata are stored as planar RGB: still a stack of labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tifffile's notice of that default
+        tifffile.imwrite(tmp_path / "stack.tif", labels[:3].astype(np.uint16))
+    np.testing.assert_array_equal(io.read_labels(tmp_path / "stack.tif"), labels[:3])
 
 
 def _png(path, array):

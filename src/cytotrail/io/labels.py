@@ -55,9 +55,16 @@ def read_labels(path):
     if not path.is_file():
         raise InputError(f"label file not found: {path}")
     try:
-        labels = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes
+            labels = tif.asarray()
     except Exception as err:
         raise InputError(f"cannot read labels {path}: not a readable TIFF ({err})") from err
+    if axes.endswith("S"):  # colour samples per pixel; a planar "SYX" is a plain 3- or 4-frame stack
+        raise InputError(
+            f"labels {path} are a colour (RGB) image (axes {axes}): a label image holds one integer "
+            "object id per pixel"
+        )
     labels = np.squeeze(labels) if labels.ndim > 3 else labels
     if labels.ndim == 2:
         labels = labels[np.newaxis]
@@ -75,4 +82,52 @@ def read_labels(path):
             "number each frame's labels from 1 (e.g. skimage.segmentation."
             "relabel_sequential) and save them as uint32"
         )
+    check_instance_labels(labels, f"labels {path}")
     return labels.astype(np.uint32, copy=False)
+
+
+SCATTER_LIMIT = 4.0  # separate pieces per label value beyond which an image is not labels
+SCATTER_CROP = 512  # side of the centre crop of the first non-empty frame that is looked at
+
+
+def check_instance_labels(labels, name):
+    """InputError when ``labels`` are not instance labels: a binary mask or an intensity image.
+
+    Each object of a label image is one connected region (a few split objects aside: at most
+    1.4 regions per value on dsb2018's masks); the one value of a binary mask covers several
+    separate objects, and each value of an intensity image lies in many separate places (at
+    least 60 on dsb2018's images). The first frame with objects is looked at (its centre
+    ``SCATTER_CROP`` px).
+
+    Parameters
+    ----------
+    labels : (Y, X) or (T, Y, X) ndarray
+        Integer (or boolean) labels.
+    name : str
+        The file or sample named in the error.
+    """
+    from skimage.measure import label as connected
+
+    labels = np.asarray(labels)
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise InputError(f"{name}: labels must be integers, got dtype {labels.dtype}")
+    labels = labels.reshape(-1, *labels.shape[-2:])
+    filled = np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1))
+    if not len(filled):
+        return
+    frame = labels[filled[0]]
+    y0, x0 = (max((n - SCATTER_CROP) // 2, 0) for n in frame.shape)
+    frame = frame[y0 : y0 + SCATTER_CROP, x0 : x0 + SCATTER_CROP]
+    values = np.unique(frame[frame > 0])
+    n_regions = int(connected(frame, background=0, connectivity=1).max())
+    if len(values) == 1 and n_regions > 1:
+        raise InputError(
+            f"{name}: a binary mask (every object has the value {values[0]}), not instance "
+            "labels; give each object its own id (e.g. skimage.measure.label)"
+        )
+    if n_regions >= 8 and n_regions > SCATTER_LIMIT * len(values):
+        raise InputError(
+            f"{name}: looks like an intensity image, not labels: each of its {len(values)} values "
+            f"lies in {n_regions / len(values):.0f} separate places on average (frame "
+            f"{filled[0]}); were the image and the labels swapped?"
+        )

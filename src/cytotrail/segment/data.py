@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cytotrail.io import InputError
+from cytotrail.io.labels import check_instance_labels  # re-exported: training's check of its labels
 from cytotrail.segment.preprocess import centre_map, equivalent_diameters, normalize, percentiles
 
 __all__ = [
@@ -136,29 +137,6 @@ def held_out_families(families, fraction=HOLD_OUT_FRACTION):
     return held
 
 
-def check_instance_labels(labels, name):
-    """Fail when a label image is a binary mask (one value over several separate objects).
-
-    Parameters
-    ----------
-    labels : (Y, X) integer ndarray
-    name : str
-        File (or sample) named in the error.
-    """
-    from scipy import ndimage as ndi
-
-    labels = np.asarray(labels)
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise InputError(f"{name}: labels must be integers, got dtype {labels.dtype}")
-    values = np.unique(labels)
-    values = values[values != 0]
-    if len(values) == 1 and ndi.label(labels > 0)[1] > 1:
-        raise InputError(
-            f"{name}: a binary mask (every object has the value {values[0]}), not instance "
-            "labels; give each nucleus its own id (e.g. skimage.measure.label)"
-        )
-
-
 def _stem(path):
     name = Path(path).name
     for suffix in _SUFFIXES:
@@ -228,7 +206,6 @@ def folder_samples(
         stem = _stem(path)
         image = io.read_image(path)[0][0, channel]
         labels = io.read_labels(labels_by_stem[stem])[0]
-        check_instance_labels(labels, labels_by_stem[stem])
         which = splits.get(stem) if splits is not None else split_of(stem, val_fraction)
         pairs.append((stem, image, labels, which, acquisition_family(image)))
     held = held_out_families([p[4] for p in pairs], hold_out) if hold_out else set()
