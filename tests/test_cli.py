@@ -245,6 +245,35 @@ def test_quantify_and_track_refuse_their_inputs_as_output(movie, tmp_path, capsy
     assert (folder / "truth" / "m_labels.tif").read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("command", "output", "message"),
+    [
+        ("segment", "labels.png", "writes .tif or .tiff files, not .png"),
+        ("track", "tracks.txt", "writes .parquet or .csv or .tsv files, not .txt"),
+        ("quantify", "cells.xlsx", "writes .parquet or .csv or .tsv files, not .xlsx"),
+        ("cluster", "cells.csv", "writes .h5ad files, not .csv"),
+        ("cluster", "folder.h5ad", "is a folder"),
+    ],
+)
+def test_an_output_the_stage_cannot_write_is_refused_before_any_work(
+    movie, tmp_path, capsys, command, output, message
+):
+    """segment wrote a TIFF named labels.png and cluster HDF5 named cells.csv; an output
+    that is a folder failed only after the work, naming a temporary file."""
+    folder, _ = movie
+    image, labels = str(folder / "m.ome.tif"), str(folder / "truth" / "m_labels.tif")
+    (tmp_path / "folder.h5ad").mkdir()
+    inputs = {
+        "segment": [image],
+        "track": [labels],
+        "quantify": [image, labels],
+        "cluster": [str(tmp_path / "cells.parquet"), "--markers", "CD3"],  # never read
+    }[command]
+    assert main([command, *inputs, "-o", str(tmp_path / output)]) == 2
+    assert message in _error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.h5ad"]
+
+
 @pytest.mark.parametrize("command", ["segment", "quantify"])
 def test_truncated_image_is_an_error_naming_the_pages_readable(movie, tmp_path, capsys, command):
     """A 4-frame OME-TIFF cut to 60 % (an interrupted copy) was read as fewer frames, exit 0."""

@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from cytotrail import __version__
 from cytotrail.io import InputError
+from cytotrail.io.tables import TABLE_SUFFIXES
 
 from .cluster import _parser_cluster
 from .export import _parser_export, _parser_export_model
@@ -96,8 +98,19 @@ _INPUT_ARGS = (
 _OUTPUT_ARGS = ("output", "ctc", "geff")
 
 
-def _refuse_overwriting_inputs(args):
-    """InputError when an output path is one of the command's inputs (a typo must not destroy data)."""
+# what the stages write: the suffixes their -o accepts (checked before any work)
+_OUTPUT_SUFFIXES = {
+    "segment": (".tif", ".tiff"),
+    "segment-cells": (".tif", ".tiff"),
+    "track": TABLE_SUFFIXES,
+    "quantify": TABLE_SUFFIXES,
+    "cluster": (".h5ad",),
+}
+
+
+def _check_outputs(args):
+    """InputError, before any work, when an output path is one of the command's inputs (a
+    typo must not destroy data), or a stage's output is a folder or of a format it does not write."""
     from cytotrail.io import check_output_is_not_input
 
     inputs = []
@@ -108,6 +121,16 @@ def _refuse_overwriting_inputs(args):
         if getattr(args, name, None):
             check_output_is_not_input(
                 getattr(args, name), inputs, frame_folders=[getattr(args, "image", None)]
+            )
+    suffixes = _OUTPUT_SUFFIXES.get(args.command)
+    output = getattr(args, "output", None)
+    if suffixes and output:
+        if Path(output).is_dir():
+            raise InputError(f"output {output} is a folder: give the path of the file to write")
+        if Path(output).suffix.lower() not in suffixes:
+            raise InputError(
+                f"output {output}: cytotrail {args.command} writes {' or '.join(suffixes)} files, "
+                f"not {Path(output).suffix or 'a file without a suffix'}"
             )
 
 
@@ -132,7 +155,7 @@ def main(argv=None):
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     try:
-        _refuse_overwriting_inputs(args)
+        _check_outputs(args)
         args.func(args)
     except InputError as err:
         print(f"cytotrail {args.command}: error: {err}", file=sys.stderr)

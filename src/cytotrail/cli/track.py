@@ -108,4 +108,5 @@ def _cmd_track(args):
         log.info(
             "wrote %s: %d CTC tracks (%d gap fills)", args.ctc, len(written), written.attrs.get("n_filled", 0)
         )
-    log.info("wrote %s: %d detections in %d tracks", args.output, len(tracks), tracks["track_id"].nunique())
+    n_tracks = len(tracks.groupby([c for c in ("sample", "track_id") if c in tracks.columns]))
+    log.info("wrote %s: %d detections in %d tracks", args.output, len(tracks), n_tracks)

@@ -11,10 +11,14 @@ import pandas as pd
 
 from cytotrail.io.files import InputError, atomic_path
 
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")  # what write_table writes
+
 
 def read_table(path):
     """Read a ``.csv``, ``.tsv`` or ``.parquet`` table into a DataFrame."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"table {path} is a folder: give a .csv, .tsv or .parquet file")
     if not path.is_file():
         raise InputError(f"table file not found: {path}")
     suffix = path.suffix.lower()
