@@ -249,6 +249,13 @@ def test_cli_foreign_tables_gates_and_workflow_csv(tmp_path, capsys):
         == 2
     )
     assert "cycle" in capsys.readouterr().err
+    # a type defined twice in a file: YAML kept the last one without a word
+    (tmp_path / "types.yaml").write_text("T: {pos: [CD3]}\nB: {pos: [CD20]}\nT: {pos: [PanCK]}\n")
+    args = ["--markers", "CD3", "CD20", "PanCK", "--cell-types", tmp_path / "types.yaml"]
+    assert _cli(tmp_path, tmp_path / "a.csv", *args) == 2
+    assert "'T' is given twice" in capsys.readouterr().err
+    assert _cli(tmp_path, tmp_path / "a.csv", *args[:4], "--cell-types", "{T: {pos: [CD3], neg: [CD3]}}") == 2
+    assert "signature of 'T' names ['CD3'] both positive and negative" in capsys.readouterr().err
 
 
 def test_cli_without_markers_writes_the_table(tmp_path):

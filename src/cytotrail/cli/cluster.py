@@ -200,6 +200,25 @@ def _read_gates(text):
     return gates
 
 
+def _unique_key_loader():
+    """A safe YAML loader that refuses a mapping with a key twice (PyYAML keeps the last)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def _read_signatures(text):
     """Cell-type signatures from a YAML/JSON file, or given inline as YAML/JSON text."""
     import yaml
@@ -214,11 +233,14 @@ def _read_signatures(text):
         if not path.is_file():
             raise InputError(f"cell-type file not found: {path}")
         text = path.read_text()
+    else:
+        path = "(given inline)"
     try:
-        signatures = yaml.safe_load(text)
+        signatures = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as err:
         raise InputError(f"--cell-types: not valid YAML/JSON ({err})") from err
     if signatures is None:  # an empty file: no types
+        log.warning("--cell-types %s holds no signatures: clustering only, no cell types", path)
         return None
     if not isinstance(signatures, dict):
         raise InputError("--cell-types: expected a mapping {type: {pos: [...], neg: [...]}}")

@@ -38,8 +38,8 @@ def normalise_signatures(signatures, markers=None):
     Raises
     ------
     InputError
-        A signature that is not a mapping, an unknown key, no marker, an unknown parent, a
-        cycle, or a marker that is not clustered.
+        A signature that is not a mapping, an unknown key, no marker, a marker both positive
+        and negative, an unknown parent, a cycle, or a marker that is not clustered.
     """
     if signatures is None:
         return {}
@@ -71,6 +71,12 @@ def normalise_signatures(signatures, markers=None):
                 rule.setdefault(ALIASES.get(key, key), []).extend(str(m) for m in value)
         if not rule:
             raise InputError(f"signature of {name!r} names no marker")
+        both = sorted(
+            {m for k in ("pos", "anypos", "allpos") for m in rule.get(k, [])}
+            & {m for k in ("neg", "anyneg", "allneg") for m in rule.get(k, [])}
+        )
+        if both:
+            raise InputError(f"signature of {name!r} names {both} both positive and negative")
         parent = sig.get("parent")
         out[str(name)] = {
             "rule": rule,
