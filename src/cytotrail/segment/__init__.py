@@ -160,6 +160,11 @@ def segment(
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size!r}")
     arr = _as_frames(frames)
+    if diameter is not None and diameter > max(arr.shape[-2:]):
+        raise InputError(
+            f"diameter_px {diameter:g} is larger than the frames ({arr.shape[-2]} x {arr.shape[-1]} px): "
+            "give the nuclei's diameter in pixels"
+        )
     info = {} if info is None else info
     info.update(
         backend=backend,
