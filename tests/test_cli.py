@@ -274,6 +274,17 @@ def test_an_output_the_stage_cannot_write_is_refused_before_any_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.h5ad"]
 
 
+def test_segment_names_the_image_whose_frames_hold_nan(tmp_path, capsys):
+    frame = np.ones((32, 32), np.float32)
+    frame[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", frame)
+    assert main(["segment", str(tmp_path / "nan.tif"), "-o", str(tmp_path / "out.tif")]) == 2
+    assert _error_line(capsys).endswith(
+        "image " + str(tmp_path / "nan.tif") + ": frames contain NaN or infinite values"
+    )
+    assert not (tmp_path / "out.tif").exists()
+
+
 @pytest.mark.parametrize("command", ["segment", "quantify"])
 def test_truncated_image_is_an_error_naming_the_pages_readable(movie, tmp_path, capsys, command):
     """A 4-frame OME-TIFF cut to 60 % (an interrupted copy) was read as fewer frames, exit 0."""

@@ -131,7 +131,12 @@ def _cmd_segment(args):
             )
     info = {}
     options = {key: value for key, value in options.items() if value is not None}  # None: segment()'s
-    labels = segment(frames, **options, info=info)
+    try:
+        labels = segment(frames, **options, info=info)
+    except InputError as err:  # "frames contain NaN ...": say which file they are
+        if str(err).startswith("frames"):
+            raise InputError(f"image {args.image}: {err}") from err
+        raise
     io.write_labels(args.output, labels)
     io.write_json(
         _provenance_path(args.output, "segment"), {"image": str(args.image), "model": args.model, **info}
