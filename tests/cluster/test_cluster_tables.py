@@ -83,6 +83,18 @@ def test_marker_columns_checked_per_table():
         check_marker_columns(
             {"a.csv": a, "own.parquet": b.assign(CD3_cell_mean=1.0, CD20_cell_mean=2.0)}, ["CD3", "CD20"]
         )
+    # a bad value is found in its own table, counted in its rows (not the merged table's)
+    text = b.astype({"CD3": object})
+    text.loc[5, "CD3"] = "abc"
+    with pytest.raises(
+        InputError, match=r"table b.csv: marker column 'CD3' holds text, not numbers: 'abc' in row 5"
+    ):
+        check_marker_columns({"a.csv": a, "b.csv": text}, ["CD3", "CD20"])
+    nan = b.copy()
+    nan.loc[[4, 6], "CD20"] = np.inf
+    with pytest.raises(InputError, match=r"table b.csv: .*infinite in 2 row\(s\) \(the first: row 4\)"):
+        check_marker_columns({"a.csv": a, "b.csv": nan}, ["CD3", "CD20"])
+    check_marker_columns({"a.csv": a, "b.csv": nan}, ["CD3", "CD20"], drop_na=True)
 
 
 def test_text_nan_and_drop_na():

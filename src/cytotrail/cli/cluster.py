@@ -150,7 +150,7 @@ def _cmd_cluster(args):
     markers = list(args.markers or [])
     extra = list(args.background or [])
     if markers:
-        check_marker_columns(tables, markers + extra, args.feature)
+        check_marker_columns(tables, markers + extra, args.feature, drop_na=args.drop_na)
     cells = pd.concat(list(tables.values()), ignore_index=True)
     tracks = None
     if args.tracks:

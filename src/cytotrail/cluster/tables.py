@@ -200,18 +200,36 @@ def _feature_columns(table, markers, feature):
             f"markers {missing} have no column in the table (feature {feature!r}); "
             f"markers available as {where}: {available}"
         )
-    for c in columns:
-        if not (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c])):
-            numbers = pd.to_numeric(table[c], errors="coerce")
-            text = table[c][numbers.isna() & table[c].notna()]
-            if len(text):
-                raise InputError(
-                    f"marker column {c!r} holds text, not numbers: {text.iloc[0]!r} in row {text.index[0]}"
-                )
+    check_marker_values(table, columns, markers, drop_na=True)
     return markers, columns
 
 
-def check_marker_columns(tables, markers, feature=None):
+def check_marker_values(table, columns, markers, *, drop_na=False, where=None):
+    """InputError at the first marker column holding text, or (unless ``drop_na``) NaN or
+    infinite values; rows are counted from 0 after the header. ``where`` (a file) starts the message."""
+    prefix = f"table {where}: " if where else ""
+    for c in columns:
+        if not (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c])):
+            numbers = pd.to_numeric(table[c], errors="coerce")
+            text = np.flatnonzero((numbers.isna() & table[c].notna()).to_numpy())
+            if len(text):
+                raise InputError(
+                    f"{prefix}marker column {c!r} holds text, not numbers: {table[c].iloc[text[0]]!r} "
+                    f"in row {text[0]} (counting from 0 after the header)"
+                )
+    if drop_na:
+        return
+    bad = ~np.isfinite(table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64))
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        counts = {m: int(n) for m, n in zip(markers, bad.sum(axis=0)) if n}
+        raise InputError(
+            f"{prefix}marker values are NaN or infinite in {len(rows)} row(s) (the first: row {rows[0]}): "
+            f"{counts}; drop or fill those rows first (or drop_na=True, `--drop-na`)"
+        )
+
+
+def check_marker_columns(tables, markers, feature=None, *, drop_na=False):
     """Check that every table has every marker's column, named the same way.
 
     Parameters
@@ -221,13 +239,17 @@ def check_marker_columns(tables, markers, feature=None):
     markers : sequence of str
     feature : str, optional
         As in :func:`resolve_feature` (guessed per table when None).
+    drop_na : bool
+        NaN or infinite marker values are allowed (the rows will be left out).
 
     Raises
     ------
     InputError
         Naming the table, the missing markers, and the marker columns it has instead:
         no marker column at all, markers only some tables have (different names in
-        different samples), or tables whose columns are named differently.
+        different samples), or tables whose columns are named differently; naming the
+        table and row of a marker value that is text, NaN or infinite
+        (:func:`check_marker_values`).
     """
     found = {}
     for name, table in tables.items():
@@ -256,6 +278,11 @@ def check_marker_columns(tables, markers, feature=None):
             + ", ".join(f"{n}: {'<marker>_' + u if u else '<marker>'}" for n, (u, _) in found.items())
             + "; pass --feature"
         )
+    for name, table in tables.items():
+        used = found[name][0]
+        check_marker_values(
+            table, [f"{m}_{used}" if used else m for m in markers], markers, drop_na=drop_na, where=name
+        )
 
 
 def _has(table):
@@ -273,16 +300,9 @@ def marker_values(table, columns, markers, *, drop_na=False):
     InputError
         NaN or infinite values (unless ``drop_na``: those rows are left out).
     """
+    check_marker_values(table, columns, markers, drop_na=drop_na)
     raw = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(raw)
-    keep = ~bad.any(axis=1)
-    if bad.any() and not drop_na:
-        counts = {m: int(n) for m, n in zip(markers, bad.sum(axis=0)) if n}
-        raise InputError(
-            f"marker values are NaN or infinite in {int((~keep).sum())} "
-            f"row(s): {counts}; drop or fill those rows first (or drop_na=True, "
-            "`--drop-na`)"
-        )
+    keep = np.isfinite(raw).all(axis=1)
     return keep, raw[keep]
 
 
