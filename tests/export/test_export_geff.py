@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cytotrail.cli import main
-from cytotrail.export.geff import tracks_to_graph, write_geff
+from cytotrail.export.geff import geff_metadata, tracks_to_graph, write_geff
 from cytotrail.io import InputError
 from cytotrail.synth import make_timelapse
 from cytotrail.track import detections_from_labels, track
@@ -74,6 +74,21 @@ def test_bad_tables_name_the_problem():
         tracks_to_graph(table.assign(sample=np.where(table["track_id"] > 2, "a", "b")))
     with pytest.raises(InputError, match="two detections in one frame"):
         tracks_to_graph(pd.concat([table, table.iloc[:1]]))
+    # a word in a coordinate was a ValueError from numpy; a NaN track id a cast warning
+    text = table.astype({"x": object})
+    text.iloc[2, text.columns.get_loc("x")] = "oops"
+    with pytest.raises(
+        InputError, match=r"column 'x': 1 value\(s\) are not finite numbers \(the first: 'oops' in row 2\)"
+    ):
+        tracks_to_graph(text)
+    with pytest.raises(InputError, match="column 'track_id': 1 value"):
+        tracks_to_graph(table.assign(track_id=table["track_id"].where(table["frame"] != 4)))
+    own = table.assign(parent_track_id=table["parent_track_id"].mask(table["track_id"] == 2, 2))
+    with pytest.raises(InputError, match=r"track\(s\) \[2\] are their own parent"):
+        tracks_to_graph(own)
+    for bad in ({"pixel_size_um": -1.0}, {"frame_interval_s": 0.0}):
+        with pytest.raises(InputError, match=f"{next(iter(bad))} must be"):
+            geff_metadata(tracks_to_graph(table), **bad)
 
 
 def test_writes_the_geff_layout_without_the_geff_package(tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cytotrail.checks import number
 from cytotrail.io import InputError
 
 __all__ = ["GEFF_VERSION", "tracks_to_graph", "geff_metadata", "write_geff"]
@@ -64,8 +65,8 @@ def tracks_to_graph(tracks):
     Raises
     ------
     InputError
-        A required column is missing, the table holds several samples, or a track has two
-        detections in one frame.
+        A required column is missing or not numeric, the table holds several samples, a
+        track has two detections in one frame or is its own parent.
     """
     missing = [c for c in _REQUIRED if c not in tracks.columns]
     if missing:
@@ -75,6 +76,21 @@ def tracks_to_graph(tracks):
             f"track table holds samples {sorted(tracks['sample'].unique())}; a GEFF "
             "file holds one sample's graph: export each sample on its own"
         )
+    for column in _REQUIRED:
+        values = pd.to_numeric(tracks[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise InputError(
+                f"track table column {column!r}: {len(bad)} value(s) are not finite numbers "
+                f"(the first: {tracks[column].iloc[bad[0]]!r} in row {bad[0]})"
+            )
+    if "parent_track_id" in tracks.columns:
+        own = tracks["parent_track_id"].astype("Int64") == tracks["track_id"].astype(np.int64)
+        if own.fillna(False).any():
+            raise InputError(
+                f"track table: track(s) {sorted(set(tracks.loc[own.fillna(False), 'track_id']))[:3]} "
+                "are their own parent"
+            )
     table = tracks.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True)
     if table.duplicated(["track_id", "frame"]).any():
         bad = table.loc[table.duplicated(["track_id", "frame"]), "track_id"].unique()[:3].tolist()
@@ -152,6 +168,9 @@ def geff_metadata(graph, *, pixel_size_um=None, frame_interval_s=None):
         Time between frames: the t axis gets unit ``second`` and this scale (default:
         unit ``frame``).
     """
+    for value, name in ((pixel_size_um, "pixel_size_um"), (frame_interval_s, "frame_interval_s")):
+        if value is not None:
+            number(value, name, above=0)
     props = graph["node_props"]
 
     def axis(name, kind, unit, scale, scaled_unit):
