@@ -274,6 +274,27 @@ def test_an_output_the_stage_cannot_write_is_refused_before_any_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.h5ad"]
 
 
+def test_track_options_and_tables_that_give_nothing(movie, tmp_path, capsys, caplog):
+    import logging
+
+    import pandas as pd
+
+    caplog.set_level(logging.WARNING, logger="cytotrail")
+    folder, _ = movie
+    labels = str(folder / "truth" / "m_labels.tif")
+    assert main(["track", labels, "-o", str(tmp_path / "t.csv"), "--fill-gaps"]) == 2
+    assert "--fill-gaps fills the gaps of the CTC masks: it needs --ctc" in _error_line(capsys)
+    pd.DataFrame({"frame": [0, 0, 1, 1], "y": [10.0, 60, 11, 61], "x": [10.0, 60, 10, 61]}).to_csv(
+        tmp_path / "two.csv", index=False
+    )
+    assert main(["track", str(tmp_path / "two.csv"), "-o", str(tmp_path / "t.csv"), "--min-length", "5"]) == 0
+    assert "no track is at least --min-length 5 frames long" in caplog.text
+    (tmp_path / "empty.csv").write_text("frame,y,x\n")  # read as text columns: was "must be numeric"
+    assert main(["track", str(tmp_path / "empty.csv"), "-o", str(tmp_path / "e.csv")]) == 0
+    assert "holds no detections" in caplog.text
+    assert pd.read_csv(tmp_path / "e.csv").empty
+
+
 def test_segment_names_the_image_whose_frames_hold_nan(tmp_path, capsys):
     frame = np.ones((32, 32), np.float32)
     frame[3, 4] = np.nan

@@ -89,6 +89,10 @@ def _cmd_track(args):
         if args.ctc:
             raise InputError(f"--ctc needs masks: {args.input} is a table, give a label stack or CTC folder")
         detections = io.read_table(args.input)
+    if args.fill_gaps and not args.ctc:
+        raise InputError("--fill-gaps fills the gaps of the CTC masks: it needs --ctc FOLDER")
+    if not len(detections):
+        log.warning("%s holds no detections: the track table will be empty", args.input)
     options = dict(search_range_px=search_range_px, memory=args.memory, min_length=args.min_length)
     tracks = track(
         detections,
@@ -109,4 +113,8 @@ def _cmd_track(args):
             "wrote %s: %d CTC tracks (%d gap fills)", args.ctc, len(written), written.attrs.get("n_filled", 0)
         )
     n_tracks = len(tracks.groupby([c for c in ("sample", "track_id") if c in tracks.columns]))
+    if args.min_length is not None and len(detections) and not n_tracks:
+        log.warning(
+            "no track is at least --min-length %s frames long: the track table is empty", args.min_length
+        )
     log.info("wrote %s: %d detections in %d tracks", args.output, len(tracks), n_tracks)

@@ -33,9 +33,10 @@ def validate_detections(detections, *, pos_columns=("y", "x")):
     out = {}
     for col in needed:
         values = detections[col]
-        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if len(values) and not numeric:  # a header-only table reads as text columns: no detections
             raise InputError(f"detections column {col!r} must be numeric, got dtype {values.dtype}")
-        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        arr = values.to_numpy(dtype=np.float64, na_value=np.nan) if len(values) else np.zeros(0)
         bad = ~np.isfinite(arr)
         if bad.any():
             raise InputError(
