@@ -324,6 +324,9 @@ def test_colour_png_needs_axes_and_a_broken_one_is_named(tmp_path):
     broken.write_bytes(path.read_bytes()[:40])
     with pytest.raises(InputError, match=r"cannot read image .*broken.png: not a readable PNG"):
         io.read_image(broken)
+    (tmp_path / "notes.png").write_text("not an image")  # imageio's reply asked for plugins
+    with pytest.raises(InputError, match=r"notes.png: its content is not a PNG image"):
+        io.read_image(tmp_path / "notes.png")
 
 
 def test_folder_of_frames_is_a_movie_in_natural_order(tmp_path):

@@ -22,6 +22,9 @@ from cytotrail.io.tiff import (
 # Science Bowl's PNGs; everything else is read as a TIFF
 PLANE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
+# the first bytes of each format of PLANE_SUFFIXES
+_SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPG": b"\xff\xd8\xff", "JPEG": b"\xff\xd8\xff", "BMP": b"BM"}
+
 
 def _read_plane(path):
     """Pixels and stored axes (``YX`` or ``YXS``) of a PNG, JPEG or BMP image.
@@ -31,10 +34,15 @@ def _read_plane(path):
     """
     import imageio.v3 as iio
 
+    kind = path.suffix[1:].upper()
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if not head.startswith(_SIGNATURES.get(kind, b"")):
+        # imageio would try every plugin, then send the user to install more
+        raise InputError(f"cannot read image {path}: its content is not a {kind} image")
     try:
         data = np.asarray(iio.imread(path))
     except Exception as err:
-        kind = path.suffix[1:].upper()
         raise InputError(f"cannot read image {path}: not a readable {kind} ({err})") from err
     if data.ndim == 3 and data.shape[-1] in (2, 4):  # grey + alpha, RGBA
         data = data[..., :-1]
