@@ -324,6 +324,8 @@ def test_bad_input_is_named(synth):
         cluster(cells, markers=["CD3", "CD20"], signatures={"T": {"positive": ["CD68"]}})
     with pytest.raises(InputError, match="level"):
         cluster(cells, markers=["CD3"], level="lineage")
+    with pytest.raises(InputError, match=r"cofactors must be positive, got \{'CD20': 0.0\}$"):
+        cluster(cells, markers=["CD3", "CD20"], cofactor={"CD3": 5.0, "CD20": 0.0})
 
 
 def test_constant_zero_and_negative_markers(synth):

@@ -35,7 +35,8 @@ def _transform(raw, markers, transform, cofactor):
         else:
             cof = np.full(raw.shape[1], float(cofactor))
         if not np.all(cof > 0):
-            raise InputError(f"arcsinh cofactors must be positive, got {dict(zip(markers, cof))}")
+            bad = {m: float(c) for m, c in zip(markers, cof) if not c > 0}
+            raise InputError(f"arcsinh cofactors must be positive, got {bad}")
         params["cofactors"] = dict(zip(markers, cof.tolist()))
         return np.arcsinh(raw / cof), params
     if transform == "percentile":
