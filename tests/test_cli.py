@@ -295,6 +295,16 @@ def test_track_options_and_tables_that_give_nothing(movie, tmp_path, capsys, cap
     assert pd.read_csv(tmp_path / "e.csv").empty
 
 
+def test_segment_refuses_masks_for_another_backend(movie, tmp_path, capsys):
+    folder, _ = movie
+    image, labels = str(folder / "m.ome.tif"), str(folder / "truth" / "m_labels.tif")
+    assert (
+        main(["segment", image, "-o", str(tmp_path / "o.tif"), "--backend", "watershed", "--labels", labels])
+        == 2
+    )
+    assert "--labels gives the masks of --backend labels, not of --backend watershed" in _error_line(capsys)
+
+
 def test_segment_names_the_image_whose_frames_hold_nan(tmp_path, capsys):
     frame = np.ones((32, 32), np.float32)
     frame[3, 4] = np.nan

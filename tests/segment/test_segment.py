@@ -344,6 +344,9 @@ def test_bad_inputs_are_input_errors(synth):
         segment(frames[:, :, :, None])
     with pytest.raises(InputError, match="diameter"):
         segment(frames, diameter_px=-3)
+    for backend in ("watershed", "labels"):  # the flips were ignored
+        with pytest.raises(InputError, match=f"tta=True .* is for backend 'unet', not '{backend}'"):
+            segment(frames, backend=backend, tta=True, labels=truth if backend == "labels" else None)
     for backend in ("unet", "watershed"):  # the watershed failed deep in numpy, the network found nothing
         with pytest.raises(InputError, match=r"diameter_px 100000 is larger than the frames \("):
             segment(frames, backend=backend, diameter_px=100_000)

@@ -120,6 +120,8 @@ def _cmd_segment(args):
         progress=True,
         tta=args.tta,
     )
+    if args.labels is not None and args.backend != "labels":
+        raise InputError(f"--labels gives the masks of --backend labels, not of --backend {args.backend}")
     if args.backend == "labels":
         if args.labels is None:
             raise InputError("--backend labels needs --labels MASKS.tif")

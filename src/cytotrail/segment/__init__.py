@@ -154,6 +154,8 @@ def segment(
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown segmentation backend {backend!r}; expected one of {list(BACKENDS)}")
+    if tta and backend != "unet":
+        raise InputError(f"tta=True (flip test-time augmentation) is for backend 'unet', not {backend!r}")
     diameter = diameter_px
     if diameter is not None and not (np.isfinite(diameter) and diameter > 0):
         raise InputError(f"diameter_px must be a positive number of pixels, got {diameter!r}")
