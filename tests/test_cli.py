@@ -305,6 +305,16 @@ def test_segment_refuses_masks_for_another_backend(movie, tmp_path, capsys):
     assert "--labels gives the masks of --backend labels, not of --backend watershed" in _error_line(capsys)
 
 
+def test_segment_says_when_it_found_nothing(tmp_path, caplog):
+    tifffile.imwrite(tmp_path / "flat.tif", np.full((48, 48), 7, np.uint16))
+    assert (
+        main(["segment", str(tmp_path / "flat.tif"), "-o", str(tmp_path / "l.tif"), "--backend", "watershed"])
+        == 0
+    )
+    assert "no object was found in any frame of" in caplog.text
+    assert io.read_labels(tmp_path / "l.tif").max() == 0
+
+
 def test_segment_names_the_image_whose_frames_hold_nan(tmp_path, capsys):
     frame = np.ones((32, 32), np.float32)
     frame[3, 4] = np.nan

@@ -144,6 +144,13 @@ def _cmd_segment(args):
         _provenance_path(args.output, "segment"), {"image": str(args.image), "model": args.model, **info}
     )
     log.info("wrote %s: %d frame(s), largest label %d", args.output, len(labels), labels.max(initial=0))
+    if not labels.any():
+        log.warning(
+            "no object was found in any frame of %s (channel %s): is it the nuclear channel, "
+            "and is the diameter right?",
+            args.image,
+            args.channel or 0,
+        )
 
 
 def _parser_segment_cells(sub):
