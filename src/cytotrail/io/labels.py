@@ -129,5 +129,6 @@ def check_instance_labels(labels, name):
         raise InputError(
             f"{name}: looks like an intensity image, not labels: each of its {len(values)} values "
             f"lies in {n_regions / len(values):.0f} separate places on average (frame "
-            f"{filled[0]}); were the image and the labels swapped?"
+            f"{filled[0]}); were the image and the labels swapped, or did ids wrap around in a "
+            f"{labels.dtype} file?"
         )
