@@ -268,6 +268,8 @@ def test_cli_foreign_tables_gates_and_workflow_csv(tmp_path, capsys):
     assert "'T' is given twice" in capsys.readouterr().err
     assert _cli(tmp_path, tmp_path / "a.csv", *args[:4], "--cell-types", "{T: {pos: [CD3], neg: [CD3]}}") == 2
     assert "signature of 'T' names ['CD3'] both positive and negative" in capsys.readouterr().err
+    assert _cli(tmp_path, tmp_path / "a.csv", *args[:4], "--background", "Bkg") == 2
+    assert "--background Bkg: table " in capsys.readouterr().err
 
 
 def test_cli_without_markers_writes_the_table(tmp_path):

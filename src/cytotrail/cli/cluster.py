@@ -149,6 +149,11 @@ def _cmd_cluster(args):
         tables[str(path)] = table
     markers = list(args.markers or [])
     extra = list(args.background or [])
+    if markers and extra:
+        try:
+            check_marker_columns(tables, extra, args.feature, drop_na=args.drop_na)
+        except InputError as err:
+            raise InputError(f"--background {' '.join(extra)}: {err}") from err
     if markers:
         check_marker_columns(tables, markers + extra, args.feature, drop_na=args.drop_na)
     cells = pd.concat(list(tables.values()), ignore_index=True)
