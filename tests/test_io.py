@@ -245,6 +245,14 @@ def test_real_tiffs_are_not_taken_for_truncated_or_ambiguous():
             assert len(names) == shape[1]
 
 
+def test_a_column_named_twice_is_refused_not_renamed(tmp_path):
+    (tmp_path / "det.csv").write_text("frame,x,y,x\n0,1.0,2.0,3.0\n")  # pandas made the second x.1
+    with pytest.raises(InputError, match=r"det.csv names the column\(s\) \['x'\] more than once"):
+        io.read_table(tmp_path / "det.csv")
+    (tmp_path / "index.csv").write_text(",x,y,\n0,1.0,2.0,\n")  # unnamed columns are not names
+    assert list(io.read_table(tmp_path / "index.csv").columns[1:3]) == ["x", "y"]
+
+
 def test_a_folder_given_as_a_table_is_named_as_a_folder(tmp_path):
     (tmp_path / "cells").mkdir()
     with pytest.raises(InputError, match="cells is a folder"):

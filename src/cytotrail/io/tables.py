@@ -26,9 +26,17 @@ def read_table(path):
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix in (".csv", ".tsv", ".txt"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+            sep = "\t" if suffix == ".tsv" else ","
+            header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str)
+            table = pd.read_csv(path, sep=sep)
     except Exception as err:
         raise InputError(f"cannot read table {path}: {err}") from err
+    if suffix in (".csv", ".tsv", ".txt"):
+        names = [n for n in (header.iloc[0] if len(header) else []) if isinstance(n, str)]  # unnamed: NaN
+        twice = sorted({n for n in names if names.count(n) > 1}, key=str)
+        if twice:  # pandas would keep both, the second renamed "<name>.1"
+            raise InputError(f"table {path} names the column(s) {twice} more than once")
+        return table
     raise InputError(f"table {path}: unsupported format {suffix!r}; use .csv, .tsv or .parquet")
 
 
