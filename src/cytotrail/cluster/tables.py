@@ -300,9 +300,10 @@ def marker_values(table, columns, markers, *, drop_na=False):
     InputError
         NaN or infinite values (unless ``drop_na``: those rows are left out).
     """
-    check_marker_values(table, columns, markers, drop_na=drop_na)
     raw = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     keep = np.isfinite(raw).all(axis=1)
+    if not drop_na and not keep.all():
+        check_marker_values(table, columns, markers)  # raises, naming the first bad row
     return keep, raw[keep]
 
 
