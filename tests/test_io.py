@@ -290,6 +290,10 @@ def test_colour_images_and_binary_masks_are_not_labels(tmp_path):
     tifffile.imwrite(tmp_path / "binary.tif", (labels[0] > 0).astype(np.uint8))
     with pytest.raises(InputError, match="binary.tif: a binary mask"):
         io.read_labels(tmp_path / "binary.tif")
+    two = np.zeros((1, 32, 32), np.uint16)
+    two[0, 2:6, 2:6] = two[0, 2:6, 9:12] = 7  # one cell in two pieces is not a binary mask
+    tifffile.imwrite(tmp_path / "two.tif", two)
+    assert io.read_labels(tmp_path / "two.tif").max() == 7
     # three frames saved without metadata are stored as planar RGB: still a stack of labels
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # tifffile's notice of that default
