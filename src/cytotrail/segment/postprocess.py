@@ -109,94 +109,14 @@ def h_maxima(image, h, *, floor=None):
     image = np.asarray(image, np.float32)
     if image.ndim != 2:
         raise ValueError(f"h_maxima needs a 2-D image, got shape {image.shape}")
-    kernel = _h_maxima_kernel()
-    if kernel is None:  # no numba: skimage's grey reconstruction
-        from skimage.morphology import h_maxima as sk_h_maxima
+    from cytotrail.segment.hmax_kernel import h_maxima_flat
 
-        out = sk_h_maxima(image, np.float32(h)).astype(bool)
-        return out if floor is None else out & (image >= np.float32(floor + h))
     flat = image.ravel()
     floor = np.float32(-np.inf if floor is None else floor)
     candidates = np.flatnonzero(flat > floor)
     order = candidates[np.argsort(-flat[candidates], kind="stable")]
-    out = kernel(flat, order, image.shape[1], np.float32(h), floor)
+    out = h_maxima_flat(flat, order, image.shape[1], np.float32(h), floor)
     return out.reshape(image.shape).view(bool)
-
-
-_KERNELS = {}
-
-
-def _h_maxima_kernel():
-    """The numba union-find of :func:`h_maxima` (None when numba is missing)."""
-    if "h_maxima" in _KERNELS:
-        return _KERNELS["h_maxima"]
-    try:
-        import numba
-    except ImportError:
-        _KERNELS["h_maxima"] = None
-        return None
-
-    @numba.njit(cache=True, nogil=True)
-    def find(parent, i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]  # path halving
-            i = parent[i]
-        return i
-
-    @numba.njit(cache=True, nogil=True)
-    def kernel(flat, order, nx, h, floor):
-        n = flat.size
-        ny = n // nx
-        parent = np.full(n, -1, np.int64)
-        nxt = np.full(n, -1, np.int64)  # each root's list of top-plateau pixels: head is the root's
-        head = np.empty(n, np.int64)
-        tail = np.empty(n, np.int64)
-        out = np.zeros(n, np.uint8)
-        for k in range(order.size):
-            p = order[k]
-            v = flat[p]
-            parent[p] = p
-            head[p] = p
-            tail[p] = p
-            y, x = p // nx, p % nx
-            for dy in range(-1, 2):
-                yy = y + dy
-                if yy < 0 or yy >= ny:
-                    continue
-                for dx in range(-1, 2):
-                    xx = x + dx
-                    if (dy == 0 and dx == 0) or xx < 0 or xx >= nx:
-                        continue
-                    q = yy * nx + xx
-                    if parent[q] < 0:
-                        continue
-                    rp, rq = find(parent, p), find(parent, q)
-                    if rp == rq:
-                        continue
-                    tp, tq = flat[head[rp]], flat[head[rq]]
-                    if tp == tq:  # equal tops: one component, both plateaus stay candidates
-                        parent[rp] = rq
-                        nxt[tail[rq]] = head[rp]
-                        tail[rq] = tail[rp]
-                        continue
-                    lo, hi = (rp, rq) if tp < tq else (rq, rp)
-                    mark = 1 if flat[head[lo]] - v >= h else 0
-                    i = head[lo]
-                    while i >= 0:
-                        out[i] = mark
-                        i = nxt[i]
-                    parent[lo] = hi
-        for k in range(order.size):  # components that never met a higher one
-            p = order[k]
-            if parent[p] == p and flat[head[p]] - floor >= h:
-                i = head[p]
-                while i >= 0:
-                    out[i] = 1
-                    i = nxt[i]
-        return out
-
-    _KERNELS["h_maxima"] = kernel
-    return kernel
 
 
 def _fill_holes(labels):
