@@ -284,6 +284,22 @@ def test_empty_and_single_frame():
     out = track(single)
     assert out["track_id"].tolist() == [1, 2, 3]
     assert out["parent_track_id"].isna().all()
+    assert out.attrs["track"]["link_strategy"] == "none"
+
+
+def test_a_tissue_section_is_tracked_without_the_linker():
+    # one frame (a tissue image) has nothing to link: trackpy (2.4 s of imports in each
+    # workflow job) is not loaded
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pandas as pd; from cytotrail.track import track; "
+        "out = track(pd.DataFrame({'frame': [0, 0], 'y': [1.0, 9.0], 'x': [2.0, 2.0]})); "
+        "assert out['track_id'].tolist() == [1, 2]; "
+        "assert 'trackpy' not in sys.modules, 'trackpy was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_missing_frame_number_is_bridged():

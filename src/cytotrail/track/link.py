@@ -210,14 +210,14 @@ def link_frames(frame, pos, *, search_range, memory=0, predictor=None, link_stra
         The trackpy strategy that succeeded (with the reduced search range when one was
         needed, or ``'unlinked'``).
     """
+    n = len(frame)
+    frames = np.unique(frame)
+    if len(frames) <= 1:  # nothing to link (a tissue section): trackpy is not even imported
+        return np.arange(n, dtype=np.int64), "none"
     import trackpy
     from trackpy.linking.utils import SubnetOversizeException
 
     trackpy.quiet()
-    n = len(frame)
-    if n == 0:
-        return np.zeros(0, np.int64), "none"
-    frames = np.unique(frame)
     # the present frames plus empty ones for missing frame numbers, so that `memory` counts
     # real frames; more than memory + 1 empty frames in a row change nothing, so no more
     gaps = np.diff(frames) - 1
