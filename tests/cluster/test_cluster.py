@@ -9,6 +9,7 @@ from cytotrail.cluster import (
     auto_umap_epochs,
     cluster,
     embed_umap,
+    knn_graph,
     leiden,
     merge_tables,
     score_signatures,
@@ -465,6 +466,42 @@ def test_leiden_matches_scanpy_igraph_flavour():
         import anndata as ad
 
         leiden(ad.AnnData(X=x), resolution=0.3)
+
+
+def test_knn_graph_matches_scanpys_neighbors():
+    import anndata as ad
+    import scanpy as sc
+
+    x, truth = _blobs(seed=3)
+    x[7] = x[8]  # exact duplicates: a zero distance
+    ours, theirs = ad.AnnData(X=x.copy()), ad.AnnData(X=x.copy())
+    knn_graph(ours, transformer=KnnTransformer(n_neighbors=15, random_state=0), seed=0)
+    sc.pp.neighbors(
+        theirs, n_neighbors=15, use_rep="X", random_state=0, transformer=KnnTransformer(15, random_state=0)
+    )
+    assert ours.uns["neighbors"] == theirs.uns["neighbors"]
+    assert (ours.obsp["distances"] != theirs.obsp["distances"]).nnz == 0
+    a, b = ours.obsp["connectivities"], theirs.obsp["connectivities"]
+    assert a.dtype == b.dtype and (a != 0).nnz == (b != 0).nnz
+    assert ((a != 0) != (b != 0)).nnz == 0  # the same edges
+    # the same weights up to float32 rounding (umap-learn's parallel bisection rounds a
+    # few bandwidths differently), and the same communities
+    assert abs(a - b).max() < 1e-5
+    for resolution in (0.3, 1.0):
+        leiden(ours, resolution=resolution, seed=0)
+        leiden(theirs, resolution=resolution, seed=0)
+        np.testing.assert_array_equal(ours.obs["leiden"], theirs.obs["leiden"])
+    assert _ari(ours.obs["leiden"], truth) > 0.95
+    with pytest.raises(ValueError, match="same number of neighbours"):
+        knn_graph(ad.AnnData(X=x), transformer=_Ragged())
+
+
+class _Ragged(KnnTransformer):
+    def fit_transform(self, x, y=None):
+        graph = super().fit_transform(x)
+        graph.data[0] = 0
+        graph.eliminate_zeros()  # the first row a neighbour short
+        return graph
 
 
 def test_auto_umap_epochs():

@@ -5,7 +5,8 @@ A package of small modules, one responsibility each:
 - :mod:`~cytotrail.cluster.tables`: per-cell tables in (joins with tracks, marker columns,
   track summaries);
 - :mod:`~cytotrail.cluster.transform`: per-marker transforms and scaling;
-- :mod:`~cytotrail.cluster.graph`: the kNN graph, Leiden, UMAP;
+- :mod:`~cytotrail.cluster.graph`: the kNN graph, Leiden, UMAP (the graph's edge weights in
+  :mod:`~cytotrail.cluster.fuzzy_kernel`);
 - :mod:`~cytotrail.cluster.resolution`: the Leiden resolution chosen from the data;
 - :mod:`~cytotrail.cluster.gating`: thresholds (given or estimated), rescaling around
   them, scimap's rule kinds, readers of scimap's gates and phenotype workflow tables;
@@ -20,6 +21,7 @@ from cytotrail.cluster.graph import (
     KnnTransformer,
     auto_umap_epochs,
     embed_umap,
+    knn_graph,
     leiden,
 )
 from cytotrail.cluster.pipeline import cluster, write_anndata
@@ -35,6 +37,7 @@ __all__ = [
     "auto_umap_epochs",
     "cluster",
     "embed_umap",
+    "knn_graph",
     "leiden",
     "merge_tables",
     "score_signatures",

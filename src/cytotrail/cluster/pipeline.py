@@ -44,7 +44,7 @@ from cytotrail.checks import number, whole_number
 from cytotrail.cluster.celltypes import annotate as annotate_types
 from cytotrail.cluster.celltypes import normalise_signatures
 from cytotrail.cluster.gating import estimate_thresholds, outlier_fence
-from cytotrail.cluster.graph import KnnTransformer, _track_groups, embed_umap, leiden
+from cytotrail.cluster.graph import KnnTransformer, _track_groups, embed_umap, knn_graph, leiden
 from cytotrail.cluster.resolution import choose_resolution
 from cytotrail.cluster.tables import (
     _feature_columns,
@@ -415,7 +415,7 @@ def _cluster_graph(
     }
     if n_distinct >= 3 and informative >= 1:
         transformer = KnnTransformer(n_neighbors=k, groups=groups, random_state=seed, n_jobs=threads)
-        sc.pp.neighbors(adata, n_neighbors=k, use_rep=use_rep, random_state=seed, transformer=transformer)
+        knn_graph(adata, transformer=transformer, use_rep=use_rep, seed=seed)
         timings["neighbors"], clock = _lap(clock)
         if resolution is None:
             chosen, table = choose_resolution(adata, seed=seed, use_rep=use_rep, n_neighbors=k)

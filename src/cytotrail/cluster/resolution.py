@@ -60,24 +60,16 @@ def choose_resolution(
     import anndata as ad
     from sklearn.metrics import adjusted_rand_score
 
-    from cytotrail.cluster.graph import KnnTransformer, leiden
+    from cytotrail.cluster.graph import KnnTransformer, knn_graph, leiden
 
     if n_seeds < 2:
         raise ValueError("n_seeds must be at least 2")
     if adata.n_obs > max_cells:
-        import scanpy as sc
-
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(adata.n_obs, max_cells, replace=False))
         rep = adata.X if use_rep == "X" else adata.obsm[use_rep]
         graph = ad.AnnData(X=np.asarray(rep[rows], dtype=np.float32))
-        sc.pp.neighbors(
-            graph,
-            n_neighbors=n_neighbors,
-            use_rep="X",
-            random_state=seed,
-            transformer=KnnTransformer(n_neighbors=n_neighbors, random_state=seed),
-        )
+        knn_graph(graph, transformer=KnnTransformer(n_neighbors=n_neighbors, random_state=seed), seed=seed)
     else:
         graph = ad.AnnData(X=np.zeros((adata.n_obs, 0), np.float32))
         graph.obsp["connectivities"] = adata.obsp["connectivities"]
