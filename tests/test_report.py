@@ -15,6 +15,14 @@ from cytotrail import report
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 def test_frame_qc_flags_the_odd_frame():
     from cytotrail.synth import make_timelapse
 
@@ -65,10 +73,59 @@ def test_figures_build_on_a_single_frame_or_no_cells(n_frames, n_cells):
         report.composition_figure(adata.obs),
         report.timeseries_figure(adata),
         report.umap_figure(adata),
+        report.spatial_figure(adata),
     ]
     for figure in figures:
         figure.canvas.draw()
     assert len(report.summary_table(adata.obs)) == (1 if n_cells else 0)
+
+
+def _texts(figure):
+    return [t.get_text() for ax in figure.axes for t in ax.texts]
+
+
+def test_a_tissue_run_without_signatures_is_summarised_by_its_clusters():
+    # `cytotrail init` writes no signatures: the summary figures group by Leiden cluster
+    # (they used to say "no cells" over 310 cells), and single images are not "tracked"
+    import anndata
+
+    rng = np.random.default_rng(0)
+    obs = pd.DataFrame(
+        {
+            "sample": np.repeat(["s1", "s2", "s3"], 40),
+            "frame": 0,
+            "y": rng.uniform(0, 50, 120),
+            "x": rng.uniform(0, 60, 120),
+            "leiden": rng.choice(["0", "1", "2", "10"], 120),
+        },
+        index=[str(i) for i in range(120)],
+    )
+    adata = anndata.AnnData(rng.normal(size=(120, 3)), obs=obs)
+    adata.var_names = ["CD3", "CD20", "PanCK"]
+    adata.obsm["X_umap"] = rng.normal(size=(120, 2))
+    assert report.group_key(adata.obs) == "leiden"
+    heatmap = report.heatmap_figure(adata)
+    assert _texts(heatmap) == [] and "Leiden cluster" in heatmap.axes[0].get_title()
+    # numeric order of the clusters, not text order
+    assert [t.get_text() for t in heatmap.axes[0].get_yticklabels()] == ["0", "1", "2", "10"]
+    composition = report.composition_figure(adata.obs)
+    assert _texts(composition) == ["one frame per sample: no time axis"]
+    umap = report.umap_figure(adata)
+    assert [ax.get_title() for ax in umap.axes] == ["by Leiden cluster", "by sample"]
+    spatial = report.spatial_figure(adata)
+    panels = [ax for ax in spatial.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["s1", "s2", "s3"]
+    assert all(sum(len(c.get_offsets()) for c in ax.collections) == 40 for ax in panels)
+    tracks = obs.assign(track_id=range(120), lineage_id=range(120), parent_track_id=np.nan)
+    assert (
+        _texts(report.tracks_figure(tracks[tracks["sample"] == "s1"]))[0]
+        == "a single image: nothing to track"
+    )
+    assert _texts(report.lineage_figure(tracks[tracks["sample"] == "s1"])) == ["a single image: no lineages"]
+    # with cell types, they win over the clusters
+    adata.obs["cell_type"] = np.where(adata.obs["leiden"] == "0", "T", "B")
+    assert report.group_key(adata.obs) == "cell_type"
+    assert "cell type" in report.spatial_figure(adata).texts[0].get_text()
 
 
 def _chromium():
@@ -124,6 +181,7 @@ def test_html_report_opens_in_chromium_with_every_figure(demo_run):
             "heatmap.png",
             "composition.png",
             "timeseries.png",
+            "spatial.png",
         }
         assert {Path(p).name for p in widths} == expected
         assert all(w > 0 for w in widths.values()), widths

@@ -11,11 +11,15 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "composition_figure",
+    "group_key",
     "heatmap_figure",
     "lineage_figure",
     "nucleus_areas",
     "segmentation_figure",
+    "spatial_figure",
     "summary_table",
+    "timeseries_figure",
     "tracks_figure",
     "umap_figure",
 ]
@@ -39,6 +43,33 @@ def _contrast(frame):
     from cytotrail.segment.preprocess import normalize, percentiles
 
     return np.clip(normalize(frame, *percentiles(frame)), 0, 1)
+
+
+GROUP_TITLES = {"cell_type": "cell type", "leiden": "Leiden cluster"}
+
+
+def group_key(obs):
+    """The column the summary figures group cells by: ``cell_type``, else the Leiden
+    clusters (a run without signatures), else None."""
+    return next((key for key in GROUP_TITLES if key in obs), None)
+
+
+def _groups(values):
+    """Distinct values as str, numbers in numeric order (Leiden's "2" before "10")."""
+    names = pd.unique(pd.Series(values).astype(str))
+    return sorted(names, key=lambda v: (0, int(v), "") if v.isdigit() else (1, 0, v))
+
+
+def _colours(n):
+    """``n`` colours: matplotlib's tab10, or tab20 beyond 10 (repeating beyond 20)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _single_frame(frames):
+    return len(frames) > 0 and pd.Series(frames).nunique() == 1
 
 
 def segmentation_figure(nuclear, labels, *, n_frames=3, title=""):
@@ -65,8 +96,11 @@ def segmentation_figure(nuclear, labels, *, n_frames=3, title=""):
         ax.set_title(f"frame {t}: {len(np.unique(labels[t])) - (labels[t].min() == 0)} nuclei")
         ax.set_axis_off()
     counts = [len(np.unique(f)) - 1 if f.min() == 0 else len(np.unique(f)) for f in labels]
-    axes[-2].plot(range(n_total), counts, marker="o", ms=3)
-    axes[-2].set(xlabel="frame", ylabel="nuclei", title="nuclei per frame")
+    if n_total == 1:
+        _say(axes[-2], f"a single image: {counts[0]} nuclei")
+    else:
+        axes[-2].plot(range(n_total), counts, marker="o", ms=3)
+        axes[-2].set(xlabel="frame", ylabel="nuclei", title="nuclei per frame")
     areas = nucleus_areas(labels)
     if len(areas):
         axes[-1].hist(areas, bins=30, color="0.4")
@@ -110,8 +144,8 @@ def tracks_figure(tracks, *, title=""):
         ``frame, track_id, y, x`` and optionally ``lineage_id``, ``parent_track_id``.
     """
     fig, (ax_xy, ax_len) = _figure(1, 2, figsize=(10, 4.6))
-    if len(tracks) == 0:
-        _say(ax_xy, "no cells: nothing to track")
+    if len(tracks) == 0 or _single_frame(tracks["frame"]):
+        _say(ax_xy, "no cells: nothing to track" if len(tracks) == 0 else "a single image: nothing to track")
         _say(ax_len, "no tracks")
         fig.suptitle(title)
         return fig
@@ -146,40 +180,39 @@ def umap_figure(adata):
             _say(ax, "no UMAP: no cells, or UMAP switched off")
         return fig
     xy = adata.obsm["X_umap"]
-    for ax, key in zip(axes, ("cell_type", "sample")):
+    for ax, key in zip(axes, (group_key(adata.obs), "sample")):
         if key not in adata.obs:
-            _say(ax, f"no `{key}` column")
+            _say(ax, "no cell types or clusters" if key is None else f"no `{key}` column")
             continue
         values = adata.obs[key].astype(str)
-        for i, value in enumerate(sorted(values.unique())):
+        names = _groups(values)
+        for value, colour in zip(names, _colours(len(names))):
             sel = (values == value).to_numpy()
             ax.scatter(
-                xy[sel, 0],
-                xy[sel, 1],
-                s=3,
-                label=f"{value} ({sel.sum()})",
-                color=f"C{i % 10}",
-                rasterized=True,
+                xy[sel, 0], xy[sel, 1], s=3, label=f"{value} ({sel.sum()})", color=colour, rasterized=True
             )
         ax.legend(markerscale=4, fontsize=8, frameon=False)
-        ax.set(xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2", title=f"by {key}")
+        title = f"by {GROUP_TITLES.get(key, key)}"
+        ax.set(xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2", title=title)
     fig.tight_layout()
     return fig
 
 
-def heatmap_figure(adata, *, groupby="cell_type"):
-    """Mean marker intensity per group, z-scored per marker."""
+def heatmap_figure(adata, *, groupby=None):
+    """Mean marker intensity per group (default: :func:`group_key`), z-scored per marker."""
+    groupby = groupby or group_key(adata.obs)
     fig, ax = _figure(figsize=(1.2 + 0.7 * max(adata.n_vars, 1), 1.5 + 0.45 * 6))
     if adata.n_obs == 0 or groupby not in adata.obs:
-        _say(ax, "no cells to summarise")
+        _say(ax, "no cells to summarise" if adata.n_obs == 0 else "no cell types or clusters")
         return fig
     values = pd.DataFrame(np.asarray(adata.X), columns=adata.var_names, index=adata.obs_names)
     means = values.groupby(adata.obs[groupby].astype(str).to_numpy()).mean()
+    means = means.loc[_groups(means.index)]
     z = (means - means.mean()) / means.std(ddof=0).replace(0, 1)
     im = ax.imshow(z.to_numpy(), cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
     ax.set_xticks(range(len(z.columns)), z.columns, rotation=45, ha="right")
     ax.set_yticks(range(len(z.index)), z.index)
-    ax.set_title(f"marker means per {groupby} (z-score)")
+    ax.set_title(f"marker means per {GROUP_TITLES.get(groupby, groupby)} (z-score)")
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
     return fig
@@ -278,8 +311,11 @@ def worst_frames_figure(nuclear, labels, *, n_frames=3, title=""):
 def lineage_figure(tracks, *, max_lineages=12, title=""):
     """Lineage trees of the largest lineages: a line per track over its frames, divisions joined."""
     fig, ax = _figure(figsize=(9, 5))
-    if len(tracks) == 0 or "lineage_id" not in tracks:
-        _say(ax, "no tracks" if len(tracks) == 0 else "no lineage information")
+    if len(tracks) == 0 or "lineage_id" not in tracks or _single_frame(tracks["frame"]):
+        if len(tracks) == 0:
+            _say(ax, "no tracks")
+        else:
+            _say(ax, "a single image: no lineages" if "lineage_id" in tracks else "no lineage information")
         return fig
     spans = tracks.groupby("track_id").agg(
         start=("frame", "min"),
@@ -320,37 +356,107 @@ def lineage_figure(tracks, *, max_lineages=12, title=""):
     return fig
 
 
-def composition_figure(obs):
-    """Cell-type composition per sample, and over time (fraction of cells per frame)."""
+def composition_figure(obs, *, groupby=None):
+    """Composition per sample, and over time (fraction of cells per frame), of the cell
+    types (default: :func:`group_key`, the clusters when there are no types)."""
+    groupby = groupby or group_key(obs)
     fig, (ax_s, ax_t) = _figure(1, 2, figsize=(11, 4.5))
-    if len(obs) == 0 or "cell_type" not in obs:
-        _say(ax_s, "no cells")
-        _say(ax_t, "no cells")
+    if len(obs) == 0 or groupby not in obs:
+        for ax in (ax_s, ax_t):
+            _say(ax, "no cells" if len(obs) == 0 else "no cell types or clusters")
         return fig
-    types = obs["cell_type"].astype(str)
-    per_sample = pd.crosstab(obs["sample"].astype(str), types, normalize="index")
+    groups = obs[groupby].astype(str)
+    names = _groups(groups)
+    colours = dict(zip(names, _colours(len(names))))
+    per_sample = pd.crosstab(obs["sample"].astype(str), groups, normalize="index")[names]
     bottom = np.zeros(len(per_sample))
-    for i, cell_type in enumerate(per_sample.columns):
-        ax_s.bar(per_sample.index, per_sample[cell_type], bottom=bottom, label=cell_type, color=f"C{i % 10}")
-        bottom += per_sample[cell_type].to_numpy()
-    ax_s.set(ylabel="fraction of cells", title="composition per sample")
-    ax_s.legend(fontsize=8, frameon=False)
-    over_time = pd.crosstab(obs["frame"], types, normalize="index")
-    for i, cell_type in enumerate(over_time.columns):
-        ax_t.plot(over_time.index, over_time[cell_type], color=f"C{i % 10}", label=cell_type)
-    ax_t.set(xlabel="frame", ylabel="fraction of cells", title="composition over time")
+    for name in names:
+        ax_s.bar(per_sample.index, per_sample[name], bottom=bottom, label=name, color=colours[name])
+        bottom += per_sample[name].to_numpy()
+    ax_s.set(ylabel="fraction of cells", title=f"{GROUP_TITLES.get(groupby, groupby)}s per sample")
+    ax_s.tick_params(axis="x", labelrotation=90 if len(per_sample) > 4 else 0, labelsize=7)
+    ax_s.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if obs["frame"].nunique() < 2:
+        _say(ax_t, "one frame per sample: no time axis")
+    else:
+        over_time = pd.crosstab(obs["frame"], groups, normalize="index")
+        for name in over_time.columns:
+            ax_t.plot(over_time.index, over_time[name], color=colours[name], label=name)
+        ax_t.set(xlabel="frame", ylabel="fraction of cells", title="composition over time")
     fig.tight_layout()
     return fig
 
 
-def timeseries_figure(adata, *, groupby="cell_type"):
-    """Mean marker level per cell type over frames, for cells that were tracked."""
+def spatial_figure(adata, *, groupby=None, max_samples=12):
+    """Where the cells of each type lie: one panel per sample (its last frame), cells as
+    dots at their centroids, coloured as in the other figures (default: :func:`group_key`).
+
+    Parameters
+    ----------
+    adata : AnnData
+        ``obs`` with ``sample``, ``frame``, ``y``, ``x``.
+    groupby : str, optional
+        ``obs`` column of the colours.
+    max_samples : int
+        Panels at most; the first samples in name order (the figure says how many more).
+    """
+    groupby = groupby or group_key(adata.obs)
+    obs = adata.obs
+    samples = _groups(obs["sample"]) if len(obs) else []
+    shown = samples[:max_samples]
+    ncols = max(1, min(4, len(shown)))
+    nrows = max(1, -(-len(shown) // ncols))
+    fig, axes = _figure(nrows, ncols, figsize=(3.6 * ncols + 1.8, 3.6 * nrows), squeeze=False)
+    axes = axes.ravel()
+    if not shown or groupby not in obs or not {"x", "y", "frame"} <= set(obs.columns):
+        _say(axes[0], "no cells" if not shown else "no cell types or clusters, or no positions")
+        for ax in axes[1:]:
+            ax.set_axis_off()
+        return fig
+    values = obs[groupby].astype(str)
+    names = _groups(values)
+    colours = dict(zip(names, _colours(len(names))))
+    sample_of = obs["sample"].astype(str)
+    for ax, sample in zip(axes, shown):
+        in_sample = (sample_of == sample).to_numpy()
+        last = obs["frame"].to_numpy()[in_sample].max()
+        cells = obs[in_sample & (obs["frame"].to_numpy() == last)]
+        size = float(np.clip(3000 / max(len(cells), 1), 1, 30))
+        for name in names:
+            sel = (values.loc[cells.index] == name).to_numpy()
+            if sel.any():
+                ax.scatter(cells["x"][sel], cells["y"][sel], s=size, color=colours[name], rasterized=True)
+        ax.set_aspect("equal")
+        ax.invert_yaxis()
+        ax.set(xticks=[], yticks=[])
+        frame_note = f", frame {last}" if obs["frame"].nunique() > 1 else ""
+        ax.set_title(f"{sample}{frame_note}", fontsize=8)
+    for ax in axes[len(shown) :]:
+        ax.set_axis_off()
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=colours[n]) for n in names]
+    fig.legend(handles, names, loc="center right", fontsize=8, frameon=False, title=GROUP_TITLES.get(groupby))
+    more = f" (first {len(shown)} of {len(samples)} samples)" if len(samples) > len(shown) else ""
+    fig.suptitle(f"{GROUP_TITLES.get(groupby, groupby)}s in space{more}")
+    fig.tight_layout(rect=(0, 0, (3.6 * ncols) / (3.6 * ncols + 1.8), 1))
+    return fig
+
+
+def timeseries_figure(adata, *, groupby=None):
+    """Mean marker level per cell type (default: :func:`group_key`) over frames."""
+    groupby = groupby or group_key(adata.obs)
     markers = list(adata.var_names)
     n = max(len(markers), 1)
     fig, axes = _figure(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
     axes = axes[0]
     if adata.n_obs == 0 or groupby not in adata.obs or adata.obs["frame"].nunique() < 2:
-        _say(axes[0], "no time axis: a single frame, or no cells")
+        _say(
+            axes[0],
+            "no cell types or clusters"
+            if adata.n_obs and groupby is None
+            else "no time axis: a single frame, or no cells",
+        )
         for ax in axes[1:]:
             ax.set_axis_off()
         return fig
@@ -358,10 +464,11 @@ def timeseries_figure(adata, *, groupby="cell_type"):
     values["frame"] = adata.obs["frame"].to_numpy()
     values["group"] = adata.obs[groupby].astype(str).to_numpy()
     means = values.groupby(["group", "frame"]).mean()
+    names = _groups(values["group"])
     for ax, marker in zip(axes, markers):
-        for i, group in enumerate(sorted(values["group"].unique())):
+        for group, colour in zip(names, _colours(len(names))):
             series = means.loc[group, marker]
-            ax.plot(series.index, series.to_numpy(), color=f"C{i % 10}", label=group)
+            ax.plot(series.index, series.to_numpy(), color=colour, label=group)
         ax.set(title=marker, xlabel="frame")
     axes[0].legend(fontsize=7, frameon=False)
     fig.tight_layout()

@@ -85,6 +85,12 @@ rule report_summary:
             category="Cell types",
             labels={"figure": "marker time series"},
         ),
+        spatial=report(
+            f"{RESULTS}/report/spatial.png",
+            caption="../report/spatial.rst",
+            category="Cell types",
+            labels={"figure": "in space"},
+        ),
         summary=report(
             f"{RESULTS}/report/summary.tsv",
             caption="../report/summary.rst",

@@ -13,7 +13,7 @@ def _parser_report(sub):
         help="QC figures and summary tables",
         description="`cytotrail report sample IMAGE LABELS TRACKS -o DIR` writes segmentation.png and "
         "tracks.png for one sample; `cytotrail report summary CELLS.h5ad -o DIR` writes umap.png, "
-        "heatmap.png and summary.tsv for all samples.",
+        "heatmap.png, composition.png, timeseries.png, spatial.png and summary.tsv for all samples.",
     )
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     one = kinds.add_parser("sample", help="figures of one sample")
@@ -77,6 +77,7 @@ def _cmd_report_summary(args):
     io.save_figure(out / "heatmap.png", report.heatmap_figure(adata))
     io.save_figure(out / "composition.png", report.composition_figure(adata.obs))
     io.save_figure(out / "timeseries.png", report.timeseries_figure(adata))
+    io.save_figure(out / "spatial.png", report.spatial_figure(adata))
     io.write_table(out / "summary.tsv", report.summary_table(adata.obs, samples=args.samples))
 
 
