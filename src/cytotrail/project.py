@@ -16,6 +16,7 @@ __all__ = [
     "NUCLEAR_HINTS",
     "channel_roles",
     "config_text",
+    "guess_membrane_channels",
     "guess_nuclear_channel",
     "nuclear_rank",
     "sample_names",
@@ -50,6 +51,47 @@ NUCLEAR_HINTS = DNA_STAINS + HISTONES
 # elements MIBI records from the slide and the tissue (Au, Si, Ta, Na, C, P, Fe, Ca).
 BACKGROUND_HINTS = ("background", "bkg", "empty", "blank")
 ELEMENTS = frozenset({"au", "si", "ta", "na", "c", "p", "fe", "ca", "al", "ti", "cu", "zn", "mg", "k", "s"})
+
+
+# Channels that outline most cells of a tissue, matched at the start of the lower-cased
+# name without punctuation: membrane (E-cadherin, Na/K-ATPase, CD45, CD44, CD98, CD298,
+# beta-catenin, MHC class I / HLA-ABC, WGA) and cytoplasm (keratins, vimentin). The
+# whole-cell masks of Mesmer and steinbock are drawn on such a sum.
+MEMBRANE_HINTS = (
+    "ecad",
+    "cdh1",
+    "nakatpase",
+    "atp1a1",
+    "cd45",
+    "ptprc",
+    "cd44",
+    "cd98",
+    "cd298",
+    "betacatenin",
+    "bcatenin",
+    "catenin",
+    "hlaabc",
+    "mhci",
+    "wga",
+    "panck",
+    "pancytokeratin",
+    "cytokeratin",
+    "keratin",
+    "krt",
+    "vimentin",
+)
+_KERATIN_SHORT = re.compile(r"^ck\d")  # CK5, CK8/18, CK19
+
+
+def guess_membrane_channels(markers):
+    """The markers that outline most cells (``MEMBRANE_HINTS``; CK5, CK19, ...), in order:
+    the channels :func:`config_text` grows whole cells over. Empty when none is named so."""
+    keys = {m: _key(m) for m in markers}
+    return [
+        m
+        for m, key in keys.items()
+        if (key.startswith(MEMBRANE_HINTS) and not key.startswith("mhcii")) or _KERATIN_SHORT.match(key)
+    ]
 
 
 def _key(name):
@@ -260,6 +302,7 @@ def config_text(metadata, nuclear, *, images):
         "  # typical nucleus diameter in pixels; null estimates it per movie. Set it when the",
         "  # estimate (logged in results/logs/segment_nuclei/) is off or nuclei are merged or split.",
         "  diameter_px: null",
+        *_cells_lines(guess_membrane_channels(markers), dump),
         "",
         "track:",
         "  # largest displacement of a nucleus between frames, in pixels; null adapts it to the data.",
@@ -293,3 +336,19 @@ def config_text(metadata, nuclear, *, images):
         "",
     ]
     return "\n".join(lines)
+
+
+def _cells_lines(membrane, dump):
+    """The ``segment.cells`` lines of the config: whole cells over ``membrane``, or null."""
+    if not membrane:
+        return [
+            "  # whole cells: name membrane/cytoplasm channels, e.g. {channels: [ECadherin, CD45]};",
+            "  # null measures each nucleus and a ring of quantify.cytoplasm_um around it",
+            "  cells: null",
+        ]
+    return [
+        "  # whole cells grown from the nuclei over these membrane/cytoplasm channels (found by",
+        "  # name); null measures each nucleus and a ring of quantify.cytoplasm_um around it",
+        "  cells:",
+        f"    channels: {dump(membrane)}",
+    ]

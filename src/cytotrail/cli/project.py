@@ -17,8 +17,9 @@ def _parser_init(sub):
         "channel names and pixel size are read from the files, the nuclear channel is guessed from "
         "names like DNA, DAPI, Hoechst, H2B or H3 (or given with --nuclear-channel), the other "
         "channels every image has become the clustered markers (but further DNA channels and "
-        "elements such as Au or Si; a Background channel becomes cluster.background), and no "
-        "cell-type signatures are written. Then run the workflow in OUTDIR: snakemake --snakefile PATH/TO/cytotrail/Snakefile "
+        "elements such as Au or Si; a Background channel becomes cluster.background), whole cells "
+        "are grown over the channels named like membrane or cytoplasm markers (E-cadherin, PanCK, "
+        "CD45, Na/K-ATPase, ...: segment.cells), and no cell-type signatures are written. Then run the workflow in OUTDIR: snakemake --snakefile PATH/TO/cytotrail/Snakefile "
         "--directory OUTDIR --cores all",
     )
     p.add_argument("images", nargs="+", help="TIFF/OME-TIFF images (or PNG/JPEG planes), one sample each")
