@@ -126,6 +126,10 @@ def test_a_tissue_run_without_signatures_is_summarised_by_its_clusters():
     adata.obs["cell_type"] = np.where(adata.obs["leiden"] == "0", "T", "B")
     assert report.group_key(adata.obs) == "cell_type"
     assert "cell type" in report.spatial_figure(adata).texts[0].get_text()
+    adata.obs.loc[adata.obs["leiden"] == "1", "cell_type"] = "unknown"
+    umap = report.umap_figure(adata)
+    colours = {c.get_label().split(" ")[0]: tuple(c.get_facecolor()[0]) for c in umap.axes[0].collections}
+    assert colours["unknown"] == (0.6, 0.6, 0.6, 1.0) and colours["B"] != colours["T"]
 
 
 def _chromium():

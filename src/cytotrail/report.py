@@ -60,12 +60,17 @@ def _groups(values):
     return sorted(names, key=lambda v: (0, int(v), "") if v.isdigit() else (1, 0, v))
 
 
-def _colours(n):
-    """``n`` colours: matplotlib's tab10, or tab20 beyond 10 (repeating beyond 20)."""
+def _palette(names):
+    """``{name: colour}``: matplotlib's tab10, or tab20 beyond 10 names (repeating beyond
+    20); cells typed ``unknown`` in grey."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
+    from cytotrail.cluster.celltypes import UNKNOWN
+
+    named = [n for n in names if n != UNKNOWN]
+    cmap = matplotlib.colormaps["tab10" if len(named) <= 10 else "tab20"]
+    out = {n: cmap(i % cmap.N) for i, n in enumerate(named)}
+    return {n: out.get(n, (0.6, 0.6, 0.6, 1.0)) for n in names}
 
 
 def _single_frame(frames):
@@ -186,7 +191,7 @@ def umap_figure(adata):
             continue
         values = adata.obs[key].astype(str)
         names = _groups(values)
-        for value, colour in zip(names, _colours(len(names))):
+        for value, colour in _palette(names).items():
             sel = (values == value).to_numpy()
             ax.scatter(
                 xy[sel, 0], xy[sel, 1], s=3, label=f"{value} ({sel.sum()})", color=colour, rasterized=True
@@ -367,7 +372,7 @@ def composition_figure(obs, *, groupby=None):
         return fig
     groups = obs[groupby].astype(str)
     names = _groups(groups)
-    colours = dict(zip(names, _colours(len(names))))
+    colours = _palette(names)
     per_sample = pd.crosstab(obs["sample"].astype(str), groups, normalize="index")[names]
     bottom = np.zeros(len(per_sample))
     for name in names:
@@ -415,7 +420,7 @@ def spatial_figure(adata, *, groupby=None, max_samples=12):
         return fig
     values = obs[groupby].astype(str)
     names = _groups(values)
-    colours = dict(zip(names, _colours(len(names))))
+    colours = _palette(names)
     sample_of = obs["sample"].astype(str)
     for ax, sample in zip(axes, shown):
         in_sample = (sample_of == sample).to_numpy()
@@ -466,7 +471,7 @@ def timeseries_figure(adata, *, groupby=None):
     means = values.groupby(["group", "frame"]).mean()
     names = _groups(values["group"])
     for ax, marker in zip(axes, markers):
-        for group, colour in zip(names, _colours(len(names))):
+        for group, colour in _palette(names).items():
             series = means.loc[group, marker]
             ax.plot(series.index, series.to_numpy(), color=colour, label=group)
         ax.set(title=marker, xlabel="frame")
