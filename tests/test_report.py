@@ -264,3 +264,23 @@ def test_summary_keeps_a_sample_without_cells():
     assert table.set_index("sample").loc["b", "cells"] == 2
     assert list(report.summary_table(obs)["sample"]) == ["a", "b"]
     assert list(report.summary_table(obs.iloc[:0], samples=["x"])["sample"]) == ["x"]
+
+
+def test_a_single_image_gets_close_ups_of_its_densest_typical_and_sparsest_fields():
+    from cytotrail.synth import make_timelapse
+
+    data = make_timelapse(n_frames=1, shape=(400, 600), n_cells=60, seed=5)
+    labels = data.labels.copy()
+    labels[0, :, 400:] = 0  # the right third empty: no window there is chosen
+    windows = report.close_up_windows(labels[0])
+    assert list(windows) == ["densest field", "typical field", "sparsest field"]
+    size = report.close_up_size(labels[0])
+    diameter = 2 * np.sqrt(np.median(report.nucleus_areas(labels)) / np.pi)
+    assert size == int(np.clip(round(8 * diameter), 128, 512)) and size < 400  # about 8 nuclei across
+    counts = [len(np.unique(labels[0, y : y + size, x : x + size])) - 1 for y, x in windows.values()]
+    assert counts[0] >= counts[1] >= counts[2] > 0 and all(x < 400 for _, x in windows.values())
+    figure = report.worst_frames_figure(data.image[:, 0], labels, title="s")
+    assert [ax.get_title().split(" (")[0] for ax in figure.axes] == list(windows)
+    assert figure.axes[0].images[0].get_array().shape[:2] == (size, size)  # full resolution
+    small = report.close_up_windows(labels[0, :100, :100])
+    assert small == {"the whole image": (0, 0)}

@@ -292,8 +292,15 @@ def frame_qc(labels):
     return pd.DataFrame(out, columns=["frame", "nuclei", "median_area", "fragments", "qc_score"])
 
 
+CLOSE_UP_NUCLEI = 8  # a close-up spans about this many median nuclei
+CLOSE_UP_PX = (128, 512)  # ... within these sides in pixels
+
+
 def worst_frames_figure(nuclear, labels, *, n_frames=3, title=""):
-    """Outlines on the frames with the highest QC score (see :func:`frame_qc`)."""
+    """Outlines on the frames with the highest QC score (see :func:`frame_qc`); for a
+    single image, close-ups instead (:func:`close_ups_figure`)."""
+    if labels.shape[0] == 1:
+        return close_ups_figure(nuclear[0], labels[0], title=title)
     qc = frame_qc(labels).sort_values(["qc_score", "frame"], ascending=[False, True])
     worst = qc.head(n_frames)
     from skimage.segmentation import find_boundaries
@@ -309,6 +316,59 @@ def worst_frames_figure(nuclear, labels, *, n_frames=3, title=""):
         ax.set_title(f"frame {row.frame}: QC {row.qc_score:.2f}, {row.nuclei} nuclei")
         ax.set_axis_off()
     fig.suptitle(f"{title}: frames with the highest QC score" if title else "highest QC score")
+    fig.tight_layout()
+    return fig
+
+
+def close_up_size(labels):
+    """Side in pixels of a close-up: ``CLOSE_UP_NUCLEI`` median nucleus diameters (of a
+    disc of the median area), within ``CLOSE_UP_PX``."""
+    areas = nucleus_areas(labels)
+    diameter = 2 * np.sqrt(np.median(areas) / np.pi) if len(areas) else 0.0
+    return int(np.clip(round(CLOSE_UP_NUCLEI * diameter), *CLOSE_UP_PX))
+
+
+def close_up_windows(labels, *, size=None):
+    """``{name: (y, x)}``: top-left corners of ``size`` windows (default
+    :func:`close_up_size`) of a (Y, X) label image,
+    among the windows of a grid the one with the most nuclei, a typical one (the median
+    count) and the one with the fewest but one; ``{"the whole image": (0, 0)}`` when the
+    image fits in one window (or holds no nucleus)."""
+    size = size or close_up_size(labels)
+    ny, nx = labels.shape
+    corners = [
+        (y, x) for y in range(0, max(ny - size, 0) + 1, size) for x in range(0, max(nx - size, 0) + 1, size)
+    ]
+    counts = np.array([len(np.unique(labels[y : y + size, x : x + size])) - 1 for y, x in corners])
+    order = np.argsort(-counts, kind="stable")
+    occupied = order[counts[order] > 0]
+    if len(corners) == 1 or len(occupied) == 0:
+        return {"the whole image": (0, 0)}
+    out = {}
+    for name, i in zip(("densest field", "typical field", "sparsest field"), (0, len(occupied) // 2, -1)):
+        if corners[occupied[i]] not in out.values():
+            out[name] = corners[occupied[i]]
+    return out
+
+
+def close_ups_figure(nuclear, labels, *, size=None, title=""):
+    """Outlines at full resolution on the densest, a typical and the sparsest field of one
+    image, where the whole-image view of a tissue section is too small to judge them."""
+    from skimage.segmentation import find_boundaries
+
+    size = size or close_up_size(labels)
+    windows = close_up_windows(labels, size=size)
+    fig, axes = _figure(1, len(windows), figsize=(4 * len(windows), 4.2), squeeze=False)
+    contrast = _contrast(nuclear)
+    for ax, (name, (y, x)) in zip(axes[0], windows.items()):
+        crop = labels[y : y + size, x : x + size]
+        rgb = np.repeat(contrast[y : y + size, x : x + size][..., None], 3, axis=2)
+        rgb[find_boundaries(crop, mode="inner")] = (1.0, 0.8, 0.1)
+        ax.imshow(rgb, interpolation="nearest")
+        n = len(np.unique(crop)) - (crop.min() == 0)
+        ax.set_title(f"{name} (y {y}, x {x}): {n} {'nucleus' if n == 1 else 'nuclei'}", fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle(f"{title}: close-ups at full resolution" if title else "close-ups at full resolution")
     fig.tight_layout()
     return fig
 
