@@ -284,3 +284,31 @@ def test_a_single_image_gets_close_ups_of_its_densest_typical_and_sparsest_field
     assert figure.axes[0].images[0].get_array().shape[:2] == (size, size)  # full resolution
     small = report.close_up_windows(labels[0, :100, :100])
     assert small == {"the whole image": (0, 0)}
+
+
+def test_whole_cells_are_outlined_under_the_nuclei(tmp_path):
+    from cytotrail import io
+    from cytotrail.cli import main
+    from cytotrail.synth import make_timelapse
+
+    data = make_timelapse(n_frames=2, shape=(96, 96), n_cells=8, seed=4)
+    cells = data.cells  # the generator's true whole cells
+    cyan = np.array(report.CELL_OUTLINE)
+    for figure in (
+        report.segmentation_figure(data.image[:, 0], data.labels, cells=cells),
+        report.worst_frames_figure(data.image[:, 0], data.labels, cells=cells),
+        report.worst_frames_figure(data.image[:1, 0], data.labels[:1], cells=cells[:1]),
+    ):
+        shown = figure.axes[0].images[0].get_array()
+        assert np.isclose(shown, cyan).all(axis=2).sum() > 20  # cell outlines drawn
+    plain = report.segmentation_figure(data.image[:, 0], data.labels).axes[0].images[0].get_array()
+    assert not np.isclose(plain, cyan).all(axis=2).any()
+    # the CLI names both files when the stacks disagree
+    image = tmp_path / "image.tif"
+    io.write_image(image, data.image, channel_names=data.channel_names)
+    io.write_labels(tmp_path / "labels.tif", data.labels)
+    io.write_labels(tmp_path / "cells.tif", cells[:1])
+    io.write_table(tmp_path / "tracks.csv", data.tracks)
+    args = ["report", "sample", str(image), str(tmp_path / "labels.tif"), str(tmp_path / "tracks.csv")]
+    assert main([*args, "-o", str(tmp_path / "out"), "--cells", str(tmp_path / "cells.tif")]) == 2
+    assert not (tmp_path / "out" / "segmentation.png").exists()

@@ -45,6 +45,21 @@ def _contrast(frame):
     return np.clip(normalize(frame, *percentiles(frame)), 0, 1)
 
 
+CELL_OUTLINE = (0.2, 0.8, 1.0)  # whole cells: cyan, under the nuclei's outlines
+
+
+def _outlines(grey, labels, colour, cells=None):
+    """RGB of a contrast-stretched ``grey`` plane with the inner boundaries of ``labels``
+    in ``colour`` over those of the whole ``cells`` (cyan), when given."""
+    from skimage.segmentation import find_boundaries
+
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if cells is not None:
+        rgb[find_boundaries(cells, mode="inner")] = CELL_OUTLINE
+    rgb[find_boundaries(labels, mode="inner")] = colour
+    return rgb
+
+
 GROUP_TITLES = {"cell_type": "cell type", "leiden": "Leiden cluster"}
 
 
@@ -77,7 +92,7 @@ def _single_frame(frames):
     return len(frames) > 0 and pd.Series(frames).nunique() == 1
 
 
-def segmentation_figure(nuclear, labels, *, n_frames=3, title=""):
+def segmentation_figure(nuclear, labels, *, cells=None, n_frames=3, title=""):
     """Label outlines on the nuclear channel for a few frames, nuclei per frame and sizes.
 
     Parameters
@@ -86,17 +101,18 @@ def segmentation_figure(nuclear, labels, *, n_frames=3, title=""):
         Nuclear channel.
     labels : (T, Y, X) ndarray
         Label stack of the same shape.
+    cells : (T, Y, X) ndarray, optional
+        Whole cells (``segment.cells``), outlined in cyan under the nuclei.
     n_frames : int
         Frames shown, spread evenly over the movie.
     """
-    from skimage.segmentation import find_boundaries
-
     n_total = labels.shape[0]
     frames = np.unique(np.linspace(0, n_total - 1, min(n_frames, n_total)).round().astype(int))
     fig, axes = _figure(1, len(frames) + 2, figsize=(4 * (len(frames) + 2), 4.2))
     for ax, t in zip(axes, frames):
-        rgb = np.repeat(_contrast(nuclear[t])[..., None], 3, axis=2)
-        rgb[find_boundaries(labels[t], mode="inner")] = (1.0, 0.2, 0.2)
+        rgb = _outlines(
+            _contrast(nuclear[t]), labels[t], (1.0, 0.2, 0.2), None if cells is None else cells[t]
+        )
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(f"frame {t}: {len(np.unique(labels[t])) - (labels[t].min() == 0)} nuclei")
         ax.set_axis_off()
@@ -296,22 +312,22 @@ CLOSE_UP_NUCLEI = 8  # a close-up spans about this many median nuclei
 CLOSE_UP_PX = (128, 512)  # ... within these sides in pixels
 
 
-def worst_frames_figure(nuclear, labels, *, n_frames=3, title=""):
+def worst_frames_figure(nuclear, labels, *, cells=None, n_frames=3, title=""):
     """Outlines on the frames with the highest QC score (see :func:`frame_qc`); for a
     single image, close-ups instead (:func:`close_ups_figure`)."""
     if labels.shape[0] == 1:
-        return close_ups_figure(nuclear[0], labels[0], title=title)
+        return close_ups_figure(nuclear[0], labels[0], cells=None if cells is None else cells[0], title=title)
     qc = frame_qc(labels).sort_values(["qc_score", "frame"], ascending=[False, True])
     worst = qc.head(n_frames)
-    from skimage.segmentation import find_boundaries
-
     fig, axes = _figure(1, max(len(worst), 1), figsize=(4 * max(len(worst), 1), 4.2), squeeze=False)
     axes = axes[0]
     if len(worst) == 0:
         _say(axes[0], "no frames")
     for ax, row in zip(axes, worst.itertuples()):
-        rgb = np.repeat(_contrast(nuclear[row.frame])[..., None], 3, axis=2)
-        rgb[find_boundaries(labels[row.frame], mode="inner")] = (1.0, 0.8, 0.1)
+        t = row.frame
+        rgb = _outlines(
+            _contrast(nuclear[t]), labels[t], (1.0, 0.8, 0.1), None if cells is None else cells[t]
+        )
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(f"frame {row.frame}: QC {row.qc_score:.2f}, {row.nuclei} nuclei")
         ax.set_axis_off()
@@ -351,19 +367,18 @@ def close_up_windows(labels, *, size=None):
     return out
 
 
-def close_ups_figure(nuclear, labels, *, size=None, title=""):
+def close_ups_figure(nuclear, labels, *, cells=None, size=None, title=""):
     """Outlines at full resolution on the densest, a typical and the sparsest field of one
-    image, where the whole-image view of a tissue section is too small to judge them."""
-    from skimage.segmentation import find_boundaries
-
+    image, where the whole-image view of a tissue section is too small to judge them
+    (whole ``cells`` in cyan under the nuclei, when given)."""
     size = size or close_up_size(labels)
     windows = close_up_windows(labels, size=size)
     fig, axes = _figure(1, len(windows), figsize=(4 * len(windows), 4.2), squeeze=False)
     contrast = _contrast(nuclear)
     for ax, (name, (y, x)) in zip(axes[0], windows.items()):
         crop = labels[y : y + size, x : x + size]
-        rgb = np.repeat(contrast[y : y + size, x : x + size][..., None], 3, axis=2)
-        rgb[find_boundaries(crop, mode="inner")] = (1.0, 0.8, 0.1)
+        window = (slice(y, y + size), slice(x, x + size))
+        rgb = _outlines(contrast[window], crop, (1.0, 0.8, 0.1), None if cells is None else cells[window])
         ax.imshow(rgb, interpolation="nearest")
         n = len(np.unique(crop)) - (crop.min() == 0)
         ax.set_title(f"{name} (y {y}, x {x}): {n} {'nucleus' if n == 1 else 'nuclei'}", fontsize=9)

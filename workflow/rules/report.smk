@@ -5,6 +5,7 @@ rule report_sample:
         frames=image_frames,
         labels=f"{RESULTS}/{{sample}}/labels.tif",
         tracks=f"{RESULTS}/{{sample}}/tracks.parquet",
+        cells=lambda wildcards: cells_file(wildcards.sample) or [],
     output:
         segmentation=report(
             f"{RESULTS}/{{sample}}/report/segmentation.png",
@@ -47,13 +48,14 @@ rule report_sample:
     params:
         channel=lambda wildcards: nuclear_channel(wildcards.sample),
         image=image_options,
+        cells=lambda wildcards: cli_flags({"cells": cells_file(wildcards.sample)}),
         frames=config["report"]["frames"],
         outdir=lambda wildcards, output: Path(output.segmentation).parent,
         version=VERSION,
     shell:
         "cytotrail report sample {input.image:q} {input.labels:q} {input.tracks:q} "
         "-o {params.outdir:q} --sample {wildcards.sample} "
-        "--channel {params.channel:q} --frames {params.frames} {params.image} > {log:q} 2>&1"
+        "--channel {params.channel:q} --frames {params.frames} {params.image} {params.cells} > {log:q} 2>&1"
 
 
 rule report_summary:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cytotrail.io import InputError
+
 from ._common import _add_image_options, _add_sample, _nuclear_frames, _sample_name
 
 
@@ -23,6 +25,11 @@ def _parser_report(sub):
     one.add_argument("-o", "--outdir", required=True, help="output folder")
     one.add_argument("--channel", default=None, help="nuclear channel name or index (default: the first)")
     one.add_argument("--frames", type=int, default=3, help="frames shown in the overlays")
+    one.add_argument(
+        "--cells",
+        default=None,
+        help="whole-cell label stack (.tif) outlined under the nuclei (segment.cells)",
+    )
     _add_image_options(one)
     _add_sample(one)
     one.set_defaults(func=_cmd_report_sample)
@@ -48,16 +55,21 @@ def _cmd_report_sample(args):
 
     frames, _ = _nuclear_frames(args)
     labels = io.read_labels(args.labels)
+    cells = None if args.cells is None else io.read_labels(args.cells)
+    if cells is not None and cells.shape != labels.shape:
+        raise InputError(
+            f"cells {args.cells} have shape {cells.shape} but labels {args.labels} have {labels.shape}"
+        )
     tracks = io.read_table(args.tracks)
     sample = _sample_name(args, args.image)
     out = Path(args.outdir)
     io.save_figure(
         out / "segmentation.png",
-        report.segmentation_figure(frames, labels, n_frames=args.frames, title=sample),
+        report.segmentation_figure(frames, labels, cells=cells, n_frames=args.frames, title=sample),
     )
     io.save_figure(
         out / "worst_frames.png",
-        report.worst_frames_figure(frames, labels, n_frames=args.frames, title=sample),
+        report.worst_frames_figure(frames, labels, cells=cells, n_frames=args.frames, title=sample),
     )
     io.save_figure(out / "tracks.png", report.tracks_figure(tracks, title=sample))
     io.save_figure(out / "lineages.png", report.lineage_figure(tracks, title=sample))
