@@ -203,6 +203,8 @@ def test_init_grows_whole_cells_over_the_membrane_channels_it_recognises(tmp_pat
     panel = ["DNA1", "CD3", "E-cadherin", "Na/K-ATPase", "HLA-DR", "MHC-II", "CK8/18", "Ki67", "CD45RO"]
     assert guess_membrane_channels(panel) == ["E-cadherin", "Na/K-ATPase", "CK8/18", "CD45RO"]
     assert guess_membrane_channels(["CD3", "CD20", "Ki67"]) == []
+    mibi = ["dsDNA", "Pan-Keratin", "HLA_Class_1", "HLA_Class_II", "Beta catenin", "SMA", "CD45", "Vimentin"]
+    assert guess_membrane_channels(mibi) == ["Pan-Keratin", "HLA_Class_1", "Beta catenin", "CD45", "Vimentin"]
     image = _multiplexed(tmp_path / "data" / "a.ome.tif", names=("DNA1", "CD3", "PanCK", "CD45"))
     assert main(["-q", "init", str(image), "-o", str(tmp_path / "proj")]) == 0
     config, _ = _read(tmp_path / "proj")

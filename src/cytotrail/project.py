@@ -71,10 +71,14 @@ MEMBRANE_HINTS = (
     "bcatenin",
     "catenin",
     "hlaabc",
+    "hlaclass1",
+    "hlaclassi",
     "mhci",
     "wga",
     "panck",
     "pancytokeratin",
+    "pankeratin",
+    "pankrt",
     "cytokeratin",
     "keratin",
     "krt",
@@ -90,7 +94,8 @@ def guess_membrane_channels(markers):
     return [
         m
         for m, key in keys.items()
-        if (key.startswith(MEMBRANE_HINTS) and not key.startswith("mhcii")) or _KERATIN_SHORT.match(key)
+        if (key.startswith(MEMBRANE_HINTS) and not key.startswith(("mhcii", "hlaclassii")))
+        or _KERATIN_SHORT.match(key)
     ]
 
 
