@@ -65,7 +65,9 @@ def umap_figure(adata):
 def heatmap_figure(adata, *, groupby=None):
     """Mean marker intensity per group (default: :func:`group_key`), z-scored per marker."""
     groupby = groupby or group_key(adata.obs)
-    fig, ax = subplots(figsize=(1.2 + 0.7 * max(adata.n_vars, 1), 1.5 + 0.45 * 6))
+    n_groups = adata.obs[groupby].nunique() if groupby in adata.obs else 0
+    width = max(5.0, 2.4 + 0.7 * max(adata.n_vars, 1))  # room for the title and the longest name
+    fig, ax = subplots(figsize=(width, 1.5 + 0.45 * max(n_groups, 4)))
     if adata.n_obs == 0 or groupby not in adata.obs:
         say(ax, "no cells to summarise" if adata.n_obs == 0 else "no cell types or clusters")
         return fig
@@ -76,7 +78,7 @@ def heatmap_figure(adata, *, groupby=None):
     im = ax.imshow(z.to_numpy(), cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
     ax.set_xticks(range(len(z.columns)), z.columns, rotation=45, ha="right")
     ax.set_yticks(range(len(z.index)), z.index)
-    ax.set_title(f"marker means per {GROUP_TITLES.get(groupby, groupby)} (z-score)")
+    ax.set_title(f"marker means per {GROUP_TITLES.get(groupby, groupby)} (z-score)", fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
     return fig
