@@ -38,7 +38,7 @@ def _palette(names):
 
 def umap_figure(adata):
     """UMAP coloured by cell type and by sample."""
-    fig, axes = subplots(1, 2, figsize=(11, 5))
+    fig, axes = subplots(1, 2, figsize=(14, 5))
     if adata.n_obs == 0 or "X_umap" not in adata.obsm:
         for ax in axes:
             say(ax, "no UMAP: no cells, or UMAP switched off")
@@ -55,7 +55,7 @@ def umap_figure(adata):
             ax.scatter(
                 xy[sel, 0], xy[sel, 1], s=3, label=f"{value} ({sel.sum()})", color=colour, rasterized=True
             )
-        ax.legend(markerscale=4, fontsize=8, frameon=False)
+        ax.legend(markerscale=4, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         title = f"by {GROUP_TITLES.get(key, key)}"
         ax.set(xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2", title=title)
     fig.tight_layout()
