@@ -382,3 +382,20 @@ def test_folder_of_label_frames_is_a_stack(tmp_path):
     tifffile.imwrite(folder / "mask003.tif", labels[:2])
     with pytest.raises(InputError, match=r"label folder .*masks: mask003.tif has shape \(2, 16, 16\)"):
         io.read_labels(folder)
+
+
+def test_anndata_files_that_are_missing_or_not_h5ad_are_named(tmp_path):
+    import anndata
+
+    from cytotrail.cli import main
+
+    with pytest.raises(InputError, match="not found"):
+        io.read_anndata(tmp_path / "cells.h5ad")
+    (tmp_path / "junk.h5ad").write_text("not hdf5")
+    with pytest.raises(InputError, match="junk.h5ad: not a readable .h5ad"):
+        io.read_anndata(tmp_path / "junk.h5ad")
+    adata = anndata.AnnData(np.ones((3, 2), np.float32))
+    adata.write_h5ad(tmp_path / "ok.h5ad")
+    assert io.read_anndata(tmp_path / "ok.h5ad").shape == (3, 2)
+    # the report named a missing input "cannot write ..." (exit 1): now a bad input (exit 2)
+    assert main(["report", "summary", str(tmp_path / "cells.h5ad"), "-o", str(tmp_path / "out")]) == 2

@@ -256,9 +256,7 @@ def _read_cells(path):
     from cytotrail import io
 
     if str(path).endswith(".h5ad"):
-        import anndata
-
-        adata = anndata.read_h5ad(path)
+        adata = io.read_anndata(path)
         frame = adata.to_df()
         return frame.join(adata.obs.drop(columns=frame.columns, errors="ignore"))
     return io.read_table(path)

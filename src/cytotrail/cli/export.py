@@ -147,9 +147,7 @@ def _cmd_export_spatialdata(args):
         samples[sample] = (image, labels, names)
     adata = None
     if table is not None:
-        import anndata
-
-        adata = anndata.read_h5ad(table)
+        adata = io.read_anndata(table)
     write_spatialdata(args.output, to_spatialdata(samples, adata))
     log.info(
         "wrote %s: %d sample(s)%s",

@@ -79,11 +79,10 @@ def _cmd_report_sample(args):
 
 
 def _cmd_report_summary(args):
-    import anndata
 
     from cytotrail import io, report
 
-    adata = anndata.read_h5ad(args.adata)
+    adata = io.read_anndata(args.adata)
     out = Path(args.outdir)
     io.save_figure(out / "umap.png", report.umap_figure(adata))
     io.save_figure(out / "heatmap.png", report.heatmap_figure(adata))

@@ -25,7 +25,7 @@ from cytotrail.io.images import (
     write_image,
 )
 from cytotrail.io.labels import read_labels, write_labels
-from cytotrail.io.tables import read_table, save_figure, write_json, write_table, write_yaml
+from cytotrail.io.tables import read_anndata, read_table, save_figure, write_json, write_table, write_yaml
 
 __all__ = [
     "InputError",
@@ -35,6 +35,7 @@ __all__ = [
     "frame_files",
     "image_channels",
     "image_metadata",
+    "read_anndata",
     "read_image",
     "read_labels",
     "read_table",

@@ -1,5 +1,5 @@
 """Tables and small records out and in: per-cell and per-track tables (Parquet, CSV, TSV),
-JSON and YAML records, and figures, each written atomically."""
+clustered AnnData files (read), JSON and YAML records, and figures, each written atomically."""
 
 from __future__ import annotations
 
@@ -38,6 +38,20 @@ def read_table(path):
             raise InputError(f"table {path} names the column(s) {twice} more than once")
         return table
     raise InputError(f"table {path}: unsupported format {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def read_anndata(path):
+    """Read a ``.h5ad`` file (what ``cytotrail cluster`` writes), or InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not found"
+        raise InputError(f"AnnData file {path}: {what} (give the .h5ad of `cytotrail cluster`)")
+    import anndata
+
+    try:
+        return anndata.read_h5ad(path)
+    except Exception as err:  # h5py and anndata raise many types for files that are no .h5ad
+        raise InputError(f"cannot read AnnData file {path}: not a readable .h5ad ({err})") from err
 
 
 def write_table(path, table):
