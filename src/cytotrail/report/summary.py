@@ -176,23 +176,24 @@ def spatial_figure(adata, *, groupby=None, max_samples=12):
         for ax in axes[1:]:
             ax.set_axis_off()
         return fig
-    values = obs[groupby].astype(str)
+    values = obs[groupby].astype(str).to_numpy()
     names = _groups(values)
     colours = _palette(names)
-    sample_of = obs["sample"].astype(str)
+    sample_of = obs["sample"].astype(str).to_numpy()
+    frame, x, y = (obs[c].to_numpy() for c in ("frame", "x", "y"))
+    movie = len(np.unique(frame)) > 1
     for ax, sample in zip(axes, shown):
-        in_sample = (sample_of == sample).to_numpy()
-        last = obs["frame"].to_numpy()[in_sample].max()
-        cells = obs[in_sample & (obs["frame"].to_numpy() == last)]
-        size = float(np.clip(3000 / max(len(cells), 1), 1, 30))
+        in_sample = sample_of == sample
+        cells = in_sample & (frame == frame[in_sample].max())  # the last frame of a movie
+        size = float(np.clip(3000 / max(cells.sum(), 1), 1, 30))
         for name in names:
-            sel = (values.loc[cells.index] == name).to_numpy()
+            sel = cells & (values == name)
             if sel.any():
-                ax.scatter(cells["x"][sel], cells["y"][sel], s=size, color=colours[name], rasterized=True)
+                ax.scatter(x[sel], y[sel], s=size, color=colours[name], rasterized=True)
         ax.set_aspect("equal")
         ax.invert_yaxis()
         ax.set(xticks=[], yticks=[])
-        frame_note = f", frame {last}" if obs["frame"].nunique() > 1 else ""
+        frame_note = f", frame {frame[cells][0]}" if movie else ""
         ax.set_title(f"{sample}{frame_note}", fontsize=8)
     for ax in axes[len(shown) :]:
         ax.set_axis_off()
