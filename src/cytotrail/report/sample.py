@@ -9,6 +9,12 @@ import pandas as pd
 from cytotrail.report._draw import contrast, outlines, say, subplots
 
 
+def _n_nuclei(labels):
+    """Number of objects of a label image (0 is background, when present)."""
+    ids = np.unique(labels)
+    return len(ids) - int(ids.size > 0 and ids[0] == 0)
+
+
 def _single_frame(frames):
     return len(frames) > 0 and pd.Series(frames).nunique() == 1
 
@@ -30,12 +36,12 @@ def segmentation_figure(nuclear, labels, *, cells=None, n_frames=3, title=""):
     n_total = labels.shape[0]
     frames = np.unique(np.linspace(0, n_total - 1, min(n_frames, n_total)).round().astype(int))
     fig, axes = subplots(1, len(frames) + 2, figsize=(4 * (len(frames) + 2), 4.2))
+    counts = [_n_nuclei(f) for f in labels]
     for ax, t in zip(axes, frames):
         rgb = outlines(contrast(nuclear[t]), labels[t], (1.0, 0.2, 0.2), None if cells is None else cells[t])
         ax.imshow(rgb, interpolation="nearest")
-        ax.set_title(f"frame {t}: {len(np.unique(labels[t])) - (labels[t].min() == 0)} nuclei")
+        ax.set_title(f"frame {t}: {counts[t]} nuclei")
         ax.set_axis_off()
-    counts = [len(np.unique(f)) - 1 if f.min() == 0 else len(np.unique(f)) for f in labels]
     if n_total == 1:
         say(axes[-2], f"a single image: {counts[0]} nuclei")
     else:
@@ -193,7 +199,7 @@ def close_up_windows(labels, *, size=None):
     corners = [
         (y, x) for y in range(0, max(ny - size, 0) + 1, size) for x in range(0, max(nx - size, 0) + 1, size)
     ]
-    counts = np.array([len(np.unique(labels[y : y + size, x : x + size])) - 1 for y, x in corners])
+    counts = np.array([_n_nuclei(labels[y : y + size, x : x + size]) for y, x in corners])
     order = np.argsort(-counts, kind="stable")
     occupied = order[counts[order] > 0]
     if len(corners) == 1 or len(occupied) == 0:
@@ -218,7 +224,7 @@ def close_ups_figure(nuclear, labels, *, cells=None, size=None, title=""):
         window = (slice(y, y + size), slice(x, x + size))
         rgb = outlines(grey[window], crop, (1.0, 0.8, 0.1), None if cells is None else cells[window])
         ax.imshow(rgb, interpolation="nearest")
-        n = len(np.unique(crop)) - (crop.min() == 0)
+        n = _n_nuclei(crop)
         ax.set_title(f"{name} (y {y}, x {x}): {n} {'nucleus' if n == 1 else 'nuclei'}", fontsize=9)
         ax.set_axis_off()
     fig.suptitle(f"{title}: close-ups at full resolution" if title else "close-ups at full resolution")
